@@ -1,0 +1,48 @@
+# mammo-synth-study: `make study` runs the whole study on the built-in phantom data,
+# `make test` runs the tests. Both create and fill the virtual environment first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# CPU wheel available on this machine's disk. A GPU user installs a CUDA torch into .venv first
+# (`python3 -m venv .venv && .venv/bin/pip install torch --index-url ...`); it is then kept.
+TORCH_SPEC ?= torch==2.13.0
+PROFILE ?= default
+NAME ?= $(PROFILE)
+READER_PORT ?= 8866
+
+.PHONY: study test install browser reader-app benchmark lint clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's Chromium for the real-browser test of the rating page (Playwright drives it;
+# a browser download by Playwright itself does not work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found and not root: the browser test will be skipped"; fi; }
+
+study: $(STAMP)
+	$(PY) -m mammo_lib.runner --profile $(PROFILE) --name $(NAME)
+
+test: $(STAMP) browser
+	$(PY) -m pytest
+
+reader-app: $(STAMP)
+	$(PY) -m mammo_lib.rating_app serve --run-dir runs/$(NAME) --port $(READER_PORT)
+
+benchmark: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-runs:
+	rm -rf runs/
