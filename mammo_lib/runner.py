@@ -72,9 +72,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged ``parameters``."""
+    import tempfile
+
+    import nbformat
     import papermill as pm
 
-    return set(pm.inspect_notebook(str(notebook)).keys())
+    nb = nbformat.read(notebook, as_version=4)
+    if "kernelspec" not in nb.metadata:  # papermill's inspection needs one to pick a translator
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / notebook.name
+        nbformat.write(nb, copy)
+        return set(pm.inspect_notebook(str(copy)).keys())
 
 
 def _git_commit() -> str:
@@ -154,6 +163,7 @@ def run_study(
                 parameters=params,
                 cwd=str(nb.parent),
                 kernel_name="python3",
+                language="python",
                 progress_bar=False,
                 log_output=False,
             )

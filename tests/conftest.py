@@ -50,5 +50,5 @@ def execute_notebook(stem: str, run_dir: Path, profile: str = "smoke", **params)
     out = Path(run_dir) / f"{stem}.ipynb"
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(nb), str(out), parameters=merged, cwd=str(NOTEBOOK_DIR),
-                        kernel_name="python3", progress_bar=False)
+                        kernel_name="python3", language="python", progress_bar=False)
     return out

@@ -1,0 +1,60 @@
+"""The study runner executes numbered notebooks in order with papermill, with profiles, and
+names the notebook and cell when one fails."""
+
+import json
+
+import nbformat
+import pytest
+
+from mammo_lib.runner import StudyError, parse_overrides, run_study
+
+
+def _notebook(path, params_src, body_src):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(params_src)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body_src)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def notebook_dir(tmp_path):
+    d = tmp_path / "notebooks"
+    (d / "params").mkdir(parents=True)
+    _notebook(d / "01_first.ipynb", 'run_dir = "x"\nseed = 0\ncount = 1',
+              "from pathlib import Path\nPath(run_dir, 'first.txt').write_text(str(count * 10 + seed))")
+    _notebook(d / "02_second.ipynb", 'run_dir = "x"\nfactor = 2',
+              "from pathlib import Path\nv = int(Path(run_dir, 'first.txt').read_text())\n"
+              "Path(run_dir, 'second.txt').write_text(str(v * factor))")
+    (d / "params" / "01_first.json").write_text(json.dumps({"smoke": {"count": 3}, "default": {"count": 4}, "paper": {}}))
+    (d / "not_numbered.ipynb").write_text("{}")  # ignored: not NN_name
+    return d
+
+
+def test_runs_numbered_notebooks_in_order_with_profile(tmp_path, notebook_dir):
+    lines = []
+    run = run_study("smoke", name="r1", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
+                    overrides={"factor": 5, "unrelated": 1}, seed=1, log=lines.append)
+    assert (run / "first.txt").read_text() == "31"  # count=3 from the smoke profile, seed=1
+    assert (run / "second.txt").read_text() == "155"  # factor override reached notebook 02 only
+    assert (run / "01_first.ipynb").exists() and (run / "02_second.ipynb").exists()
+    record = json.loads((run / "run.json").read_text())
+    assert [n["status"] for n in record["notebooks"]] == ["ok", "ok"]
+    assert any(line.startswith("[1/2] 01_first") for line in lines)
+    assert any(line.startswith("[2/2] 02_second") for line in lines)
+
+
+def test_failure_names_notebook_and_cell(tmp_path, notebook_dir):
+    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('bad patch store')")
+    with pytest.raises(StudyError, match=r"03_broken\.ipynb failed in cell \d+.*ValueError: bad patch store"):
+        run_study("default", name="r2", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, log=lambda s: None)
+    record = json.loads((tmp_path / "runs" / "r2" / "run.json").read_text())
+    assert record["notebooks"][-1]["status"] == "failed"
+
+
+def test_unknown_profile_and_bad_override(tmp_path, notebook_dir):
+    with pytest.raises(StudyError, match="unknown profile"):
+        run_study("huge", runs_root=tmp_path, notebook_dir=notebook_dir)
+    with pytest.raises(StudyError, match="key=value"):
+        parse_overrides(["novalue"])
+    assert parse_overrides(["a=3", "b=[1,2]", "c=mias"]) == {"a": 3, "b": [1, 2], "c": "mias"}
