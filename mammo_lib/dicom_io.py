@@ -1,0 +1,391 @@
+"""Reading and writing mammogram DICOM files.
+
+Reading (:func:`read_dicom_pixels`) returns a float32 image in one convention for every
+source: *higher value = more attenuating = brighter tissue*. To get there it
+
+- applies Rescale Slope / Rescale Intercept when present (Modality LUT, linear case),
+- inverts MONOCHROME1 images (where the *stored* value grows towards black) over the full
+  stored range, so a MONOCHROME1 file and a MONOCHROME2 file holding the same picture read
+  back identically,
+- decodes compressed transfer syntaxes (RLE Lossless, JPEG 2000, JPEG-LS, JPEG Lossless)
+  through pydicom 3's pixel-data plugins; RLE needs nothing beyond numpy, the JPEG family
+  needs ``pylibjpeg`` with ``pylibjpeg-openjpeg`` (JPEG 2000) and ``pylibjpeg-libjpeg``
+  (JPEG-LS, JPEG Lossless), which are project dependencies.
+
+Every failure is a :class:`DicomReadError` (a ``ValueError``) whose message names the file and
+the problem, and says what to do.
+
+Writing (:func:`write_mammogram_dicom`) produces a genuine DICOM Part 10 file of the SOP class
+*Digital Mammography X-Ray Image Storage - For Presentation* (1.2.840.10008.5.1.4.1.1.1.2),
+Modality MG, with the attributes a real reader needs. UIDs are derived deterministically from
+``seed`` and the pseudonym, dates are fixed, so the same inputs give the same bytes. It is used
+by the built-in phantom (:mod:`mammo_lib.phantom`) and by the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    RLELossless,
+)
+
+#: SOP Class UID of "Digital Mammography X-Ray Image Storage - For Presentation".
+DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
+
+#: Root of the deterministic UIDs this project writes ("2.25." = UUID-derived, no registration).
+DEFAULT_UID_ROOT = "2.25."
+
+#: Packages that add decoders to pydicom, by transfer-syntax family (for error messages).
+_DECODER_HINT = (
+    "install the pixel-data plugins: `pip install pylibjpeg pylibjpeg-openjpeg "
+    "pylibjpeg-libjpeg` (JPEG 2000, JPEG-LS, JPEG Lossless) or `pip install python-gdcm`"
+)
+
+
+class DicomReadError(ValueError):
+    """A DICOM file could not be read; the message names the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def _tag_text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def dicom_header_meta(ds: Dataset) -> dict[str, Any]:
+    """The header facts the study uses, from a dataset read with or without pixels."""
+    spacing = None
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None:
+            try:
+                spacing = (float(value[0]), float(value[1]))
+                break
+            except (TypeError, ValueError, IndexError):
+                spacing = None
+    laterality = _tag_text(ds, "ImageLaterality") or _tag_text(ds, "Laterality")
+    ts = None
+    if getattr(ds, "file_meta", None) is not None:
+        ts = ds.file_meta.get("TransferSyntaxUID")
+    return {
+        "manufacturer": _tag_text(ds, "Manufacturer"),
+        "model_name": _tag_text(ds, "ManufacturerModelName"),
+        "photometric": _tag_text(ds, "PhotometricInterpretation"),
+        "bits_stored": int(ds.BitsStored) if "BitsStored" in ds else None,
+        "rows": int(ds.Rows) if "Rows" in ds else None,
+        "cols": int(ds.Columns) if "Columns" in ds else None,
+        "laterality": laterality,
+        "view": _tag_text(ds, "ViewPosition"),
+        "pixel_spacing": spacing,
+        "transfer_syntax": str(ts) if ts is not None else None,
+    }
+
+
+def read_dicom_header(path: str | os.PathLike) -> tuple[Dataset, dict[str, Any]]:
+    """Read only the header of a DICOM file (``stop_before_pixels``): fast, never decodes.
+
+    Raises :class:`DicomReadError` naming the file when it is missing, not DICOM or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DicomReadError(f"{path}: file not found (check the path and the collection folder)")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError as exc:
+        raise DicomReadError(
+            f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble: {exc}); "
+            "remove it from the collection or convert it to DICOM"
+        ) from exc
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise DicomReadError(
+            f"{path}: unreadable or truncated DICOM header ({type(exc).__name__}: {exc}); "
+            "re-copy or re-export the file"
+        ) from exc
+    return ds, dicom_header_meta(ds)
+
+
+def _stored_range(ds: Dataset) -> tuple[int, int]:
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode a single-frame grey-scale DICOM image into float32, brighter = denser tissue.
+
+    Returns ``(pixels, meta)``; ``meta`` holds manufacturer, model_name, photometric,
+    bits_stored, rows, cols, laterality, view, pixel_spacing (``None`` when absent) and
+    transfer_syntax. MONOCHROME1 is inverted over the stored range
+    (``out = slope * (max_stored + min_stored - stored) + intercept``), so that writing the
+    same picture as MONOCHROME1 or MONOCHROME2 reads back the same.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DicomReadError(f"{path}: file not found (check the path and the collection folder)")
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as exc:
+        raise DicomReadError(
+            f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble: {exc}); "
+            "remove it from the collection or convert it to DICOM"
+        ) from exc
+    except Exception as exc:
+        raise DicomReadError(
+            f"{path}: unreadable or truncated DICOM file ({type(exc).__name__}: {exc}); "
+            "re-copy or re-export the file"
+        ) from exc
+    meta = dicom_header_meta(ds)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise DicomReadError(
+            f"{path}: DICOM file has no pixel data (e.g. a structured report or presentation "
+            "state, or a header-only copy); it cannot be used as a mammogram"
+        )
+    ts = meta["transfer_syntax"] or "unknown"
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:
+        message = str(exc)
+        ts_name = UID(ts).name if ts != "unknown" else ts
+        if "plugin" in message.lower() or "no pixel data decoders" in message.lower() or isinstance(
+            exc, (NotImplementedError, ImportError)
+        ):
+            raise DicomReadError(
+                f"{path}: cannot decode transfer syntax {ts_name} ({ts}): {message}; "
+                f"{_DECODER_HINT}"
+            ) from exc
+        raise DicomReadError(
+            f"{path}: pixel data is unreadable or truncated (transfer syntax {ts_name}; "
+            f"{type(exc).__name__}: {message}); re-copy or re-export the file"
+        ) from exc
+    if stored.ndim == 3 and stored.shape[-1] in (3, 4) and meta["photometric"] not in (
+        "MONOCHROME1",
+        "MONOCHROME2",
+    ):
+        raise DicomReadError(
+            f"{path}: colour image ({meta['photometric']}); a grey-scale mammogram is expected"
+        )
+    if stored.ndim == 3:
+        # multi-frame: use the first frame (mammograms are single-frame; tomosynthesis is not)
+        stored = stored[0]
+    if stored.ndim != 2:
+        raise DicomReadError(f"{path}: expected a 2-D image, got pixel array of shape {stored.shape}")
+    pixels = stored.astype(np.float32)
+    if meta["photometric"] == "MONOCHROME1":
+        lo, hi = _stored_range(ds)
+        pixels = np.float32(hi + lo) - pixels
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    if slope != 1.0:
+        pixels *= np.float32(slope)
+    if intercept != 0.0:
+        pixels += np.float32(intercept)
+    return pixels, meta
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def deterministic_uid(*parts: object, uid_root: str = DEFAULT_UID_ROOT) -> UID:
+    """A valid DICOM UID derived from ``parts`` (same parts → same UID).
+
+    With the default root ``2.25.`` the UID is the decimal form of a 128-bit hash, the scheme
+    DICOM PS3.5 B.2 allows without a registered root. With another root, the hash digits are
+    appended and truncated to 64 characters.
+    """
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode("utf-8")).digest()
+    number = int.from_bytes(digest[:16], "big")
+    if uid_root == "2.25.":
+        return UID(f"2.25.{number}")
+    root = uid_root if uid_root.endswith(".") else uid_root + "."
+    return UID((root + str(number))[:64].rstrip("."))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_mammogram_dicom(
+    path: str | os.PathLike,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 16,
+    manufacturer: str = "HOLOGIC, Inc.",
+    model_name: str = "Selenia Dimensions",
+    image_pseudonym: str = "anon",
+    laterality: str = "L",
+    view: str = "CC",
+    pixel_spacing_mm: float | tuple[float, float] | None = 0.1,
+    rescale_slope: float | None = None,
+    rescale_intercept: float | None = None,
+    compress: str | None = None,
+    seed: int = 0,
+    uid_root: str = DEFAULT_UID_ROOT,
+    study_pseudonym: str | None = None,
+    patient_pseudonym: str | None = None,
+) -> Path:
+    """Write ``pixels`` (uint16, 2-D) as a For-Presentation digital mammogram DICOM file.
+
+    ``pixels`` is the picture as it should be *seen* (brighter = denser), in stored units
+    (0..2**bits_stored-1). For ``photometric="MONOCHROME1"`` the values are inverted before
+    storing (``stored = 2**bits_stored - 1 - pixels``), so :func:`read_dicom_pixels` returns
+    ``rescale_slope * pixels + rescale_intercept`` for both photometric interpretations.
+    ``rescale_slope``/``rescale_intercept`` of ``None`` leave the attributes out.
+    ``compress``: ``None`` (Explicit VR Little Endian) or ``"rle"`` (RLE Lossless, encoded by
+    pydicom's own encoder) or ``"jpeg2000"`` (JPEG 2000 Lossless, needs pylibjpeg-openjpeg).
+    UIDs derive from ``(uid_root, seed, image_pseudonym)``; dates are fixed (2000-01-01), so
+    identical arguments give identical bytes. Patient ID/Name are the ``patient_pseudonym``
+    (default: the image pseudonym), never real identifiers. Written atomically.
+    """
+    path = Path(path)
+    arr = np.asarray(pixels)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: pixels must be a 2-D image, got shape {arr.shape}")
+    if not 8 <= int(bits_stored) <= 16:
+        raise ValueError(f"{path}: bits_stored must be 8..16, got {bits_stored}")
+    bits_stored = int(bits_stored)
+    max_value = (1 << bits_stored) - 1
+    if arr.dtype.kind not in "ui":
+        raise ValueError(f"{path}: pixels must be an integer array (uint16), got {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > max_value):
+        raise ValueError(
+            f"{path}: pixel values {int(arr.min())}..{int(arr.max())} do not fit in "
+            f"{bits_stored} bits stored (0..{max_value})"
+        )
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"{path}: photometric must be MONOCHROME1 or MONOCHROME2, got {photometric!r}")
+    stored = arr.astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        stored = (max_value - stored).astype(np.uint16)
+    stored = np.ascontiguousarray(stored)
+
+    patient = patient_pseudonym or image_pseudonym
+    study = study_pseudonym or f"{patient}-study"
+    sop_uid = deterministic_uid("sop", seed, image_pseudonym, uid_root=uid_root)
+    study_uid = deterministic_uid("study", seed, study, uid_root=uid_root)
+    series_uid = deterministic_uid("series", seed, study, laterality, view, uid_root=uid_root)
+    frame_uid = deterministic_uid("frame", seed, study, uid_root=uid_root)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID("2.25.302561234590432179208718493047150734571")
+    meta.ImplementationVersionName = "MAMMO_SYNTH_01"
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.SOPClassUID = DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = "20000101"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "120000"
+    ds.AccessionNumber = ""
+    ds.Modality = "MG"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.Manufacturer = manufacturer
+    ds.ManufacturerModelName = model_name
+    ds.InstitutionName = "mammo-synth-study phantom"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "synthetic mammography phantom"
+    ds.SeriesDescription = f"{laterality}{view}"
+    ds.PatientName = patient
+    ds.PatientID = patient
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "F"
+    ds.PatientIdentityRemoved = "YES"
+    ds.BodyPartExamined = "BREAST"
+    ds.ViewPosition = view
+    ds.ImageLaterality = laterality
+    ds.Laterality = laterality
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ["A", "R"] if laterality == "L" else ["P", "L"]
+    ds.BurnedInAnnotation = "NO"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = int(stored.shape[0]), int(stored.shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
+    if pixel_spacing_mm is not None:
+        if isinstance(pixel_spacing_mm, (tuple, list)):
+            sp = [float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])]
+        else:
+            sp = [float(pixel_spacing_mm)] * 2
+        ds.PixelSpacing = [f"{v:.6g}" for v in sp]
+        ds.ImagerPixelSpacing = [f"{v:.6g}" for v in sp]
+    if rescale_slope is not None or rescale_intercept is not None:
+        ds.RescaleSlope = f"{float(rescale_slope if rescale_slope is not None else 1.0):.10g}"
+        ds.RescaleIntercept = f"{float(rescale_intercept or 0.0):.10g}"
+        ds.RescaleType = "US"
+    # window covering the stored range actually used, in output (rescaled) units
+    lo = float(arr.min()) if arr.size else 0.0
+    hi = float(arr.max()) if arr.size else float(max_value)
+    slope = float(rescale_slope) if rescale_slope is not None else 1.0
+    intercept = float(rescale_intercept) if rescale_intercept is not None else 0.0
+    if photometric == "MONOCHROME1":
+        lo, hi = max_value - hi, max_value - lo
+    center = slope * (lo + hi) / 2.0 + intercept
+    width = max(abs(slope) * (hi - lo + 1.0), 1.0)
+    ds.WindowCenter = f"{center:.6g}"
+    ds.WindowWidth = f"{width:.6g}"
+    ds.VOILUTFunction = "LINEAR"
+    ds.LossyImageCompression = "00"
+    ds.PixelData = stored.tobytes()
+
+    if compress is not None:
+        name = compress.lower()
+        if name == "rle":
+            ds.compress(RLELossless, stored, encoding_plugin="pydicom")
+        elif name in ("jpeg2000", "j2k"):
+            from pydicom.uid import JPEG2000Lossless
+
+            ds.compress(JPEG2000Lossless, stored)
+        else:
+            raise ValueError(f"{path}: compress must be None, 'rle' or 'jpeg2000', got {compress!r}")
+
+    from io import BytesIO
+
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    _atomic_write_bytes(path, buffer.getvalue())
+    return path
