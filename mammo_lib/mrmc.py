@@ -1,0 +1,244 @@
+"""Multi-reader multi-case (MRMC) ROC analysis by the Obuchowski-Rockette (OR) method with
+Hillis's denominator degrees of freedom, for the fully crossed layout: every reader reads every
+case in every modality ("treatment"), ratings shaped (modalities t, readers r, cases c).
+
+Model (Obuchowski & Rockette 1995, Commun. Stat. Simul. Comput. 24:285-308):
+    A_ij = mu + tau_i + R_j + (tau R)_ij + e_ij
+for the AUC of reader j in modality i; R and (tau R) random (readers), the errors e correlated
+because the same cases are read: Var(e) = Var_error, Cov1 (same reader, different modality),
+Cov2 (different reader, same modality), Cov3 (different reader and modality). These are
+estimated from the case-level covariance matrix of the t*r AUCs, by the jackknife over cases,
+(c-1)/c sum_k (A_(k) - mean)(A_(k) - mean)^T, or by the DeLong et al. (1988) method, and
+averaged over the pairs of each kind (Hillis, Obuchowski, Schartz & Berbaum 2005, Stat. Med.
+24:1579-1607).
+
+Mean squares of the t x r table of AUCs: MS_T, MS_R, MS_TR (two-way ANOVA without replication).
+
+Random readers and random cases (RRRC; Hillis 2007, Stat. Med. 26:596-619; Hillis, Berbaum &
+Metz 2008, Acad. Radiol. 15:647-661):
+    F = MS_T / [MS_TR + r max(Cov2 - Cov3, 0)]  on (t-1, ddf_H) degrees of freedom,
+    ddf_H = [MS_TR + r max(Cov2 - Cov3, 0)]^2 / {MS_TR^2 / [(t-1)(r-1)]},
+    difference of two modality means: SE = sqrt(2/r [MS_TR + r max(Cov2 - Cov3, 0)]), t on ddf_H.
+    One modality i alone (its reader-averaged AUC; Hillis 2007 "ddf_H_single"):
+    SE = sqrt([MS_R(i) + r max(Cov2(i), 0)]/r),  df = [MS_R(i) + r max(Cov2(i),0)]^2 / [MS_R(i)^2/(r-1)],
+    used here for the CI and for the test of AUC = 0.5.
+Fixed readers, random cases (FRRC): X2 = (t-1) MS_T / [Var_error - Cov1 + (r-1) max(Cov2 - Cov3, 0)]
+    on t-1 df; SE of a difference sqrt(2/r [Var_error - Cov1 + (r-1) max(Cov2 - Cov3, 0)]);
+    one modality: SE = sqrt([Var_error(i) + (r-1) max(Cov2(i), 0)]/r), normal quantiles.
+Random readers, fixed cases (RRFC): F = MS_T/MS_TR on (t-1, (t-1)(r-1)) df.
+Variance components: Var_TR = MS_TR - Var_error + Cov1 + Cov2 - Cov3,
+    Var_R = [MS_R - Var_error - (t-1)Cov1 + Cov2 + (t-1)Cov3 - Var_TR]/t  (expected mean squares
+    of the OR model; they can be negative, as in the Iowa software's output).
+
+These are the formulas printed by OR-DBM MRMC 2.51 (Schartz, Hillis, Pesce & Berbaum), whose
+Van Dyke et al. (1993) output the tests reproduce; RJafroc's StSignificanceTesting and MRMCaov
+implement the same method in R.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from scipy import stats
+
+from mammo_lib.roc import delong_covariance, jackknife_covariance
+
+COVARIANCE_METHODS = ("jackknife", "delong")
+
+
+@dataclass
+class ORComponents:
+    """AUCs (t, r), their covariance (t*r, t*r, modality-major), mean squares and OR covariances."""
+
+    auc: np.ndarray
+    cov: np.ndarray
+    ms_t: float
+    ms_r: float
+    ms_tr: float
+    ms_r_per_modality: np.ndarray
+    var_error: float
+    cov1: float
+    cov2: float
+    cov3: float
+    var_error_per_modality: np.ndarray
+    cov2_per_modality: np.ndarray
+    var_error_per_reader: np.ndarray
+    cov1_per_reader: np.ndarray
+
+
+def auc_covariance(ratings: np.ndarray, truth: Sequence, method: str = "jackknife") -> tuple[np.ndarray, np.ndarray]:
+    """AUCs (t, r) and their (t*r, t*r) covariance over cases by ``method`` ('jackknife'|'delong')."""
+    ratings = np.asarray(ratings, dtype=float)
+    if ratings.ndim != 3:
+        raise ValueError(f"ratings must be shaped (modalities, readers, cases); got {ratings.shape}")
+    t, r, c = ratings.shape
+    flat = ratings.reshape(t * r, c)
+    if method == "jackknife":
+        auc, cov = jackknife_covariance(flat, truth)
+    elif method == "delong":
+        auc, cov = delong_covariance(flat, truth)
+    else:
+        raise ValueError(f"covariance method {method!r} is not one of {COVARIANCE_METHODS}")
+    return auc.reshape(t, r), cov
+
+
+def or_components(auc: np.ndarray, cov: np.ndarray) -> ORComponents:
+    """Mean squares of the AUC table and the OR error (co)variances averaged by pair type."""
+    auc = np.asarray(auc, dtype=float)
+    t, r = auc.shape
+    grand = auc.mean()
+    mod_means, rdr_means = auc.mean(axis=1), auc.mean(axis=0)
+    ms_t = r * np.sum((mod_means - grand) ** 2) / (t - 1) if t > 1 else float("nan")
+    ms_r = t * np.sum((rdr_means - grand) ** 2) / (r - 1) if r > 1 else float("nan")
+    resid = auc - mod_means[:, None] - rdr_means[None, :] + grand
+    ms_tr = np.sum(resid**2) / ((t - 1) * (r - 1)) if t > 1 and r > 1 else float("nan")
+    ms_r_i = auc.var(axis=1, ddof=1) if r > 1 else np.full(t, np.nan)
+
+    mod = np.repeat(np.arange(t), r)
+    rdr = np.tile(np.arange(r), t)
+    same_mod = mod[:, None] == mod[None, :]
+    same_rdr = rdr[:, None] == rdr[None, :]
+    diag = np.eye(t * r, dtype=bool)
+
+    def mean_of(mask: np.ndarray) -> float:
+        return float(cov[mask].mean()) if mask.any() else float("nan")
+
+    var_error = mean_of(diag)
+    cov1 = mean_of(~same_mod & same_rdr)
+    cov2 = mean_of(same_mod & ~same_rdr)
+    cov3 = mean_of(~same_mod & ~same_rdr)
+    var_i = np.array([mean_of(diag & (mod[:, None] == i)) for i in range(t)])
+    cov2_i = np.array([mean_of(same_mod & ~same_rdr & (mod[:, None] == i)) for i in range(t)])
+    var_j = np.array([mean_of(diag & (rdr[:, None] == j)) for j in range(r)])
+    cov1_j = np.array([mean_of(~same_mod & same_rdr & (rdr[:, None] == j)) for j in range(r)])
+    return ORComponents(auc=auc, cov=cov, ms_t=float(ms_t), ms_r=float(ms_r), ms_tr=float(ms_tr),
+                        ms_r_per_modality=ms_r_i, var_error=var_error, cov1=cov1, cov2=cov2, cov3=cov3,
+                        var_error_per_modality=var_i, cov2_per_modality=cov2_i,
+                        var_error_per_reader=var_j, cov1_per_reader=cov1_j)
+
+
+def _t_ci(est: float, se: float, df: float, alpha: float) -> list[float]:
+    q = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else stats.norm.ppf(1 - alpha / 2)
+    return [est - q * se, est + q * se]
+
+
+def single_modality_rrrc(auc_i: np.ndarray, ms_r_i: float, cov2_i: float, alpha: float = 0.05,
+                         null_auc: float = 0.5) -> dict:
+    """Reader-averaged AUC of one modality, random readers and cases (Hillis 2007 ddf_H_single):
+    CI and the t test of mean AUC = ``null_auc``."""
+    r = auc_i.size
+    mean = float(auc_i.mean())
+    denom = ms_r_i + r * max(cov2_i, 0.0)
+    se = math.sqrt(denom / r)
+    df = denom**2 / (ms_r_i**2 / (r - 1)) if ms_r_i > 0 else math.inf
+    tstat = (mean - null_auc) / se if se > 0 else math.nan
+    p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
+    return {"auc": mean, "se": se, "df": float(df), "ci": _t_ci(mean, se, df, alpha),
+            "t_vs_0.5": float(tstat), "p_vs_0.5": float(p), "ms_r": float(ms_r_i), "cov2": float(cov2_i)}
+
+
+def or_analysis(
+    ratings: np.ndarray, truth: Sequence, covariance: str = "jackknife", alpha: float = 0.05,
+    modalities: Sequence[str] | None = None, readers: Sequence[str] | None = None,
+) -> dict:
+    """Obuchowski-Rockette analysis of ratings shaped (modalities, readers, cases).
+
+    Returns a JSON-able dict: per-reader AUCs, mean squares, variance components, and for
+    RRRC / FRRC / RRFC the single-modality AUCs with CIs (and, RRRC, the test of AUC = 0.5) and,
+    with two or more modalities, the overall F (or chi-square) test with df and p and every
+    pairwise difference with SE, df, p and CI. Needs at least 2 readers and 2 cases per class.
+    """
+    ratings = np.asarray(ratings, dtype=float)
+    t, r, _ = ratings.shape
+    if r < 2:
+        raise ValueError(f"the Obuchowski-Rockette analysis needs at least 2 readers; got {r}")
+    modalities = list(modalities) if modalities is not None else [f"modality {i + 1}" for i in range(t)]
+    readers = list(readers) if readers is not None else [f"reader {j + 1}" for j in range(r)]
+    auc, cov = auc_covariance(ratings, truth, covariance)
+    comp = or_components(auc, cov)
+    z = stats.norm.ppf(1 - alpha / 2)
+    out: dict = {
+        "method": "Obuchowski-Rockette (1995) with Hillis (2007, 2008) denominator df",
+        "covariance": covariance, "alpha": alpha, "n_modalities": t, "n_readers": r,
+        "n_cases": int(ratings.shape[2]), "modalities": modalities, "readers": readers,
+        "auc": {m: dict(zip(readers, map(float, auc[i]), strict=True)) for i, m in enumerate(modalities)},
+        "modality_mean_auc": dict(zip(modalities, map(float, auc.mean(axis=1)), strict=True)),
+        "anova": {"MS_T": comp.ms_t, "MS_R": comp.ms_r, "MS_TR": comp.ms_tr,
+                  "MS_R_per_modality": dict(zip(modalities, map(float, comp.ms_r_per_modality), strict=True))},
+        "covariances": {"Var_error": comp.var_error, "Cov1": comp.cov1, "Cov2": comp.cov2, "Cov3": comp.cov3,
+                        "Var_error_per_modality": dict(zip(modalities, map(float, comp.var_error_per_modality), strict=True)),
+                        "Cov2_per_modality": dict(zip(modalities, map(float, comp.cov2_per_modality), strict=True))},
+    }
+    if t > 1:
+        var_tr = comp.ms_tr - comp.var_error + comp.cov1 + comp.cov2 - comp.cov3
+        var_r = (comp.ms_r - comp.var_error - (t - 1) * comp.cov1 + comp.cov2 + (t - 1) * comp.cov3 - var_tr) / t
+    else:
+        var_tr = float("nan")
+        var_r = comp.ms_r - comp.var_error + comp.cov2
+    out["variance_components"] = {"Var_R": float(var_r), "Var_TR": float(var_tr)}
+
+    # single-modality analyses (each modality on its own data)
+    rrrc_single, frrc_single, rrfc_single = {}, {}, {}
+    for i, m in enumerate(modalities):
+        rrrc_single[m] = single_modality_rrrc(auc[i], comp.ms_r_per_modality[i], comp.cov2_per_modality[i], alpha)
+        mean = float(auc[i].mean())
+        se_f = math.sqrt((comp.var_error_per_modality[i] + (r - 1) * max(comp.cov2_per_modality[i], 0.0)) / r)
+        zf = (mean - 0.5) / se_f if se_f > 0 else math.nan
+        frrc_single[m] = {"auc": mean, "se": se_f, "ci": [mean - z * se_f, mean + z * se_f],
+                          "z_vs_0.5": float(zf), "p_vs_0.5": float(2 * stats.norm.sf(abs(zf)))}
+        se_rf = math.sqrt(comp.ms_r_per_modality[i] / r)
+        rrfc_single[m] = {"auc": mean, "se": se_rf, "df": r - 1, "ci": _t_ci(mean, se_rf, r - 1, alpha)}
+    out["RRRC"] = {"single_modality": rrrc_single}
+    out["FRRC"] = {"single_modality": frrc_single}
+    out["RRFC"] = {"single_modality": rrfc_single}
+
+    if t > 1:
+        # random readers, random cases
+        err = comp.ms_tr + r * max(comp.cov2 - comp.cov3, 0.0)
+        ddf = err**2 / (comp.ms_tr**2 / ((t - 1) * (r - 1))) if comp.ms_tr > 0 else math.inf
+        f = comp.ms_t / err
+        se_d = math.sqrt(2 / r * err)
+        # fixed readers, random cases
+        err_f = comp.var_error - comp.cov1 + (r - 1) * max(comp.cov2 - comp.cov3, 0.0)
+        x2 = (t - 1) * comp.ms_t / err_f
+        se_df = math.sqrt(2 / r * err_f)
+        # random readers, fixed cases
+        f_rf = comp.ms_t / comp.ms_tr
+        df_rf = (t - 1) * (r - 1)
+        se_drf = math.sqrt(2 / r * comp.ms_tr)
+        diffs_rrrc, diffs_frrc, diffs_rrfc = [], [], []
+        means = auc.mean(axis=1)
+        for a, b in combinations(range(t), 2):
+            d = float(means[a] - means[b])
+            name = f"{modalities[a]} - {modalities[b]}"
+            tt = d / se_d
+            diffs_rrrc.append({"comparison": name, "difference": d, "se": se_d, "df": float(ddf), "t": tt,
+                               "p": float(2 * stats.t.sf(abs(tt), ddf)), "ci": _t_ci(d, se_d, ddf, alpha)})
+            zz = d / se_df
+            diffs_frrc.append({"comparison": name, "difference": d, "se": se_df, "z": zz,
+                               "p": float(2 * stats.norm.sf(abs(zz))), "ci": [d - z * se_df, d + z * se_df]})
+            t3 = d / se_drf
+            diffs_rrfc.append({"comparison": name, "difference": d, "se": se_drf, "df": df_rf, "t": t3,
+                               "p": float(2 * stats.t.sf(abs(t3), df_rf)), "ci": _t_ci(d, se_drf, df_rf, alpha)})
+        out["RRRC"].update({"F": float(f), "df_num": t - 1, "ddf_H": float(ddf), "error_MS": float(err),
+                            "p": float(stats.f.sf(f, t - 1, ddf)), "differences": diffs_rrrc})
+        out["FRRC"].update({"X2": float(x2), "df": t - 1, "p": float(stats.chi2.sf(x2, t - 1)),
+                            "differences": diffs_frrc})
+        out["RRFC"].update({"F": float(f_rf), "df": [t - 1, df_rf], "p": float(stats.f.sf(f_rf, t - 1, df_rf)),
+                            "differences": diffs_rrfc})
+        if t == 2:
+            per_reader = []
+            for j in range(r):
+                d = float(auc[0, j] - auc[1, j])
+                se_j = math.sqrt(max(2 * (comp.var_error_per_reader[j] - comp.cov1_per_reader[j]), 0.0))
+                zj = d / se_j if se_j > 0 else math.nan
+                per_reader.append({"reader": readers[j], "difference": d, "se": se_j,
+                                   "p": float(2 * stats.norm.sf(abs(zj))), "ci": [d - z * se_j, d + z * se_j],
+                                   "Var_error": float(comp.var_error_per_reader[j]),
+                                   "Cov1": float(comp.cov1_per_reader[j])})
+            out["FRRC"]["per_reader_differences"] = per_reader
+    return out
