@@ -63,13 +63,18 @@ from mammo_lib.dicom_io import deterministic_uid, write_mammogram_dicom
 
 PHANTOM_VERSION = "1"
 
-#: The "vendors" of the phantom: (Manufacturer, ManufacturerModelName, bits stored, share).
-PHANTOM_VENDORS: tuple[tuple[str, str, int, float], ...] = (
-    ("HOLOGIC, Inc.", "Selenia Dimensions", 12, 0.5),
-    ("GE MEDICAL SYSTEMS", "Senographe Essential", 14, 0.2),
-    ("SIEMENS", "Mammomat Inspiration", 16, 0.15),
-    ("FUJIFILM Corporation", "AMULET Innovality", 12, 0.15),
+#: The "vendors" of the phantom: (Manufacturer, ManufacturerModelName, bits stored).
+PHANTOM_VENDORS: tuple[tuple[str, str, int], ...] = (
+    ("HOLOGIC, Inc.", "Selenia Dimensions", 12),
+    ("GE MEDICAL SYSTEMS", "Senographe Essential", 14),
+    ("SIEMENS", "Mammomat Inspiration", 16),
+    ("FUJIFILM Corporation", "AMULET Innovality", 12),
 )
+
+#: Which vendor images client k: indices into PHANTOM_VENDORS, repeated (half are Hologic, as
+#: the paper's vendor filter keeps only Hologic Selenia Dimensions; every vendor appears in any
+#: phantom of 6 clients = 24 images or more).
+VENDOR_CYCLE = (0, 1, 0, 2, 0, 3)
 
 
 @dataclass(frozen=True)
@@ -357,13 +362,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _pick_vendor(rng: np.random.Generator) -> tuple[str, str, int]:
-    shares = np.array([v[3] for v in PHANTOM_VENDORS])
-    index = int(rng.choice(len(PHANTOM_VENDORS), p=shares / shares.sum()))
-    manufacturer, model, bits, _ = PHANTOM_VENDORS[index]
-    return manufacturer, model, bits
-
-
 def generate_phantom(
     out_dir: str | os.PathLike,
     n_images: int = 60,
@@ -401,14 +399,10 @@ def generate_phantom(
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="phantom images", unit="img")
-    vendor_rng = np.random.default_rng([seed, 7919])
-    client_vendors: dict[int, tuple[str, str, int]] = {}
     for index in iterator:
         rng = np.random.default_rng([seed, index])
         client = index // 4
-        if client not in client_vendors:  # one machine per client study
-            client_vendors[client] = _pick_vendor(vendor_rng)
-        manufacturer, model, bits = client_vendors[client]
+        manufacturer, model, bits = PHANTOM_VENDORS[VENDOR_CYCLE[client % len(VENDOR_CYCLE)]]
         laterality, view = views[index % 4]
         client_id = f"demd{seed % 10000:04d}{client:04d}"
         image_tag = f"{client_id}-{laterality}{view}"
