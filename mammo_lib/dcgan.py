@@ -1,0 +1,377 @@
+"""Stage 02: the DCGAN that learns lesion patches, its checkpoints, and synthesis from it.
+
+Reference followed
+------------------
+The networks follow the DCGAN architecture guidelines of Radford, Metz & Chintala,
+"Unsupervised Representation Learning with Deep Convolutional Generative Adversarial
+Networks", ICLR 2016 (arXiv:1511.06434), as implemented in the PyTorch example
+``pytorch/examples/dcgan/main.py``:
+
+- strided (transposed) convolutions, 4x4 kernels, no pooling and no fully connected hidden layers;
+- batch norm in G and D except G's output layer and D's input layer;
+- ReLU in G with a tanh output (images in [-1, 1]); LeakyReLU(0.2) in D;
+- weights from N(0, 0.02), batch-norm scales from N(1, 0.02);
+- Adam, learning rate 2e-4, beta1 0.5 (see :mod:`mammo_lib.dcgan_training`).
+
+The paper this project reproduces (section 3) feeds batches of 64 latent vectors of length 200
+drawn from N(0, 1) to G and trains on single-channel 128x128 lesion patches; those are the
+defaults here.
+
+Deviations from the reference
+-----------------------------
+- Single channel; any power-of-two image size >= 32 (the example is fixed at 64x64, 3 channels).
+  Each doubling of the size adds one stride-2 layer. Layer widths double per layer away from
+  the image, capped at 8x ``ngf`` / ``ndf`` (for 128 px the example's scheme would give 16x at
+  4x4; the cap keeps the 128 px model at the size of the 64 px reference plus one layer).
+- D returns *logits* (no final sigmoid); training uses ``BCEWithLogitsLoss``, which is the same
+  loss computed in a numerically stable way. :meth:`Discriminator.probability` gives D(x) in (0, 1).
+- Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
+  only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+
+CHECKPOINT_FORMAT = "mammo-dcgan-checkpoint/1"
+MAX_WIDTH_MULTIPLIER = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not fit the requested model; names the file."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything that fixes the shapes of G and D; stored in every checkpoint."""
+
+    image_size: int = 128
+    latent_dim: int = 200
+    ngf: int = 64
+    ndf: int = 64
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 32 or size & (size - 1):
+            raise ValueError(f"image_size must be a power of two >= 32, got {size}")
+        for name in ("latent_dim", "ngf", "ndf", "channels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def differences(self, other: Architecture) -> list[str]:
+        """Human-readable list of fields that differ, e.g. ``['ngf: 8 (checkpoint) vs 16 (requested)']``."""
+        return [
+            f"{k}: {v} (checkpoint) vs {getattr(other, k)} (requested)"
+            for k, v in asdict(self).items()
+            if getattr(other, k) != v
+        ]
+
+
+def _widths(base: int, image_size: int) -> list[int]:
+    """Feature widths from the 4x4 layer up to the image_size/2 layer."""
+    n_layers = int(math.log2(image_size)) - 2  # stride-2 layers between 4x4 and the image
+    return [base * min(2 ** k, MAX_WIDTH_MULTIPLIER) for k in reversed(range(n_layers))]
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02); batch-norm scale N(1, 0.02), shift 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1]."""
+
+    def __init__(self, arch: Architecture | None = None) -> None:
+        super().__init__()
+        self.arch = arch or Architecture()
+        widths = _widths(self.arch.ngf, self.arch.image_size)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(self.arch.latent_dim, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], self.arch.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    """D: image (B, channels, size, size) -> logit (B,); :meth:`probability` gives D(x) in (0, 1)."""
+
+    def __init__(self, arch: Architecture | None = None) -> None:
+        super().__init__()
+        self.arch = arch or Architecture()
+        widths = list(reversed(_widths(self.arch.ndf, self.arch.image_size)))
+        layers: list[nn.Module] = [
+            nn.Conv2d(self.arch.channels, widths[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x): the probability that x is a real lesion (the reference's sigmoid output)."""
+        return torch.sigmoid(self.forward(x))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def uint8_to_model(patches: torch.Tensor) -> torch.Tensor:
+    """uint8 grey levels (B, H, W) -> float (B, 1, H, W) in [-1, 1], the scale of G's tanh."""
+    return patches.float().div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def model_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """G's output (B, 1, H, W) in [-1, 1] -> uint8 (B, H, W)."""
+    arr = images.detach().float().cpu().squeeze(1).numpy()
+    return np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Full SHA-256 of a file (identifies the checkpoint a synthetic patch came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint_atomic(state: dict, path: str | os.PathLike, keep_previous: bool = True) -> Path:
+    """Write ``state`` with torch.save to a temp file, fsync, then rename into place.
+
+    With ``keep_previous`` the existing file is first renamed to ``previous.pt`` beside it, so a
+    kill at any moment leaves at least one complete checkpoint (last or previous).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if keep_previous and path.exists():
+        os.replace(path, path.with_name("previous.pt"))
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load one of our checkpoints (tensors and plain values only, ``weights_only=True``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist: train the DCGAN first (notebook 02)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, pickle of foreign objects ...
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a DCGAN checkpoint ({type(exc).__name__}: {exc}); "
+            "use checkpoints/previous.pt or retrain"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file (written by another program?)")
+    return state
+
+
+def checkpoint_architecture(state: dict, path: str | os.PathLike = "<checkpoint>") -> Architecture:
+    try:
+        return Architecture(**state["architecture"])
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} has no valid architecture record: {exc}") from exc
+
+
+def check_architecture(state: dict, requested: Architecture, path: str | os.PathLike) -> None:
+    """Raise a clear error when a checkpoint was written for other network shapes."""
+    stored = checkpoint_architecture(state, path)
+    diffs = stored.differences(requested)
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different model ({'; '.join(diffs)}): "
+            "use the same settings as that run, or start a fresh run (resume=False or another run folder)"
+        )
+
+
+def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+                   expected: Architecture | None = None) -> tuple[Generator, dict]:
+    """G from a checkpoint, in eval mode, plus the checkpoint's metadata (no optimiser state)."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    arch = checkpoint_architecture(state, checkpoint)
+    if expected is not None:
+        check_architecture(state, expected, checkpoint)
+    generator = Generator(arch)
+    try:
+        generator.load_state_dict(state["generator"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint}: generator weights do not fit {arch}: {exc}") from exc
+    generator.to(resolve_device(device)).eval()
+    meta = {k: state.get(k) for k in ("iteration", "epoch", "architecture", "config")}
+    return generator, meta
+
+
+# ---------------------------------------------------------------- synthesis
+
+
+def latent_seed_for(seed: int, index: int) -> int:
+    """The seed of synthetic patch ``index``'s latent vector (stored in the manifest)."""
+    return int(seed) * 1_000_003 + int(index)
+
+
+def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
+    """z ~ N(0, 1) of length ``latent_dim``, a pure function of ``latent_seed``."""
+    gen = torch.Generator().manual_seed(int(latent_seed))
+    return torch.randn(latent_dim, generator=gen)
+
+
+@torch.no_grad()
+def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds, device: str = "cpu",
+                       batch_size: int = 64) -> np.ndarray:
+    """Re-create synthetic patches (uint8) from a checkpoint and their manifest ``latent_seed`` values."""
+    generator, _ = load_generator(checkpoint, device=device)
+    seeds = [int(s) for s in latent_seeds]
+    out = []
+    dev = next(generator.parameters()).device
+    for start in range(0, len(seeds), batch_size):
+        z = torch.stack([latent_vector(s, generator.arch.latent_dim) for s in seeds[start:start + batch_size]])
+        out.append(model_to_uint8(generator(z.to(dev))))
+    size = generator.arch.image_size
+    return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
+
+
+def generate_synthetic_patches(
+    checkpoint: str | os.PathLike,
+    n: int,
+    seed: int,
+    out_store: str | os.PathLike,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> Path:
+    """Write ``n`` synthetic lesion patches from G of ``checkpoint`` into a patch store.
+
+    Patch ``i`` comes from the latent vector seeded with ``latent_seed_for(seed, i)``; the
+    manifest records the checkpoint's SHA-256, the latent seed and the index, so any patch can
+    be traced to its checkpoint and regenerated with :func:`regenerate_patches`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 synthetic patches, got {n}")
+    checkpoint = Path(checkpoint)
+    sha = file_sha256(checkpoint) if checkpoint.exists() else ""
+    seeds = [latent_seed_for(seed, i) for i in range(n)]
+    dev = resolve_device(device)
+    patches = regenerate_patches(checkpoint, seeds, device=str(dev), batch_size=batch_size)
+    _, meta = load_generator(checkpoint)
+    manifest = pd.DataFrame({
+        "patch_id": [f"dcgan-{sha[:8]}-s{seed}-{i:06d}" for i in range(n)],
+        "group": "synthetic",
+        "source_kind": "dcgan",
+        "image_id": "",
+        "lesion_id": "",
+        "lesion_class": "synthetic",
+        "center_row": -1,
+        "center_col": -1,
+        "normalisation": "none",
+        "checksum": "",
+        "checkpoint_sha256": sha,
+        "latent_seed": seeds,
+        "index": list(range(n)),
+    })
+    assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
+    attrs = {
+        "stage": "02_train_dcgan",
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha,
+        "checkpoint_iteration": meta.get("iteration"),
+        "seed": int(seed),
+        "latent_seed_rule": "latent_seed = seed * 1000003 + index; z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))",
+        "generator_mode": "eval",
+    }
+    if dev.type != "cpu":
+        warnings.warn("synthesis on a GPU: regenerating on CPU may differ by one grey level in rare pixels", stacklevel=2)
+    return write_patch_store(out_store, patches, manifest, attrs=attrs)
+
+
+# ---------------------------------------------------------------- toy data (tests, benchmarks)
+
+
+def toy_lesion_patches(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Lesion-like uint8 patches for tests and benchmarks when no extracted store exists.
+
+    Textured background (smoothed noise) with, alternately, one bright Gaussian mass of random
+    size and elongation, or a cluster of small bright calcification-like specks. Returns the
+    patches and their classes ("mass" / "calcification").
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    patches = np.empty((n, size, size), np.uint8)
+    classes = []
+    for i in range(n):
+        background = gaussian_filter(rng.normal(0, 1, (size, size)), size / 16)
+        background = 0.3 + 0.08 * background / (background.std() + 1e-6)
+        img = background.astype(np.float32)
+        cy, cx = size / 2 + rng.normal(0, size / 16, 2)
+        if i % 2 == 0:
+            sy, sx = rng.uniform(size / 14, size / 6, 2)
+            angle = rng.uniform(0, np.pi)
+            dy, dx = yy - cy, xx - cx
+            u = dy * np.cos(angle) + dx * np.sin(angle)
+            v = -dy * np.sin(angle) + dx * np.cos(angle)
+            img += rng.uniform(0.35, 0.55) * np.exp(-(u**2 / (2 * sy**2) + v**2 / (2 * sx**2)))
+            classes.append("mass")
+        else:
+            for _ in range(rng.integers(5, 14)):
+                py, px = cy + rng.normal(0, size / 12), cx + rng.normal(0, size / 12)
+                s = rng.uniform(0.8, 1.6) * size / 64
+                img += rng.uniform(0.3, 0.6) * np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * s**2))
+            classes.append("calcification")
+        patches[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    return patches, classes
+
+
+def write_toy_lesion_store(path: str | os.PathLike, n: int, size: int = 64, seed: int = 0) -> Path:
+    """A small lesion patch store of :func:`toy_lesion_patches` (tests, benchmarks, demos)."""
+    patches, classes = toy_lesion_patches(n, size, seed)
+    manifest = pd.DataFrame({
+        "patch_id": [f"toy-{i:05d}" for i in range(n)], "group": "lesion", "source_kind": "phantom",
+        "image_id": [f"toy-img-{i:05d}" for i in range(n)], "lesion_id": [f"toy-les-{i:05d}" for i in range(n)],
+        "lesion_class": classes, "center_row": size // 2, "center_col": size // 2,
+        "normalisation": "none", "checksum": "",
+    })
+    return write_patch_store(path, patches, manifest)
