@@ -28,8 +28,8 @@ Collection kinds and the folder layouts they expect:
     Each CSV row is one abnormality; the columns used are ``image file path`` and ``ROI mask
     file path`` (paths relative to ``root``; surrounding whitespace and quotes are stripped, as
     the published CSVs carry trailing newlines), ``abnormality type`` (mass / calcification),
-    ``abnormality id``, ``pathology``, ``left or right breast``, ``image view`` and, when
-    present, ``mass shape``/``calc type``. Rows naming the same image become one record with
+    ``abnormality id``, ``pathology``, ``left or right breast``, ``image view`` (these two
+    take precedence over the DICOM header) and, when present, ``mass shape``/``calc type``. Rows naming the same image become one record with
     several lesions. The lesion centre (mask centroid), bounding box and outline (longest
     contour) come from the ROI mask, which must be binary and as large as the image; when the
     ``ROI mask file path`` holds the cropped image instead (a known mix-up in CBIS-DDSM), the
@@ -233,6 +233,7 @@ def _read_omidb_like(kind: str, root: Path, vendor_filter: str | None) -> Collec
     json_files = sorted(root.glob("*/*/*.json"))
     dicoms_with_json: set[Path] = set()
     for json_path in json_files:
+        dicoms_with_json.add(json_path.with_suffix(".dcm").resolve())  # reported once, via its JSON
         try:
             annotation = json.loads(json_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -450,7 +451,8 @@ def _read_cbis_ddsm(root: Path, vendor_filter: str | None) -> Collection:
             collection.skipped.append(SkippedFile(problem[0], problem[1], _STAGE))
             continue
         side = first.get("left or right breast", "").strip().upper()
-        laterality = meta["laterality"] or ({"LEFT": "L", "RIGHT": "R"}.get(side))
+        # the curated CSV is the truth for side and view; the header only fills gaps
+        laterality = {"LEFT": "L", "RIGHT": "R"}.get(side) or meta["laterality"]
         collection.records.append(
             ImageRecord(
                 image_id=image_id,
@@ -458,7 +460,7 @@ def _read_cbis_ddsm(root: Path, vendor_filter: str | None) -> Collection:
                 source_kind="cbis-ddsm",
                 lesions=tuple(lesions),
                 laterality=laterality,
-                view=meta["view"] or (first.get("image view", "").strip().upper() or None),
+                view=first.get("image view", "").strip().upper() or meta["view"],
                 manufacturer=meta["manufacturer"],
                 model_name=meta["model_name"],
                 extra={
