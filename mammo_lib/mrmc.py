@@ -153,6 +153,8 @@ def or_analysis(
     pairwise difference with SE, df, p and CI. Needs at least 2 readers and 2 cases per class.
     """
     ratings = np.asarray(ratings, dtype=float)
+    if ratings.ndim != 3:
+        raise ValueError(f"ratings must be shaped (modalities, readers, cases); got {ratings.shape}")
     t, r, _ = ratings.shape
     if r < 2:
         raise ValueError(f"the Obuchowski-Rockette analysis needs at least 2 readers; got {r}")
