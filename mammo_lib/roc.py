@@ -439,12 +439,13 @@ def load_ratings(
 ) -> RatingsLoad:
     """Read ratings JSONL files and validate them against the case set.
 
-    Errors (raised together as one :class:`RatingsError`, each naming file:line): a malformed
-    line that is not the last of its file, a missing field, another case_set_id, an unknown
-    case id, an option off the 1-6 scale, a value or label that does not match its option, a
-    reader_kind other than human/machine, two files claiming one reader id. Reported and
-    tolerated: a truncated last line (e.g. a power cut mid-write; the complete lines are kept),
-    revised answers (the last line per reader and case counts), cases a reader has not rated.
+    Errors (raised together as one :class:`RatingsError`, each naming file:line): a missing
+    field, another case_set_id, an unknown case id, an option off the 1-6 scale, a value or
+    label that does not match its option, a reader_kind other than human/machine, two files
+    claiming one reader id. Reported in ``notes`` and tolerated: a truncated last line (e.g. a
+    power cut mid-write; the complete lines are kept) or such a fragment followed by later
+    answers (the reader-study app starts its next answer on a new line), revised answers (the
+    last line per reader and case counts), cases a reader has not rated.
     """
     known = set(case_set.cases["case_id"])
     problems: list[str] = []
@@ -478,7 +479,10 @@ def load_ratings(
                                  f"e.g. by a power cut; the {lineno - 1} complete line(s) before it are kept): "
                                  f"{line[:60]!r}")
                 else:
-                    problem(f"{path}:{lineno}: not a valid JSON line ({exc}); repair or remove this line")
+                    # the reader-study app appends a newline before its next answer when the
+                    # file ends in a fragment, so a torn write can also sit between good lines
+                    notes.append(f"{path}:{lineno}: damaged line skipped (not valid JSON: {exc}; most likely "
+                                 f"an answer cut off mid-write and asked again later): {line[:60]!r}")
                 continue
             where = f"{path}:{lineno}"
             missing = [k for k in required if k not in rec]
@@ -717,17 +721,22 @@ def reader_table(analysis: StudyAnalysis) -> pd.DataFrame:
 
 
 def mrmc_table(analysis: StudyAnalysis) -> pd.DataFrame:
-    """Reader-averaged AUC per reader group (random readers and cases, Hillis df)."""
+    """Reader-averaged AUC per reader group: random readers and random cases (Hillis df; the
+    result generalises to other readers), and fixed readers with random cases (only these
+    readers; far narrower when there are few readers)."""
     rows = []
     for group, res in analysis.mrmc.items():
         if "skipped" in res:
             rows.append({"readers": group, "note": res["skipped"]})
             continue
-        for _modality, s in res["RRRC"]["single_modality"].items():
+        for modality, s in res["RRRC"]["single_modality"].items():
+            f = res["FRRC"]["single_modality"][modality]
             rows.append({"readers": group, "n readers": res["n_readers"], "cases": res["n_cases"],
                          "mean AUC": s["auc"], "SE": s["se"], "df (Hillis)": s["df"],
-                         "95% CI": f"{s['ci'][0]:.3f}-{s['ci'][1]:.3f}", "t vs 0.5": s["t_vs_0.5"],
-                         "p vs 0.5": s["p_vs_0.5"], "covariance": res["covariance"]})
+                         "95% CI": f"{s['ci'][0]:.3f} to {s['ci'][1]:.3f}", "t vs 0.5": s["t_vs_0.5"],
+                         "p vs 0.5": s["p_vs_0.5"],
+                         "95% CI, these readers only": f"{f['ci'][0]:.3f} to {f['ci'][1]:.3f}",
+                         "p vs 0.5, these readers only": f["p_vs_0.5"], "covariance": res["covariance"]})
     return pd.DataFrame(rows)
 
 

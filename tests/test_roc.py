@@ -245,14 +245,17 @@ def test_bad_rating_lines_are_reported_with_file_and_line(tmp_path, mutate, mess
     assert f"{path}:4" in str(err.value)
 
 
-def test_malformed_line_in_the_middle_is_an_error_not_a_truncation(tmp_path):
+def test_fragment_followed_by_later_answers_is_skipped_and_reported(tmp_path):
+    """After a power cut the reader-study app starts its next answer on a new line, so a torn
+    write can sit between complete lines: skipped and reported; the case was asked again."""
     case_set_dir = make_study(tmp_path, n_real=5, n_synthetic=5)
     path = tmp_path / "reader_study" / "ratings" / "machine-a.jsonl"
     lines = path.read_text().splitlines()
-    lines[2] = lines[2][:20]
+    lines.insert(3, lines[2][:20])
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(roc.RatingsError, match=r"machine-a.jsonl:3: not a valid JSON line"):
-        roc.load_ratings([path], roc.load_case_set(case_set_dir))
+    load = roc.load_ratings([path], roc.load_case_set(case_set_dir))
+    assert any("machine-a.jsonl:4: damaged line skipped" in n for n in load.notes)
+    assert len(load.ratings) == 10 and load.revised == {"machine-a": 0}
 
 
 def test_two_files_claiming_one_reader_id(tmp_path):
