@@ -694,9 +694,10 @@ def patch_features(patches: np.ndarray, kind: str) -> np.ndarray:
         power = np.abs(np.fft.fftshift(np.fft.fft2(centred), axes=(1, 2))) ** 2
         yy, xx = np.indices((size, size))
         radius = np.hypot(yy - size / 2, xx - size / 2)
-        n_bins = 16
+        n_bins = max(2, min(16, size // 4))
         bins = np.minimum((radius / (size / 2) * n_bins).astype(int), n_bins - 1)
-        radial = np.stack([np.log1p(power[:, bins == k].mean(axis=1)) for k in range(n_bins)], axis=1)
+        radial = np.stack([np.log1p(power[:, bins == k].mean(axis=1))
+                           for k in range(n_bins) if np.any(bins == k)], axis=1)
         hist = np.stack([np.histogram(p, bins=16, range=(0, 1))[0] for p in x]) / (size * size)
         gy, gx = np.gradient(x, axis=(1, 2))
         grad = np.hypot(gx, gy)
