@@ -113,13 +113,14 @@ class PhantomMark:
 def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance 2-D noise with power spectrum ~ 1/f**beta (one real FFT)."""
     rows, cols = shape
-    fr = np.fft.fftfreq(rows)[:, None]
-    fc = np.fft.rfftfreq(cols)[None, :]
+    fr = np.fft.fftfreq(rows).astype(np.float32)[:, None]
+    fc = np.fft.rfftfreq(cols).astype(np.float32)[None, :]
     f = np.sqrt(fr * fr + fc * fc)
     f[0, 0] = 1.0
     amplitude = f ** (-beta / 2.0)
     amplitude[0, 0] = 0.0
-    spectrum = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) * amplitude
+    white = rng.standard_normal((2, *f.shape), dtype=np.float32)
+    spectrum = (white[0] + 1j * white[1]) * amplitude.astype(np.float32)
     field = np.fft.irfft2(spectrum, s=shape)
     field -= field.mean()
     std = field.std()
@@ -159,6 +160,13 @@ def _mass_radius_profile(n_angles: int, radius: float, rng: np.random.Generator,
     return angles, radius * np.clip(profile, 0.6, 1.4)
 
 
+def _clip_outline(points, rows: int, cols: int) -> tuple[tuple[float, float], ...]:
+    """Outline points clipped to the image (a finding at the border is cut by it)."""
+    return tuple(
+        (float(min(max(r, 0.0), rows - 1.0)), float(min(max(c, 0.0), cols - 1.0))) for r, c in points
+    )
+
+
 def _render_mass(
     image: np.ndarray,
     center: tuple[float, float],
@@ -166,8 +174,11 @@ def _render_mass(
     spiculated: bool,
     contrast: float,
     rng: np.random.Generator,
+    texture: np.ndarray | None = None,
 ) -> tuple[tuple[int, int, int, int], tuple[tuple[float, float], ...]]:
-    """Add one mass (attenuation units) into ``image`` in place; returns its bbox and outline."""
+    """Add one mass (attenuation units) into ``image`` in place; returns its bbox and outline.
+
+    ``texture`` (same shape as ``image``) gives the mass a mottled interior."""
     rows, cols = image.shape
     cr, cc = center
     angles, radii = _mass_radius_profile(64, radius, rng, 0.25 if not spiculated else 0.15)
@@ -186,22 +197,24 @@ def _render_mass(
     edge = 1.0 / (1.0 + np.exp((u - 1.0) / margin))
     blob = (0.55 * body + 0.45) * edge
     if spiculated:
-        n_spicules = int(rng.integers(10, 22))
+        n_spicules = int(rng.integers(12, 28))
         spic = np.zeros_like(blob)
         for _ in range(n_spicules):
             phi = rng.uniform(0, 2 * np.pi)
-            length = radius * rng.uniform(1.3, 2.3)
-            width = max(1.0, radius * rng.uniform(0.03, 0.07))
+            length = radius * rng.uniform(1.4, 2.6)
+            width = max(1.2, radius * rng.uniform(0.04, 0.09))
             ux, uy = math.cos(phi), math.sin(phi)
             along = xx * ux + yy * uy
             across = np.abs(-xx * uy + yy * ux)
             taper = np.clip(1.0 - along / length, 0.0, 1.0) * (along > 0)
             spic = np.maximum(spic, taper * np.exp(-0.5 * (across / (width * (0.3 + taper))) ** 2))
-        blob = np.maximum(blob, 0.6 * spic)
+        blob = np.maximum(blob, 0.8 * spic)
+    if texture is not None:
+        blob = blob * (1.0 + 0.12 * texture[r0:r1, c0:c1])
     image[r0:r1, c0:c1] += np.float32(contrast) * blob.astype(np.float32)
-    outline = tuple(
-        (float(cr + rad * math.sin(a)), float(cc + rad * math.cos(a)))
-        for a, rad in zip(angles[::2], radii[::2], strict=True)
+    outline = _clip_outline(
+        [(cr + rad * math.sin(a), cc + rad * math.cos(a)) for a, rad in zip(angles[::2], radii[::2], strict=True)],
+        rows, cols,
     )
     ext = float(np.max(radii)) * (1.6 if spiculated else 1.0)
     bbox = (
@@ -246,7 +259,7 @@ def _render_calcifications(
         min(int(math.ceil(cc + extent)) + 1, cols),
     )
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-    outline = tuple((float(cr + extent * math.sin(a)), float(cc + extent * math.cos(a))) for a in angles)
+    outline = _clip_outline([(cr + extent * math.sin(a), cc + extent * math.cos(a)) for a in angles], rows, cols)
     return bbox, outline
 
 
@@ -293,36 +306,51 @@ def synthesize_mammogram(
         del pec
     atten = np.where(inside, atten, 0.0).astype(np.float32)
 
+    lesion_layer = np.zeros_like(atten)  # findings, added inside the breast only
     marks: list[PhantomMark] = []
     occupied: list[tuple[float, float, float]] = []
-    attempts = 0
     lo_d, hi_d = mass_diameter_px
-    while len(marks) < n_lesions and attempts < 200 * max(n_lesions, 1):
-        attempts += 1
+
+    def place(reach: float) -> tuple[float, float] | None:
+        """A centre inside the breast, clear of earlier findings (up to 60 tries)."""
+        for _ in range(60):
+            # a quarter of the findings near the skin line / image border
+            near_edge = rng.uniform() < 0.25
+            target_rad = rng.uniform(0.80, 0.93) if near_edge else rng.uniform(0.1, 0.78)
+            phi = rng.uniform(-0.5 * np.pi, 0.5 * np.pi)
+            d = target_rad * geo["semi_depth"] * math.cos(phi)
+            r = geo["center_row"] + target_rad * geo["semi_height"] * math.sin(phi)
+            c = d if laterality == "L" else cols - 1 - d
+            if not (0 <= r < rows and 0 <= c < cols) or not inside[int(r), int(c)]:
+                continue
+            if any(math.hypot(r - orr, c - oc) < reach + orad + 8 for orr, oc, orad in occupied):
+                continue
+            return r, c
+        return None
+
+    for _ in range(n_lesions):
         is_mass = rng.uniform() < mass_fraction
         if is_mass:
-            diameter = float(np.exp(rng.uniform(math.log(lo_d), math.log(hi_d))))
-            radius = diameter / 2.0
+            radius = float(np.exp(rng.uniform(math.log(lo_d), math.log(hi_d)))) / 2.0
             spiculated = bool(rng.uniform() < 0.45)
         else:
             radius = float(rng.uniform(10.0, 40.0))
             spiculated = False
-        # a share of findings near the skin line / image border
-        target_rad = rng.uniform(0.80, 0.93) if rng.uniform() < 0.25 else rng.uniform(0.1, 0.78)
-        phi = rng.uniform(-0.5 * np.pi, 0.5 * np.pi)
-        d = target_rad * geo["semi_depth"] * math.cos(phi)
-        r = geo["center_row"] + target_rad * geo["semi_height"] * math.sin(phi)
-        c = d if laterality == "L" else cols - 1 - d
-        if not (0 <= r < rows and 0 <= c < cols) or not inside[int(r), int(c)]:
+        spot = None
+        for _shrink in range(4):  # keep the drawn size when it fits; shrink only if crowded
+            reach = radius * (1.6 if spiculated else 1.0)
+            spot = place(reach)
+            if spot is not None:
+                break
+            radius *= 0.8
+        if spot is None:
             continue
-        reach = radius * (1.6 if spiculated else 1.0)
-        if any(math.hypot(r - orr, c - oc) < reach + orad + 8 for orr, oc, orad in occupied):
-            continue
+        r, c = spot
         occupied.append((r, c, reach))
         lesion_id = f"{image_tag}-L{len(marks) + 1}"
         if is_mass:
             contrast = rng.uniform(0.14, 0.24)
-            bbox, outline = _render_mass(atten, (r, c), radius, spiculated, contrast, rng)
+            bbox, outline = _render_mass(lesion_layer, (r, c), radius, spiculated, contrast, rng, fine)
             pathology = "malignant" if rng.uniform() < (0.8 if spiculated else 0.25) else "benign"
             marks.append(
                 PhantomMark(lesion_id, "mass", "spiculated" if spiculated else "circumscribed",
@@ -330,13 +358,14 @@ def synthesize_mammogram(
             )
         else:
             contrast = rng.uniform(0.30, 0.50)
-            bbox, outline = _render_calcifications(atten, (r, c), radius, contrast, rng)
+            bbox, outline = _render_calcifications(lesion_layer, (r, c), radius, contrast, rng)
             pathology = "malignant" if rng.uniform() < 0.45 else "benign"
             marks.append(
                 PhantomMark(lesion_id, "calcification", "cluster", r, c, radius, bbox, outline, pathology)
             )
+    atten += lesion_layer * np.clip(thickness * 3.0, 0.0, 1.0)  # no tissue, no lesion
     # detector: quantum noise, a dark background with slight offset, and a burned-in label
-    noise = rng.standard_normal((rows, cols)).astype(np.float32) * 0.008
+    noise = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(0.008)
     image = np.clip(atten + 0.03 + noise * (0.4 + atten), 0.0, 1.0)
     label_r = int(rows * 0.05)
     label_c = int(cols * 0.82) if laterality == "L" else int(cols * 0.05)

@@ -80,6 +80,8 @@ def test_marks_cover_the_promised_variety(phantom24):
         r0, c0, r1, c1 = m["bbox"]
         assert 0 <= r0 <= m["center_row"] < r1 <= 1024 and 0 <= c0 <= m["center_col"] < c1 <= 768
         assert len(m["outline"]) >= 8 and m["pathology"] in ("benign", "malignant")
+        outline = np.array(m["outline"])
+        assert outline.min() >= 0 and outline[:, 0].max() <= 1023 and outline[:, 1].max() <= 767
 
 
 def test_lesions_are_visible_where_annotated(phantom24):
