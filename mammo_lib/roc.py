@@ -417,10 +417,7 @@ def load_case_set(case_set_dir: str | Path, key_path: str | Path | None = None) 
 def ratings_files(ratings: str | Path | Iterable[str | Path]) -> list[Path]:
     """A folder (its ``*.jsonl``, sorted) or a list of files -> list of existing files."""
     if isinstance(ratings, (str, Path)):
-        path = Path(ratings)
-        if path.is_dir():
-            return sorted(path.glob("*.jsonl"))
-        items = [path]
+        items = [Path(ratings)]
     else:
         items = [Path(p) for p in ratings]
     out = []
@@ -428,7 +425,8 @@ def ratings_files(ratings: str | Path | Iterable[str | Path]) -> list[Path]:
         if p.is_dir():
             out.extend(sorted(p.glob("*.jsonl")))
         elif not p.exists():
-            raise RatingsError(f"ratings file {p} does not exist; pass a folder of *.jsonl files or existing files")
+            raise RatingsError(f"ratings path {p} does not exist: pass the folder of *.jsonl ratings files "
+                               "(default <run_dir>/reader_study/ratings, written by notebook 04) or a list of files")
         else:
             out.append(p)
     return out
@@ -553,6 +551,9 @@ def load_ratings(
         last = last[last["reader_kind"] != "machine"]
         if excluded:
             notes.append(f"machine readers left out (include_machine=False): {excluded}")
+        if last.empty:
+            raise RatingsError(f"only machine readers ({excluded}) have rated this case set and include_machine "
+                               "is False: nothing to analyse; set include_machine=True or add human ratings")
     missing = {}
     for reader, grp in last.groupby("reader"):
         gone = sorted(known - set(grp["case_id"]))
@@ -858,7 +859,7 @@ def plot_auc_forest(analysis: StudyAnalysis):
         if "skipped" not in res:
             for s in res["RRRC"]["single_modality"].values():
                 rows.append((f"MRMC: {group}", s["auc"], tuple(s["ci"]), None))
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(rows) + 1.6))
     for k, (_name, auc, ci_d, ci_b) in enumerate(rows):
         y = len(rows) - k
         ax.plot(ci_d, [y + 0.1, y + 0.1], color="tab:blue", lw=2, label="DeLong / MRMC (Hillis df)" if k == 0 else None)
@@ -869,11 +870,12 @@ def plot_auc_forest(analysis: StudyAnalysis):
             ax.annotate(f"CI {ci_d[0]:.2f} to {ci_d[1]:.2f}", (auc, y), xytext=(0, 6), textcoords="offset points",
                         ha="center", fontsize=7)
     ax.axvline(0.5, color="0.5", ls=":", lw=1)
-    ax.set_title("AUC per reader and reader-averaged (MRMC), 95% CIs", fontsize=10)
+    ax.set_title("AUC per reader and reader-averaged (MRMC), 95% CIs", fontsize=10, pad=20)
     ax.set_yticks([len(rows) - k for k in range(len(rows))], [r[0] for r in rows], fontsize=8)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(0.4, len(rows) + 0.6)
     ax.set_xlabel("AUC (real vs synthetic) with 95% CI")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 

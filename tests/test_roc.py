@@ -305,6 +305,17 @@ def test_single_reader_skips_agreement_and_mrmc_with_a_note(tmp_path):
     json.dumps(metrics, allow_nan=False)
 
 
+def test_machine_only_study_without_machines_is_a_clear_error(tmp_path):
+    case_set_dir = make_study(tmp_path, n_real=5, n_synthetic=5)
+    with pytest.raises(roc.RatingsError, match="only machine readers .* include_machine is False"):
+        roc.analyse_study(case_set_dir, tmp_path / "reader_study" / "ratings", include_machine=False)
+    with pytest.raises(roc.RatingsError, match="nothing-here-yet does not exist"):
+        roc.analyse_study(case_set_dir, tmp_path / "nothing-here-yet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(roc.RatingsError, match="no \\*.jsonl ratings files"):
+        roc.analyse_study(case_set_dir, tmp_path / "empty")
+
+
 def test_full_analysis_metrics_tables_and_figures(tmp_path):
     case_set_dir = make_study(tmp_path, n_real=15, n_synthetic=15, readers={
         "R01": ("human", 0.3), "R02": ("human", 0.0), "machine-a": ("machine", 1.5), "machine-b": ("machine", 0.8)})
