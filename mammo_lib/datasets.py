@@ -145,19 +145,24 @@ def _check_root(kind: str, path: str | os.PathLike) -> tuple[str, Path]:
 
 
 def open_collection(
-    kind: str, path: str | os.PathLike, *, vendor_filter: str | None = None
+    kind: str,
+    path: str | os.PathLike,
+    *,
+    vendor_filter: str | None = None,
+    progress: bool = False,
 ) -> Collection:
     """List the images and annotations of a collection (no pixel decoding).
 
     ``vendor_filter``: keep only images whose Manufacturer or ManufacturerModelName contains
-    it (case-insensitive); the others are counted in ``excluded_by_vendor``. Raises
+    it (case-insensitive); the others are counted in ``excluded_by_vendor``. ``progress``
+    shows a tqdm bar over the annotation files (worth it for large DICOM collections). Raises
     ``ValueError`` when the kind is unknown, the folder empty, or nothing usable is found.
     """
     kind, root = _check_root(kind, path)
     if kind in ("phantom", "omidb"):
-        collection = _read_omidb_like(kind, root, vendor_filter)
+        collection = _read_omidb_like(kind, root, vendor_filter, progress)
     elif kind == "cbis-ddsm":
-        collection = _read_cbis_ddsm(root, vendor_filter)
+        collection = _read_cbis_ddsm(root, vendor_filter, progress)
     else:
         collection = _read_mias(root, vendor_filter)
     collection.records.sort(key=lambda r: (str(r.path), r.image_id))
@@ -228,11 +233,19 @@ def _lesion_from_mark(mark: dict[str, Any], index: int, image_id: str) -> Lesion
     )
 
 
-def _read_omidb_like(kind: str, root: Path, vendor_filter: str | None) -> Collection:
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="file")
+
+
+def _read_omidb_like(kind: str, root: Path, vendor_filter: str | None, progress: bool = False) -> Collection:
     collection = Collection(kind=kind, root=root)
     json_files = sorted(root.glob("*/*/*.json"))
     dicoms_with_json: set[Path] = set()
-    for json_path in json_files:
+    for json_path in _progress(json_files, progress, f"reading {kind} annotations"):
         dicoms_with_json.add(json_path.with_suffix(".dcm").resolve())  # reported once, via its JSON
         try:
             annotation = json.loads(json_path.read_text(encoding="utf-8"))
@@ -350,7 +363,7 @@ def _read_binary_mask(path: Path, shape: tuple[int, int] | None) -> np.ndarray |
     return mask if mask.any() else None
 
 
-def _read_cbis_ddsm(root: Path, vendor_filter: str | None) -> Collection:
+def _read_cbis_ddsm(root: Path, vendor_filter: str | None, progress: bool = False) -> Collection:
     collection = Collection(kind="cbis-ddsm", root=root)
     csv_files = sorted(root.glob("*.csv"))
     described = [p for p in csv_files if "description" in p.name.lower()] or csv_files
@@ -377,7 +390,7 @@ def _read_cbis_ddsm(root: Path, vendor_filter: str | None) -> Collection:
                     rows_by_image.setdefault(rel, []).append((csv_path, line_no, row))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             collection.skipped.append(SkippedFile(str(csv_path), f"unreadable CSV ({exc})", _STAGE))
-    for rel, rows in sorted(rows_by_image.items()):
+    for rel, rows in _progress(sorted(rows_by_image.items()), progress, "reading CBIS-DDSM images and masks"):
         csv_path, line_no, first = rows[0]
         where = f"{csv_path}:{line_no}"
         if not rel:

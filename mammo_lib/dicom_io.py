@@ -157,9 +157,16 @@ def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, An
         ) from exc
     meta = dicom_header_meta(ds)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if "Rows" in ds or "BitsAllocated" in ds:
+            raise DicomReadError(
+                f"{path}: DICOM file has no pixel data although its header describes an image "
+                f"({ds.get('Rows', '?')}x{ds.get('Columns', '?')}): the file looks truncated; "
+                "re-copy or re-export it"
+            )
         raise DicomReadError(
-            f"{path}: DICOM file has no pixel data (e.g. a structured report or presentation "
-            "state, or a header-only copy); it cannot be used as a mammogram"
+            f"{path}: DICOM file has no pixel data (truncated, or not an image: e.g. a "
+            "structured report, a presentation state or a header-only copy); it cannot be used "
+            "as a mammogram"
         )
     ts = meta["transfer_syntax"] or "unknown"
     try:

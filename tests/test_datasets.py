@@ -64,7 +64,7 @@ def test_phantom_reader_lists_every_image_with_its_marks(phantom_root):
         assert len(record.image_id) == 16 and patient_id not in record.image_id
         assert info["client_id"] not in record.image_id
     assert len({r.image_id for r in collection.records}) == 12
-    assert open_collection("omidb", phantom_root).records[0].source_kind == "omidb"
+    assert open_collection("omidb", phantom_root, progress=True).records[0].source_kind == "omidb"
 
 
 def test_vendor_filter_is_a_case_insensitive_substring_on_manufacturer_or_model(phantom_root):
@@ -340,3 +340,12 @@ def test_breast_mask_on_mias_images(mias_dir):
         # chest wall: the top rows on the non-chest-wall half are mostly outside the mask
         far_half = mask[:150, :512] if record.laterality == "R" else mask[:150, 512:]
         assert far_half.mean() < 0.3, ref
+
+
+def test_breast_mask_on_real_cbis_ddsm_film(dicom_samples_dir):
+    """A digitised film with a burned-in label ("RCC") top left: the label is not breast."""
+    pixels = load_image_pixels(dicom_samples_dir / "Mass-Test_P_00173_RIGHT_CC.dcm")
+    mask = breast_mask(pixels)
+    assert 0.1 < mask.mean() < 0.4
+    assert not mask[:800, :1000].any()  # the label corner
+    assert mask[2000:2600, -50:].all()  # the chest wall (right edge) is breast
