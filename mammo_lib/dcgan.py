@@ -375,3 +375,77 @@ def write_toy_lesion_store(path: str | os.PathLike, n: int, size: int = 64, seed
         "normalisation": "none", "checksum": "",
     })
     return write_patch_store(path, patches, manifest)
+
+
+# ---------------------------------------------------------------- figures (notebook 02)
+
+
+def plot_loss_curves(log: pd.DataFrame, smooth: int = 25):
+    """Loss_D and loss_G (left) and D(x), D(G(z)) (right) per iteration, raw and running mean."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_prob) = plt.subplots(1, 2, figsize=(11, 3.6))
+    window = max(1, min(smooth, len(log) // 5 or 1))
+    for ax, cols, labels in (
+        (ax_loss, ("loss_D", "loss_G"), ("loss D", "loss G")),
+        (ax_prob, ("D_x", "D_G_z1"), ("D(x), real", "D(G(z)), fake")),
+    ):
+        for col, label, colour in zip(cols, labels, ("tab:blue", "tab:orange"), strict=True):
+            ax.plot(log["iteration"], log[col], color=colour, alpha=0.25, lw=0.7)
+            ax.plot(log["iteration"], log[col].rolling(window, min_periods=1).mean(), color=colour,
+                    lw=1.6, label=f"{label} (mean of {window})")
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    ax_loss.set_ylabel("binary cross-entropy")
+    ax_prob.set_ylabel("mean probability 'real'")
+    ax_prob.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def sample_snapshots(samples_dir: str | os.PathLike, n_snapshots: int = 6) -> list[tuple[int, np.ndarray]]:
+    """Up to ``n_snapshots`` fixed-noise sample sets saved during training, evenly spaced, last included."""
+    files = sorted(Path(samples_dir).glob("iter_*.npy"))
+    if not files:
+        return []
+    picks = np.unique(np.linspace(0, len(files) - 1, min(n_snapshots, len(files))).round().astype(int))
+    return [(int(files[i].stem.split("_")[1]), np.load(files[i])) for i in picks]
+
+
+def plot_samples_over_training(samples_dir: str | os.PathLike, n_snapshots: int = 6, per_row: int = 8):
+    """One row per snapshot: G's output for the same latent vectors as training went on."""
+    import matplotlib.pyplot as plt
+
+    snaps = sample_snapshots(samples_dir, n_snapshots)
+    if not snaps:
+        raise FileNotFoundError(f"no fixed-noise samples (iter_*.npy) in {samples_dir}: train first")
+    per_row = min(per_row, len(snaps[0][1]))
+    fig, axes = plt.subplots(len(snaps), per_row, figsize=(per_row * 1.25, len(snaps) * 1.3), squeeze=False)
+    for row, (iteration, images) in enumerate(snaps):
+        for col in range(per_row):
+            ax = axes[row, col]
+            ax.imshow(images[col], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(f"it {iteration}", fontsize=8)
+    fig.suptitle("fixed-noise samples during training (same z in each column)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16):
+    """The paper's Fig. 3: ``n`` synthetic lesions (left) next to ``n`` real ones (right)."""
+    import matplotlib.pyplot as plt
+
+    side = int(math.ceil(math.sqrt(n)))
+    fig = plt.figure(figsize=(2 * side * 1.1 + 0.4, side * 1.1 + 0.5))
+    subfigs = fig.subfigures(1, 2, wspace=0.04)
+    for subfig, patches, title in ((subfigs[0], synthetic, "synthetic (DCGAN)"), (subfigs[1], real, "real lesions")):
+        axes = subfig.subplots(side, side, squeeze=False)
+        for i, ax in enumerate(axes.ravel()):
+            ax.set_axis_off()
+            if i < min(n, len(patches)):
+                ax.imshow(patches[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        subfig.suptitle(title, fontsize=11)
+    return fig
