@@ -121,9 +121,17 @@ def or_components(auc: np.ndarray, cov: np.ndarray) -> ORComponents:
                         var_error_per_reader=var_j, cov1_per_reader=cov1_j)
 
 
+def _ratio(num: float, den: float) -> float:
+    """num/den for test statistics, inf or nan (not an exception) when the error term is 0
+    (e.g. readers with identical ratings)."""
+    if den > 0:
+        return num / den
+    return math.inf if num > 0 else math.nan
+
+
 def _t_ci(est: float, se: float, df: float, alpha: float) -> list[float]:
     q = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else stats.norm.ppf(1 - alpha / 2)
-    return [est - q * se, est + q * se]
+    return [float(est - q * se), float(est + q * se)]
 
 
 def single_modality_rrrc(auc_i: np.ndarray, ms_r_i: float, cov2_i: float, alpha: float = 0.05,
@@ -135,7 +143,7 @@ def single_modality_rrrc(auc_i: np.ndarray, ms_r_i: float, cov2_i: float, alpha:
     denom = ms_r_i + r * max(cov2_i, 0.0)
     se = math.sqrt(denom / r)
     df = denom**2 / (ms_r_i**2 / (r - 1)) if ms_r_i > 0 else math.inf
-    tstat = (mean - null_auc) / se if se > 0 else math.nan
+    tstat = _ratio(mean - null_auc, se) if mean >= null_auc else -_ratio(null_auc - mean, se)
     p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
     return {"auc": mean, "se": se, "df": float(df), "ci": _t_ci(mean, se, df, alpha),
             "t_vs_0.5": float(tstat), "p_vs_0.5": float(p), "ms_r": float(ms_r_i), "cov2": float(cov2_i)}
@@ -189,7 +197,7 @@ def or_analysis(
         rrrc_single[m] = single_modality_rrrc(auc[i], comp.ms_r_per_modality[i], comp.cov2_per_modality[i], alpha)
         mean = float(auc[i].mean())
         se_f = math.sqrt((comp.var_error_per_modality[i] + (r - 1) * max(comp.cov2_per_modality[i], 0.0)) / r)
-        zf = (mean - 0.5) / se_f if se_f > 0 else math.nan
+        zf = _ratio(mean - 0.5, se_f) if mean >= 0.5 else -_ratio(0.5 - mean, se_f)
         frrc_single[m] = {"auc": mean, "se": se_f, "ci": [mean - z * se_f, mean + z * se_f],
                           "z_vs_0.5": float(zf), "p_vs_0.5": float(2 * stats.norm.sf(abs(zf)))}
         se_rf = math.sqrt(comp.ms_r_per_modality[i] / r)
@@ -202,14 +210,14 @@ def or_analysis(
         # random readers, random cases
         err = comp.ms_tr + r * max(comp.cov2 - comp.cov3, 0.0)
         ddf = err**2 / (comp.ms_tr**2 / ((t - 1) * (r - 1))) if comp.ms_tr > 0 else math.inf
-        f = comp.ms_t / err
+        f = _ratio(comp.ms_t, err)
         se_d = math.sqrt(2 / r * err)
         # fixed readers, random cases
         err_f = comp.var_error - comp.cov1 + (r - 1) * max(comp.cov2 - comp.cov3, 0.0)
-        x2 = (t - 1) * comp.ms_t / err_f
-        se_df = math.sqrt(2 / r * err_f)
+        x2 = _ratio((t - 1) * comp.ms_t, err_f)
+        se_df = math.sqrt(max(2 / r * err_f, 0.0))
         # random readers, fixed cases
-        f_rf = comp.ms_t / comp.ms_tr
+        f_rf = _ratio(comp.ms_t, comp.ms_tr)
         df_rf = (t - 1) * (r - 1)
         se_drf = math.sqrt(2 / r * comp.ms_tr)
         diffs_rrrc, diffs_frrc, diffs_rrfc = [], [], []
@@ -217,13 +225,13 @@ def or_analysis(
         for a, b in combinations(range(t), 2):
             d = float(means[a] - means[b])
             name = f"{modalities[a]} - {modalities[b]}"
-            tt = d / se_d
+            tt = _ratio(d, se_d) if d >= 0 else -_ratio(-d, se_d)
             diffs_rrrc.append({"comparison": name, "difference": d, "se": se_d, "df": float(ddf), "t": tt,
                                "p": float(2 * stats.t.sf(abs(tt), ddf)), "ci": _t_ci(d, se_d, ddf, alpha)})
-            zz = d / se_df
+            zz = _ratio(d, se_df) if d >= 0 else -_ratio(-d, se_df)
             diffs_frrc.append({"comparison": name, "difference": d, "se": se_df, "z": zz,
                                "p": float(2 * stats.norm.sf(abs(zz))), "ci": [d - z * se_df, d + z * se_df]})
-            t3 = d / se_drf
+            t3 = _ratio(d, se_drf) if d >= 0 else -_ratio(-d, se_drf)
             diffs_rrfc.append({"comparison": name, "difference": d, "se": se_drf, "df": df_rf, "t": t3,
                                "p": float(2 * stats.t.sf(abs(t3), df_rf)), "ci": _t_ci(d, se_drf, df_rf, alpha)})
         out["RRRC"].update({"F": float(f), "df_num": t - 1, "ddf_H": float(ddf), "error_MS": float(err),

@@ -175,3 +175,16 @@ def test_bad_layouts_are_refused():
         mrmc.or_analysis(np.zeros((2, 10)), truth)
     with pytest.raises(ValueError, match="not one of"):
         mrmc.or_analysis(np.zeros((1, 2, 10)), truth, covariance="bootstrap")
+
+
+def test_degenerate_readers_give_nan_or_inf_not_an_exception():
+    """Identical readers (zero error terms) and perfect separation must not crash the analysis."""
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.ones(10, bool), np.zeros(10, bool)]
+    s = rng.normal(size=20) + truth
+    same = mrmc.or_analysis(np.stack([np.stack([s, s]), np.stack([s, s])]), truth)
+    assert np.isnan(same["RRRC"]["F"]) and same["RRRC"]["differences"][0]["difference"] == 0.0
+    perfect = np.r_[np.ones(10), np.zeros(10)]
+    single = mrmc.or_analysis(np.stack([perfect, perfect])[None], truth)["RRRC"]["single_modality"]["modality 1"]
+    assert single["auc"] == 1.0 and single["se"] == 0.0 and single["p_vs_0.5"] == 0.0
+    json.dumps(roc._json_safe(same), allow_nan=False)
