@@ -130,8 +130,13 @@ def vendor_matches(vendor_filter: str | None, manufacturer: str | None, model_na
     return any(needle in (text or "").lower() for text in (manufacturer, model_name))
 
 
+_KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omi-db": "omidb", "omi_db": "omidb",
+                 "mini-mias": "mias", "minimias": "mias"}
+
+
 def _check_root(kind: str, path: str | os.PathLike) -> tuple[str, Path]:
     kind_norm = str(kind).strip().lower()
+    kind_norm = _KIND_ALIASES.get(kind_norm, kind_norm)
     if kind_norm not in COLLECTION_KINDS:
         raise ValueError(f"unknown collection kind {kind!r}; expected one of {', '.join(COLLECTION_KINDS)}")
     root = Path(path)
@@ -360,6 +365,8 @@ def _read_binary_mask(path: Path, shape: tuple[int, int] | None) -> np.ndarray |
     if shape is not None and pixels.shape != tuple(shape):
         return None
     mask = pixels > (pixels.min() + pixels.max()) / 2.0
+    if mask.mean() > 0.5:  # a MONOCHROME1 mask reads inverted; no lesion covers half an image
+        mask = ~mask
     return mask if mask.any() else None
 
 

@@ -146,6 +146,8 @@ def test_wrong_kind_missing_and_empty_folders(tmp_path):
     with pytest.raises(ValueError, match=r"no usable images in .*other"):
         open_collection("phantom", tmp_path / "other")
     assert COLLECTION_KINDS == ("phantom", "omidb", "cbis-ddsm", "mias")
+    with pytest.raises(ValueError, match=r"other: no CBIS-DDSM description CSV"):
+        open_collection("CBIS_DDSM", tmp_path / "other")  # spelling variants are accepted
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,15 +162,16 @@ CBIS_COLUMNS = [
 
 
 def _cbis_folder(root: Path) -> Path:
-    """A CBIS-DDSM-like folder: one image with two masses (two masks), one image whose CSV row
+    """A CBIS-DDSM-like folder: one image with two masses (two masks, one MONOCHROME1), one image whose CSV row
     has its mask and crop columns swapped, one row naming a missing image, one wrong-size mask."""
     rows, cols = 400, 300
     yy, xx = np.mgrid[:rows, :cols]
     image = (1000 + 200 * np.exp(-((yy - 120) ** 2 + (xx - 100) ** 2) / 800.0)).astype(np.uint16)
 
-    def write(rel: str, pixels: np.ndarray, bits: int = 16) -> str:
+    def write(rel: str, pixels: np.ndarray, bits: int = 16, photometric="MONOCHROME2") -> str:
         write_mammogram_dicom(root / rel, pixels, bits_stored=bits, image_pseudonym=rel,
-                              manufacturer="", model_name="", pixel_spacing_mm=None)
+                              manufacturer="", model_name="", pixel_spacing_mm=None,
+                              photometric=photometric)
         return rel
 
     def mask(r0, c0, r1, c1, shape=(rows, cols)) -> np.ndarray:
@@ -178,7 +181,8 @@ def _cbis_folder(root: Path) -> Path:
 
     img_a = write("Mass-Training_P_00001_LEFT_CC/1.1/1.2/000000.dcm", image)
     mask_a1 = write("Mass-Training_P_00001_LEFT_CC_1/1.3/1.4/000001.dcm", mask(100, 80, 141, 121), 8)
-    mask_a2 = write("Mass-Training_P_00001_LEFT_CC_2/1.3/1.4/000001.dcm", mask(300, 200, 320, 260), 8)
+    mask_a2 = write("Mass-Training_P_00001_LEFT_CC_2/1.3/1.4/000001.dcm", mask(300, 200, 320, 260), 8,
+                    "MONOCHROME1")
     crop_a1 = write("Mass-Training_P_00001_LEFT_CC_1/1.3/1.4/000000.dcm", image[100:141, 80:121])
     img_b = write("Mass-Training_P_00002_RIGHT_MLO/2.1/2.2/000000.dcm", image)
     mask_b = write("Mass-Training_P_00002_RIGHT_MLO_1/2.3/2.4/000000.dcm", mask(50, 50, 61, 71), 8)
