@@ -236,7 +236,8 @@ def _render_calcifications(
     """Add a cluster of bright specks; returns its bbox and a circular outline."""
     rows, cols = image.shape
     cr, cc = center
-    n = int(rng.integers(5, 26))
+    # about one speck per 60 square pixels of cluster, 5..25, so specks stay apart
+    n = int(np.clip(rng.integers(5, 26), 5, max(5, int(math.pi * radius * radius / 60.0))))
     rad = radius * np.sqrt(rng.uniform(0, 1, n))
     ang = rng.uniform(0, 2 * np.pi, n)
     pr, pc = cr + rad * np.sin(ang), cc + rad * np.cos(ang)
@@ -250,7 +251,10 @@ def _render_calcifications(
         yy = np.arange(r0, r1, dtype=np.float32)[:, None] - r
         xx = np.arange(c0, c1, dtype=np.float32)[None, :] - c
         speck = np.exp(-0.5 * (yy * yy + xx * xx) / (size * size))
-        image[r0:r1, c0:c1] += np.float32(contrast * rng.uniform(0.6, 1.2)) * speck
+        # maximum, not sum: touching specks do not merge into one saturated blob
+        image[r0:r1, c0:c1] = np.maximum(
+            image[r0:r1, c0:c1], np.float32(contrast * rng.uniform(0.6, 1.2)) * speck
+        )
     extent = float(np.max(rad)) + 3.0 if n else radius
     bbox = (
         max(int(math.floor(cr - extent)), 0),
