@@ -24,7 +24,8 @@ Statistics and their sources
   cases). The components are computed in O(N log N) from midranks (Sun & Xu 2014, IEEE Signal
   Processing Letters 21:1389-1393):  V10_i = (Tz_i - Tx_i)/n,  V01_j = 1 - (Tz_{m+j} - Ty_j)/m,
   with Tx, Ty, Tz the midranks within X, within Y and within the pooled sample Z.
-  Test of AUC = 0.5: z = (A - 0.5)/SE_DeLong, two-sided normal p; CI  A +- z_{0.975} SE.
+  Test of AUC = 0.5: z = (A - 0.5)/SE_DeLong, two-sided normal p; CI  A +- z_{0.975} SE, clipped
+  to [0, 1].
 * Bootstrap CI: a case bootstrap *stratified by truth* (real and synthetic cases resampled
   separately, so every resample has both classes and the case mix is fixed as in the study),
   done by :func:`scipy.stats.bootstrap` with the two classes as two independent samples and
