@@ -22,6 +22,10 @@ Rules, stated once here and recorded per patch in the manifest:
   alternative ``"crop"`` keeps full resolution and truncates the lesion
   (``lesion_truncated`` = True). Resizing is the default because the DCGAN must see whole
   lesions: a truncated large mass is just a bright texture.
+- **Annotation check**: a lesion whose window is less than ``min_lesion_breast_fraction``
+  (default 25 %) breast is not extracted but reported in ``skipped_files.csv``: its annotation
+  points into the air (real collections have such errors; MIAS mdb212 and mdb214 do), and a
+  black "lesion" patch would poison the DCGAN's training set.
 - **Histogram normalisation** (``normalisation``), the paper's "histogram normalisation":
 
   - ``"equalize_image"`` (default): histogram equalisation of each whole image, the CDF computed
@@ -100,6 +104,7 @@ class ExtractionParams:
     lesion_context: float = 1.2  # side of a large-lesion crop = extent * lesion_context
     exclusion_margin: int = 16  # pixels around each lesion box that normal windows avoid
     min_breast_fraction: float = 0.9
+    min_lesion_breast_fraction: float = 0.25  # below: the lesion annotation is in the air
     normal_overlap: bool = False  # may two normal windows of one image overlap?
     equalize_bins: int = 256
     seed: int = 0
@@ -352,6 +357,15 @@ def normal_windows(mask_lr: np.ndarray, stride: int, shape: tuple[int, int],
     return chosen
 
 
+def window_breast_fraction(mask_lr: np.ndarray, stride: int, r0: int, c0: int, size: int) -> float:
+    """Share of breast (subsampled mask) in the full-resolution window at (r0, c0)."""
+    i0, j0 = max(0, r0 // stride), max(0, c0 // stride)
+    i1 = max(i0 + 1, int(math.ceil((r0 + size) / stride)))
+    j1 = max(j0 + 1, int(math.ceil((c0 + size) / stride)))
+    part = mask_lr[i0:i1, j0:j1]
+    return float(part.mean()) if part.size else 0.0
+
+
 def _boxes_overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -411,6 +425,15 @@ def extract_image_patches(record: ImageRecord, pixels: np.ndarray, params: Extra
             window = size
         r0, shift_r = place_window(lesion.center_row, window, h)
         c0, shift_c = place_window(lesion.center_col, window, w)
+        lesion_fraction = window_breast_fraction(mask_lr, stride, r0, c0, window)
+        if lesion_fraction < params.min_lesion_breast_fraction:
+            out.skipped.append(SkippedFile(
+                str(record.path),
+                f"lesion {lesion.lesion_id!r} ({lesion.lesion_class}) at (row "
+                f"{lesion.center_row:.0f}, col {lesion.center_col:.0f}): its window is only "
+                f"{100 * lesion_fraction:.0f}% breast, so the annotation most likely points into "
+                "the background (an annotation error); no lesion patch made", STAGE))
+            continue
         crop, padded = _crop(pixels, r0, c0, window)
         patch = _finish_patch(_resize(crop, size), params, transform)
         row = _base_row(record, "lesion", params)
@@ -430,7 +453,7 @@ def extract_image_patches(record: ImageRecord, pixels: np.ndarray, params: Extra
             shift_col=int(shift_c),
             padded=bool(padded),
             lesion_truncated=bool(large and params.large_lesion == "crop"),
-            breast_fraction=float("nan"),
+            breast_fraction=round(lesion_fraction, 4),
         )
         out.lesion_patches.append(patch)
         out.lesion_rows.append(row)
@@ -741,7 +764,7 @@ def extract_patches(
             import logging
 
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
         t_cluster = time.perf_counter() - tc
         try:
@@ -865,7 +888,8 @@ def reference_parameters(parameters: dict) -> dict:
     phantom the generator's own settings (``PHANTOM.json``) stand in for the source path."""
     out = {key: parameters[key] for key in (
         "patch_size", "n_normal_per_image", "normalisation", "large_lesion", "lesion_context",
-        "exclusion_margin", "min_breast_fraction", "normal_overlap", "equalize_bins", "seed",
+        "exclusion_margin", "min_breast_fraction", "min_lesion_breast_fraction", "normal_overlap",
+        "equalize_bins", "seed",
         "vendor_filter")}
     source = parameters.get("source", {})
     out["source_kind"] = source.get("kind", "")

@@ -139,6 +139,18 @@ def test_lesion_without_position_blocks_normal_patches_and_is_reported():
     assert "no position" in got.skipped[0].problem
 
 
+def test_lesion_annotated_in_the_background_is_reported_not_extracted():
+    img, breast = _breast_image()
+    assert not breast[30, 390]
+    lesions = [LesionAnnotation("air", "calcification", 30.0, 390.0, radius=4),
+               LesionAnnotation("ok", "mass", 256.0, 60.0, radius=10)]
+    got = extract_image_patches(_record(lesions), img, ExtractionParams(patch_size=48),
+                                mask_fn=lambda a: a > 0.05)
+    assert [r["lesion_id"] for r in got.lesion_rows] == ["ok"]
+    assert got.lesion_rows[0]["breast_fraction"] > 0.5
+    assert "'air'" in got.skipped[0].problem and "background" in got.skipped[0].problem
+
+
 def test_annotation_outside_image_raises_naming_the_lesion():
     img, _ = _breast_image()
     lesion = LesionAnnotation("far", "mass", 900.0, 50.0, radius=5)
