@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
 
-if not os.environ.get("DISPLAY") and "ipykernel" not in matplotlib.get_backend().lower():
-    # headless runs (papermill sets the inline backend itself; scripts and tests need Agg)
-    matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+if "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):
+    # headless scripts and tests draw with Agg; inside a kernel (JupyterLab, papermill) the
+    # inline backend stays, so executed notebooks keep their figures
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -11,8 +11,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MAMMO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-
 
 def shared_data_dir(name: str) -> Path:
     """A folder of ../shared/data, or skip the test with the reason."""
