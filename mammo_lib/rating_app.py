@@ -39,6 +39,7 @@ try:  # keys 1-6; the app degrades to buttons only without it
     from ipyevents import Event as _KeyEvent
 except ImportError:  # pragma: no cover - ipyevents is installed with the project
     _KeyEvent = None
+KEYS_AVAILABLE = _KeyEvent is not None
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_NOTEBOOK = REPO_ROOT / "notebooks" / "apps" / "rate_patches.ipynb"
@@ -56,7 +57,7 @@ body, .jp-Notebook, .voila-root, #rendered_cells {{ background: {GREY} !importan
 .mammo-progress .widget-html-content {{ font-size: 20px; font-weight: bold; }}
 .mammo-app .widget-button {{ font-size: 15px; }}
 .mammo-feedback .widget-html-content {{ font-size: 16px; min-height: 24px; }}
-.mammo-image {{ image-rendering: pixelated; }}
+.mammo-image {{ image-rendering: pixelated; outline: 1px solid #505050; }}
 </style>
 """
 

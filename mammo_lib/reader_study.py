@@ -350,6 +350,11 @@ def build_case_set(
         if existing.get("request") == request and (key_dir / "key.csv").is_file():
             return open_case_set(case_set_dir)
         rated = sorted(ratings_dir.glob("*.jsonl")) if ratings_dir.is_dir() else []
+        if rated and existing.get("request") == request:
+            raise ReaderStudyError(
+                f"case set {case_set_dir} has ratings but no key at {key_dir / 'key.csv'}: "
+                "restore the key folder from your backup (a new case set would orphan the ratings)"
+            )
         if rated:
             raise ReaderStudyError(
                 f"{case_set_dir} already holds a different case set that has ratings "

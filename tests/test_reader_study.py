@@ -99,6 +99,11 @@ def test_case_set_is_reproducible_and_protected(case_set, run_dir):
     with pytest.raises(rs.ReaderStudyError, match="has ratings"):
         rs.build_case_set(run_dir, 5, 5, seed=5, display_scale=2)
     assert rs.open_case_set(case_set.case_set_dir).case_set_id == case_set.case_set_id
+    # a lost key with ratings present: rebuilding would orphan them, so it is refused
+    case_set.key_path.unlink()
+    with pytest.raises(rs.ReaderStudyError, match="no key"):
+        rs.build_case_set(run_dir, 6, 6, n_practice=2, seed=5, display_scale=2, min_held_out=5)
+    assert case_set.ratings_path("R01").read_text().count("\n") == 1
 
 
 def test_reader_orders(case_set):
