@@ -7,7 +7,9 @@ environment (``MAMMO_CASE_SET_DIR``). Readers see only the widget: an id field, 
 at a time on a neutral grey background, six answer buttons (keys 1-6), "Case k of N", a
 "Back" button to revise the previous answer, and an end screen. The page never receives the
 key: the app opens only the case-set folder and the reader's ratings file, and Voila's file
-serving is switched off.
+serving is switched off (every path is denied). Voila itself forwards only widget (comm)
+messages from the browser to the kernel, never code to execute. For the strictest blinding,
+copy only ``case_set/`` (and ``ratings/``) to the machine that serves the page.
 
 Keys 1-6 come from ``ipyevents`` (a small, well-kept widget library): move the mouse over the
 rating area and press a number. Without ipyevents the buttons still work.
