@@ -563,6 +563,15 @@ def _run_batch(spec: _BatchSpec) -> dict:
     }
 
 
+def _warm_worker() -> None:
+    """Import the heavy modules a task needs, so the first task is not slowed by imports."""
+    import scipy.ndimage  # noqa: F401
+    import skimage.filters  # noqa: F401
+    import skimage.transform  # noqa: F401
+
+    from mammo_lib import datasets  # noqa: F401
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
@@ -629,33 +638,25 @@ def _write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
     os.replace(tmp, path)
 
 
-def _compact(staging: str, results: list[dict], key: str, start_key: str,
-             starts: dict[int, int], final_path: Path, params: ExtractionParams,
-             attrs: dict) -> pd.DataFrame:
-    """Copy the filled staging slots, in batch (= image) order, into the final store."""
+def _compact(staging: str, results: list[dict], key: str, starts: dict[int, int],
+             final_path: Path, params: ExtractionParams, attrs: dict) -> pd.DataFrame:
+    """Copy the filled staging slots, in batch (= image) order, into the final store.
+
+    Works one final chunk at a time: the staging slots of that chunk form one contiguous span
+    (batch regions are in order and packed from their start), read with a single zarr call.
+    """
     rows = [row for res in results for row in res[key]]
     total = len(rows)
     arr = patch_store.create_patch_store(final_path, total, params.patch_size, attrs=attrs)
     if total:
         src = zarr.open_array(store=staging, mode="r")
-        buf: list[np.ndarray] = []
-        pos = 0
+        slots = np.concatenate([starts[res["index"]] + np.arange(len(res[key]))
+                                for res in results if res[key]])
         block = arr.chunks[0]
-        for res in results:
-            n = len(res[key])
-            if n:
-                start = starts[res["index"]]
-                buf.append(np.asarray(src[start:start + n]))
-            while sum(len(b) for b in buf) >= block:
-                data = np.concatenate(buf)
-                arr[pos:pos + block] = data[:block]
-                pos += block
-                buf = [data[block:]] if len(data) > block else []
-        if buf:
-            data = np.concatenate(buf)
-            arr[pos:pos + len(data)] = data
-            pos += len(data)
-        assert pos == total
+        for pos in range(0, total, block):
+            idx = slots[pos:pos + block]
+            span = np.asarray(src[int(idx[0]):int(idx[-1]) + 1])
+            arr[pos:pos + len(idx)] = span[idx - idx[0]]
     manifest = pd.DataFrame(rows)
     if manifest.empty:
         manifest = pd.DataFrame(columns=list(patch_store.MANIFEST_COLUMNS))
@@ -738,7 +739,7 @@ def extract_patches(
     for path, cap in ((staging_lesion, lesion_cap), (staging_normal, normal_cap)):
         zarr.create_array(store=path, shape=(cap, patch_size, patch_size),
                           chunks=(staging_chunk, patch_size, patch_size), dtype="uint8",
-                          fill_value=0, overwrite=True)
+                          fill_value=0, overwrite=True, compressors=None)
     specs = [_BatchSpec(i, recs, ls, ns, staging_lesion, staging_normal, params)
              for i, (recs, ls, ns) in enumerate(batches)]
     t_plan = time.perf_counter()
@@ -766,6 +767,7 @@ def extract_patches(
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
+        client.run(_warm_worker)  # imports once per worker, counted as start-up
         t_cluster = time.perf_counter() - tc
         try:
             futures = [client.submit(_run_batch, spec, pure=False) for spec in specs]
@@ -796,11 +798,10 @@ def extract_patches(
              "source_kind": source["kind"]}
     lesion_starts = {s.index: s.lesion_start for s in specs}
     normal_starts = {s.index: s.normal_start for s in specs}
-    lesion_manifest = _compact(staging_lesion, results, "lesion_rows", "lesion_start",
-                               lesion_starts, out_dir / "lesion.zarr", params,
-                               {**attrs, "group": "lesion"})
-    _compact(staging_normal, results, "normal_rows", "normal_start", normal_starts,
-             out_dir / "normal.zarr", params, {**attrs, "group": "normal"})
+    lesion_manifest = _compact(staging_lesion, results, "lesion_rows", lesion_starts,
+                               out_dir / "lesion.zarr", params, {**attrs, "group": "lesion"})
+    _compact(staging_normal, results, "normal_rows", normal_starts, out_dir / "normal.zarr",
+             params, {**attrs, "group": "normal"})
     shutil.rmtree(staging_dir, ignore_errors=True)
     t_end = time.perf_counter()
 

@@ -221,6 +221,7 @@ def test_extraction_identical_in_process_and_on_two_dask_workers(phantom_collect
     assert patches.verify_against_manifest(r_other.out_dir, ref)
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")  # the truncated file
 def test_bad_files_become_skipped_rows_and_the_run_goes_on(phantom_collection, tmp_path):
     import dataclasses
 
