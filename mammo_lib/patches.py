@@ -51,6 +51,9 @@ stores (``lesion.zarr``, ``normal.zarr``) and deletes the staging arrays. Unfill
 (skipped images, breasts too small for more normal windows) thus never reach the final store,
 and the order of patches depends only on the inputs, never on which worker finished first.
 
+With ``scheduler_address`` the workers of that cluster write the stores themselves, so
+``out_dir`` must be on a file system they share with this process (as on any HPC cluster).
+
 Determinism: each image has its own random generator seeded from ``(seed, image_id)``, so the
 same seed and inputs give identical patches for any number of workers or batch size.
 """
