@@ -264,3 +264,27 @@ def test_vendor_filter_keeps_only_matching_images(phantom_collection, tmp_path):
     with pytest.raises(patches.ExtractionError, match="vendor filter"):
         patches.extract_patches(phantom_collection, tmp_path / "none", n_workers=0,
                                 vendor_filter=["No Such Vendor"], **RUN_KW)
+
+
+def test_mias_circumscribed_masses_are_bright_at_the_patch_centre(mias_dir, tmp_path):
+    """Real data: MIAS CIRC masses (row = 1023 - y) must sit at the centre of their patches,
+    i.e. the central disk of the lesion's own size is brighter than the patch's outer ring."""
+    from mammo_lib import datasets
+
+    collection = datasets.open_collection("mias", mias_dir)
+    records = [r for r in collection.records
+               if r.lesions and all(les.source_label == "CIRC" for les in r.lesions)][:12]
+    result = patches.extract_patches(records, tmp_path / "mias", n_workers=0,
+                                     n_normal_per_image=2, normalisation="none", progress=False)
+    store = open_patch_store(result.lesion_store)
+    data = store.load().astype(np.float32)
+    rr, cc = np.mgrid[:128, :128] - 63.5
+    dist = np.hypot(rr, cc)
+    brighter = []
+    for patch, row in zip(data, store.manifest.itertuples(), strict=True):
+        radius = max(6.0, 0.5 * row.lesion_extent * row.scale)
+        inner = patch[dist <= 0.6 * radius].mean()
+        ring = patch[(dist >= 1.3 * radius) & (dist <= 1.3 * radius + 10)]
+        brighter.append(ring.size == 0 or inner > ring.mean())
+    assert len(brighter) >= 10
+    assert np.mean(brighter) >= 0.8, brighter
