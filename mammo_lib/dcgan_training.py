@@ -15,6 +15,9 @@ update D on a real batch and a fake batch, then update G to make D call its fake
   function of (seed, rank, iteration), so a run killed at any moment and resumed continues exactly
   as the uninterrupted run would have (bit-identical weights on CPU). On resume, loss-log rows
   after the checkpoint's iteration are dropped so the log matches the weights;
+- **instance noise** (optional, ``instance_noise``; Sønderby et al. 2017, Arjovsky & Bottou 2017):
+  Gaussian noise on D's real and fake inputs, annealed to 0, keeps D from winning early on
+  high-frequency details; it is not in the DCGAN reference and is off by default;
 - **stops**: NaN/inf losses, or a discriminator that rejects every fake with certainty for
   ``collapse_patience`` iterations (G then gets no useful gradient), stop training with
   :class:`TrainingDivergedError` naming the last good checkpoint; ``time_budget_s`` stops cleanly
@@ -91,6 +94,7 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - label_smoothing
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
     device: str = "auto"
     checkpoint_every: int = 500
     sample_every: int = 250
@@ -439,6 +443,9 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
             real = uint8_to_model(data[idx])
             noise_gen.manual_seed(noise_seed(cfg.seed, rank, it))
             z = torch.randn(cfg.batch_size, arch.latent_dim, generator=noise_gen).to(device)
+            sigma = cfg.instance_noise * max(0.0, 1.0 - it / total)
+            if sigma > 0:
+                real = real + sigma * torch.randn(real.shape, generator=noise_gen).to(device)
 
             # (1) D: maximise log D(x) + log(1 - D(G(z)))
             opt_d.zero_grad(set_to_none=True)
@@ -446,6 +453,8 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
             err_d_real = criterion(out_real, real_target)
             err_d_real.backward()
             fake = g_train(z)
+            if sigma > 0:
+                fake = fake + sigma * torch.randn(fake.shape, generator=noise_gen).to(device)
             out_fake = d_train(fake.detach())
             err_d_fake = criterion(out_fake, fake_target)
             err_d_fake.backward()

@@ -53,7 +53,7 @@ def _train_cmd(store, out, iterations, extra=()):
     return [sys.executable, "-m", "mammo_lib.dcgan_training", "--store", str(store), "--out-dir", str(out),
             "--max-iterations", str(iterations), "--batch-size", "8", "--latent-dim", "16", "--ngf", "8",
             "--ndf", "8", "--checkpoint-every", "25", "--sample-every", "1000", "--num-threads", "1",
-            "--no-progress", *extra]
+            "--instance-noise", "0.1", "--no-progress", *extra]
 
 
 def test_short_training_lowers_discriminator_loss(toy_store, tmp_path):
@@ -84,7 +84,7 @@ def test_short_training_lowers_discriminator_loss(toy_store, tmp_path):
 def test_resume_after_sigkill_is_bit_identical(toy_store, tmp_path):
     total = 120
     reference = train_dcgan(toy_store, tmp_path / "reference",
-                            TrainConfig(max_iterations=total, checkpoint_every=25, seed=0, **TINY))
+                            TrainConfig(max_iterations=total, checkpoint_every=25, seed=0, instance_noise=0.1, **TINY))
     out = tmp_path / "killed"
     log_path = out / "loss_log.csv"
     proc = subprocess.Popen(_train_cmd(toy_store, out, total, ["--no-resume"]), env=_subprocess_env(), cwd=REPO)

@@ -1,0 +1,123 @@
+"""Benchmark: images/s of our DCGAN training loop vs a bare loop with the same networks and batch.
+
+Our loop (``mammo_lib.dcgan_training.train_dcgan``) adds a per-iteration CSV log row (flushed),
+fixed-noise sample grids, atomic checkpoints, stop checks and a tqdm progress bar to the plain
+DCGAN iteration. The bare loop is the pytorch/examples dcgan iteration alone: same Generator,
+Discriminator, Adam settings, batch size and in-memory data, nothing else. Both are timed in the
+same process, alternating, on a toy lesion store; the ratio ours/bare is printed (target >= 0.95).
+
+    .venv/bin/python benchmarks/bench_dcgan.py            # 128 px, widths 16, batch 16
+    .venv/bin/python benchmarks/bench_dcgan.py --quick    # 64 px, fewer iterations
+
+No GPU is lent to this project's development machine, so only CPU figures were measured; with
+CUDA present both loops run on it (``--device auto``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mammo_lib.dcgan import (
+    Architecture,
+    Discriminator,
+    Generator,
+    resolve_device,
+    write_toy_lesion_store,
+)
+from mammo_lib.dcgan_training import TrainConfig, load_training_patches, train_dcgan
+
+
+def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device) -> float:
+    """images/s of the plain DCGAN iteration (timed after one warm-up iteration)."""
+    torch.manual_seed(0)
+    generator, discriminator = Generator(arch).to(device), Discriminator(arch).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    criterion = torch.nn.BCEWithLogitsLoss()
+    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
+    data = data_u8.to(device)
+    per_epoch = len(data) // batch
+    perm = torch.randperm(len(data))
+    start = None
+    for it in range(iterations + 1):
+        if it == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        b = it % per_epoch
+        if b == 0:
+            perm = torch.randperm(len(data))
+        real = data[perm[b * batch:(b + 1) * batch].to(device)].float().div(127.5).sub(1).unsqueeze(1)
+        opt_d.zero_grad(set_to_none=True)
+        criterion(discriminator(real), ones).backward()
+        fake = generator(torch.randn(batch, arch.latent_dim, device=device))
+        criterion(discriminator(fake.detach()), zeros).backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        criterion(discriminator(fake), ones).backward()
+        opt_g.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iterations * batch / (time.perf_counter() - start)
+
+
+def our_loop(store: Path, out: Path, arch: Architecture, batch: int, iterations: int, device,
+             checkpoint_every: int, sample_every: int) -> float:
+    """images/s of train_dcgan (log, samples, checkpoints, progress), timed over the iterations after the first."""
+    cfg = TrainConfig(max_iterations=1, batch_size=batch, latent_dim=arch.latent_dim, ngf=arch.ngf, ndf=arch.ndf,
+                      checkpoint_every=checkpoint_every, sample_every=sample_every, device=str(device), seed=0)
+    train_dcgan(store, out, cfg, resume=False)  # warm-up iteration (also writes a checkpoint)
+    cfg.max_iterations = iterations + 1
+    result = train_dcgan(store, out, cfg, resume=True)
+    return result.images_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="64 px and fewer iterations (about a minute)")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--ndf", type=int, default=16)
+    parser.add_argument("--latent-dim", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=200, help="as in the default profile")
+    parser.add_argument("--sample-every", type=int, default=100, help="as in the default profile")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.iterations = 64, 60
+    # each measured run must contain checkpoints and samples, so scale the intervals to the run
+    checkpoint_every = min(args.checkpoint_every, max(1, args.iterations // 2))
+    sample_every = min(args.sample_every, max(1, args.iterations // 4))
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    arch = Architecture(image_size=args.size, latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = write_toy_lesion_store(Path(tmp) / "lesion.zarr", n=max(128, 4 * args.batch), size=args.size)
+        data = load_training_patches(store)
+        print(f"device {device}, {args.threads} threads, {args.size} px, ngf {args.ngf}, ndf {args.ndf}, "
+              f"batch {args.batch}, {args.iterations} iterations per run; ours checkpoints every "
+              f"{checkpoint_every} and samples every {sample_every} iterations, logs every iteration")
+        bare, ours = [], []
+        for rep in range(args.repeats):
+            bare.append(bare_loop(data, arch, args.batch, args.iterations, device))
+            ours.append(our_loop(store, Path(tmp) / "dcgan", arch, args.batch, args.iterations, device,
+                                 checkpoint_every, sample_every))
+            print(f"  repeat {rep + 1}: bare {bare[-1]:.1f} images/s, ours {ours[-1]:.1f} images/s")
+    ratio = statistics.median(ours) / statistics.median(bare)
+    print(f"bare loop: {statistics.median(bare):.1f} images/s (median)")
+    print(f"our loop:  {statistics.median(ours):.1f} images/s (median)")
+    print(f"ratio ours/bare: {ratio:.3f} (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
