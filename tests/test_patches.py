@@ -203,6 +203,8 @@ def test_extraction_identical_in_process_and_on_two_dask_workers(phantom_collect
     assert set(lesion.manifest["group"]) == {"lesion"} and set(normal.manifest["group"]) == {"normal"}
     assert normal.manifest["patch_id"].is_unique and lesion.manifest["patch_id"].is_unique
     assert (normal.manifest["lesion_class"] == "normal").all()
+    assert (lesion.manifest["scale"] < 1).any()  # the phantom has masses larger than 64 px
+    assert (normal.manifest["breast_fraction"] >= 0.9).all()
     summary = patches.read_summary(tmp_path / "w0")
     assert summary["counts"]["lesion_patches"] == r0.n_lesion
     assert (tmp_path / "w0" / "skipped_files.csv").exists()
