@@ -1,0 +1,105 @@
+"""Known-answer tests of the realism metrics on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mammo_lib import realism_metrics as rm
+
+
+def gaussian(n, d, mean=0.0, scale=1.0, seed=0):
+    return np.random.default_rng(seed).normal(mean, scale, size=(n, d))
+
+
+def test_one_nn_identical_sets_is_below_half_and_disjoint_is_one():
+    real = gaussian(200, 5, seed=1)
+    # identical copies: each point's nearest other point is its copy in the other set -> 0
+    same = rm.one_nn_accuracy(real, real.copy(), n_bootstrap=200)
+    assert same["value"] == pytest.approx(0.0)
+    # two independent samples of one distribution -> about 0.5
+    indep = rm.one_nn_accuracy(real, gaussian(200, 5, seed=2), n_bootstrap=300)
+    assert 0.4 < indep["value"] < 0.6
+    assert indep["ci_low"] <= indep["value"] <= indep["ci_high"]
+    assert indep["ci_low"] < 0.5 < indep["ci_high"]
+    far = rm.one_nn_accuracy(real, gaussian(200, 5, mean=50.0, seed=3), n_bootstrap=100)
+    assert far["value"] == 1.0 and far["ci_low"] == 1.0
+
+
+def test_prdc_identical_and_disjoint():
+    real = gaussian(150, 4, seed=4)
+    same = rm.prdc(real, real.copy(), k=5, n_bootstrap=100)
+    for key in ("precision", "recall", "coverage"):
+        assert same[key]["value"] == pytest.approx(1.0)
+    assert same["density"]["value"] == pytest.approx(1.0, abs=0.25)
+    indep = rm.prdc(real, gaussian(150, 4, seed=5), k=5, n_bootstrap=100)
+    assert indep["precision"]["value"] > 0.7 and indep["recall"]["value"] > 0.7
+    assert 0.6 < indep["density"]["value"] < 1.4
+    far = rm.prdc(real, gaussian(150, 4, mean=100.0, seed=6), k=5, n_bootstrap=100)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert far[key]["value"] == 0.0
+
+
+def test_frechet_closed_form():
+    d = 6
+    mu = np.arange(d, dtype=float) / 3
+    # N(0, I) vs N(mu, I): ||mu||^2
+    assert rm.frechet_distance(np.zeros(d), np.eye(d), mu, np.eye(d)) == pytest.approx(mu @ mu)
+    # N(0, I) vs N(0, 4I): Tr(I + 4I - 2*2I) = d
+    assert rm.frechet_distance(np.zeros(d), np.eye(d), np.zeros(d), 4 * np.eye(d)) == pytest.approx(d)
+    # diagonal covariances a, b: sum (sqrt a - sqrt b)^2
+    a, b = np.array([1.0, 2.0, 9.0]), np.array([4.0, 2.0, 1.0])
+    expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert rm.frechet_distance(np.zeros(3), np.diag(a), np.zeros(3), np.diag(b)) == pytest.approx(expected)
+
+
+def test_frechet_pca_shifted_gaussians_recovers_mu_squared():
+    d, n = 5, 4000
+    mu = np.array([1.0, -0.5, 0.5, 0.0, 0.25])
+    real = gaussian(n, d, seed=7)
+    synth = gaussian(n, d, seed=8) + mu
+    out = rm.frechet_distance_pca(real, synth, n_components=None, n_bootstrap=50)
+    assert out["pca_dims"] == d
+    assert out["value"] == pytest.approx(mu @ mu, abs=0.15)
+    assert out["ci_low"] < mu @ mu < out["ci_high"] + 0.05
+    same = rm.frechet_distance_pca(real, gaussian(n, d, seed=9), n_components=None, n_bootstrap=0)
+    assert same["value"] < 0.02
+
+
+def test_normal_neighbour_share():
+    lesion = gaussian(100, 3, seed=10)
+    normal = gaussian(100, 3, mean=20.0, seed=11)
+    synth_in_lesions = gaussian(50, 3, seed=12)
+    out = rm.normal_neighbour_share(synth_in_lesions, lesion, normal, k=10, n_bootstrap=100)
+    assert out["value"] == 0.0 and out["real_lesion_reference"]["value"] == 0.0
+    synth_in_normal = np.vstack([gaussian(40, 3, seed=13), gaussian(10, 3, mean=20.0, seed=14)])
+    out = rm.normal_neighbour_share(synth_in_normal, lesion, normal, k=10, n_bootstrap=100)
+    assert out["value"] == pytest.approx(0.2)
+
+
+def test_memorisation_copies_vs_fresh_samples():
+    real = gaussian(200, 8, seed=15)
+    copies = real[:50] + 1e-6
+    out = rm.memorisation_check(copies, real, n_bootstrap=100)
+    assert out["median_ratio_synthetic_to_real"]["value"] < 0.01
+    assert out["share_synthetic_below_real_q05"]["value"] == 1.0
+    assert out["closest_pairs"][0]["real_index"] == out["closest_pairs"][0]["synthetic_index"]
+    fresh = rm.memorisation_check(gaussian(200, 8, seed=16), real, n_bootstrap=100)
+    assert 0.8 < fresh["median_ratio_synthetic_to_real"]["value"] < 1.3
+    assert fresh["share_synthetic_below_real_q05"]["value"] < 0.15
+    assert fresh["exact_duplicates"] == 0
+
+
+def test_all_metrics_deterministic_and_bad_input():
+    a, b, c = gaussian(60, 10, seed=1), gaussian(60, 10, seed=2), gaussian(60, 10, mean=3, seed=3)
+    m1 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
+    m2 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
+    assert m1 == m2
+    rows = rm.summary_rows("test", m1)
+    assert len(rows) == 9 and all(r["value"] is not None for r in rows)
+    bad = b.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(rm.MetricsError, match="NaN"):
+        rm.one_nn_accuracy(a, bad)
+    with pytest.raises(rm.MetricsError, match="features"):
+        rm.one_nn_accuracy(a, b[:, :5])
