@@ -290,3 +290,20 @@ def test_mias_circumscribed_masses_are_bright_at_the_patch_centre(mias_dir, tmp_
         brighter.append(ring.size == 0 or inner > ring.mean())
     assert len(brighter) >= 10
     assert np.mean(brighter) >= 0.8, brighter
+
+
+def test_running_dask_cluster_by_scheduler_address(phantom_collection, tmp_path):
+    """The real-cluster path: connect to a scheduler that is already running."""
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster:
+        remote = patches.extract_patches(phantom_collection, tmp_path / "remote",
+                                         scheduler_address=cluster.scheduler_address,
+                                         n_workers=0, **RUN_KW)
+    patches.extract_patches(phantom_collection, tmp_path / "local", n_workers=0, **RUN_KW)
+    assert remote.parameters["scheduler_address"] == cluster.scheduler_address
+    for a, b in zip(_load_all(tmp_path / "remote"), _load_all(tmp_path / "local"), strict=True):
+        np.testing.assert_array_equal(a.load(), b.load())
