@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--scale-n", type=int, default=None)
     ap.add_argument("--allow-early-stop", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per backend (default: each backend's own: 2 for sklearn/openTSNE, 1 for exact-torch)")
     ap.add_argument("--device", default=None, help="torch device for exact-torch (cpu, cuda); default: cuda if available")
     args = ap.parse_args(argv)
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     scale_n = args.scale_n or scale_n
     stop = {} if args.allow_early_stop else {"min_grad_norm": 0.0, "n_iter_without_progress": 10**9}
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
-          f"(other jobs share this machine: timings are noisy); threads per backend: {args.threads}")
+          f"(other jobs share this machine: timings are noisy); threads: {args.threads or 'backend defaults'}")
     g = fs.demo_groups(n_per_group, size=128, seed=0)
     x = fs.flatten_pixels(np.concatenate([g[k] for k in fs.GROUP_ORDER]))
     print(f"paper configuration: {x.shape[0]} x {x.shape[1]} (phantom-like patches), perplexity {perplexity:g}, "

@@ -522,9 +522,12 @@ def run_tsne(
             p = joint_probabilities(x32, perp)
             init = pca_init(x32, seed)
             lr = max(len(x) / EARLY_EXAGGERATION / 4.0, 50.0)
-            y, kl, it = _tsne_exact_torch(p, init, n_iter, lr, progress=progress, device=device,
-                                          min_grad_norm=min_grad_norm,
-                                          n_iter_without_progress=n_iter_without_progress)
+            y, _, it = _tsne_exact_torch(p, init, n_iter, lr, progress=progress, device=device,
+                                         min_grad_norm=min_grad_norm,
+                                         n_iter_without_progress=n_iter_without_progress)
+            it = min(it, n_iter - 1)
+            # the final KL, exact and in float64, of the final embedding against the plain P
+            kl = kl_divergence_exact(p, y)
         finally:
             torch.set_num_threads(old_threads)
         params.update(learning_rate=lr, gradient="exact dense (PyTorch)")
@@ -787,28 +790,28 @@ def plot_fig2(embedding: np.ndarray, groups: np.ndarray, outliers: np.ndarray | 
 def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarray,
                     outliers: np.ndarray | None = None, n_thumbs: int = 150, seed: int = 0,
                     zoom: float | None = None):
-    """The patches themselves drawn at their embedded positions (one per cell of a grid over
-    the embedding, outliers preferred), framed in the group colour; outliers get a thick black
-    frame."""
+    """The patches themselves drawn at their embedded positions (one random patch per cell of
+    a grid over the embedding, so they do not hide each other), framed in the group colour;
+    outliers get a thick dashed frame."""
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     rng = np.random.default_rng(seed)
     n = len(embedding)
-    # one patch per cell of a grid over the embedding (outliers preferred), so thumbnails
+    # one random patch per cell of a grid over the embedding, so thumbnails
     # do not hide each other; at most n_thumbs cells
     cells_per_side = max(1, int(np.sqrt(n_thumbs)))
     lo, hi = embedding.min(axis=0), embedding.max(axis=0)
     cell = np.floor((embedding - lo) / np.maximum(hi - lo, 1e-12) * (cells_per_side - 1e-9)).astype(int)
     keys = cell[:, 0] * cells_per_side + cell[:, 1]
-    priority = rng.random(n) + (2.0 if outliers is not None else 0.0) * (np.asarray(outliers) if outliers is not None else 0)
+    priority = rng.random(n)
     chosen = set()
     for key in np.unique(keys):
         members = np.flatnonzero(keys == key)
         chosen.add(int(members[np.argmax(priority[members])]))
     colours = {"lesion": "red", "synthetic": "green", "normal": "purple"}
-    if zoom is None:  # a thumbnail about one grid cell wide on a 10-inch, 110-dpi figure
-        zoom = 0.75 * 10 * 110 / cells_per_side / max(patches.shape[1], 1)
+    if zoom is None:  # a thumbnail 80% of a grid cell wide (the axes are about 9 in = 648 pt wide)
+        zoom = 0.8 * 9 * 72 / cells_per_side / max(patches.shape[1], 1)
     fig, ax = plt.subplots(figsize=(10, 9))
     ax.scatter(embedding[:, 0], embedding[:, 1], s=2, c="lightgrey")
     for i in sorted(chosen):
@@ -816,11 +819,11 @@ def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarr
         img = OffsetImage(patches[i], cmap="gray", zoom=zoom, norm=None)
         img.get_children()[0].set_clim(0, 255)
         box = AnnotationBbox(img, embedding[i], frameon=True, pad=0.1,
-                             bboxprops=dict(edgecolor="black" if is_out else colours[groups[i]],
-                                            linewidth=2.5 if is_out else 1.2))
+                             bboxprops=dict(edgecolor=colours[groups[i]], linewidth=3.0 if is_out else 1.2,
+                                            linestyle="--" if is_out else "-"))
         ax.add_artist(box)
     handles = [plt.Line2D([], [], color=colours[g], lw=3, label=GROUP_LEGEND[g]) for g in GROUP_ORDER]
-    handles.append(plt.Line2D([], [], color="black", lw=3, label="outlier"))
+    handles.append(plt.Line2D([], [], color="black", lw=3, ls="--", label="outlier (thick dashed frame)"))
     ax.legend(handles=handles, loc="best", fontsize=9)
     ax.set_xlabel("X1")
     ax.set_ylabel("X2")

@@ -141,3 +141,8 @@ def test_exact_torch_steps_equal_sklearn_exact_optimizer(small_x):
     ref = params.reshape(n, 2)
     assert np.abs(ref).max() > 1e-3  # the points have moved
     assert np.allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_exaggeration_only_run_reports_a_finite_kl(small_x):
+    res = fs.run_tsne(small_x, perplexity=5, n_iter=250, backend="exact-torch", seed=0)
+    assert res.n_iter <= 250 and 0 < res.kl_divergence < 10
