@@ -455,7 +455,7 @@ def extract_image_patches(record: ImageRecord, pixels: np.ndarray, params: Extra
             shift_row=int(shift_r),
             shift_col=int(shift_c),
             padded=bool(padded),
-            lesion_truncated=bool(large and params.large_lesion == "crop"),
+            lesion_truncated=bool(params.large_lesion == "crop" and max(ext_h, ext_w) > size),
             breast_fraction=round(lesion_fraction, 4),
         )
         out.lesion_patches.append(patch)
@@ -737,6 +737,14 @@ def extract_patches(
         images_per_task = max(1, min(64, int(math.ceil(len(records) / (lanes * 6)))))
     batches, lesion_cap, normal_cap = _plan_batches(records, int(images_per_task),
                                                     params.n_normal_per_image, staging_chunk)
+    # a new run first removes the outputs of an earlier one, so that a run killed half-way
+    # never leaves stores or a summary that look finished (manifest.csv and extraction.json
+    # are written last, atomically)
+    for old_output in (out_dir / "lesion.zarr", out_dir / "normal.zarr", summary_path):
+        if old_output.is_dir():
+            shutil.rmtree(old_output)
+        elif old_output.exists():
+            old_output.unlink()
     staging_dir = out_dir / "_staging"
     if staging_dir.exists():
         shutil.rmtree(staging_dir)

@@ -218,9 +218,11 @@ def test_extraction_identical_in_process_and_on_two_dask_workers(phantom_collect
     table.loc[0, "checksum"] = "0" * 16
     table.to_csv(ref / "normal_manifest.csv", index=False)
     assert patches.verify_against_manifest(tmp_path / "w2", ref) == [table.loc[0, "patch_id"]]
-    # another seed gives other normal patches
-    r_other = patches.extract_patches(phantom_collection, tmp_path / "s6", n_workers=0, seed=6, **RUN_KW)
+    # another seed, rerun into the same folder: the old stores are replaced, other normal patches
+    r_other = patches.extract_patches(phantom_collection, tmp_path / "w0", n_workers=0, seed=6, **RUN_KW)
     assert patches.verify_against_manifest(r_other.out_dir, ref)
+    assert all(store.verify_checksums() == [] for store in _load_all(tmp_path / "w0"))
+    assert patches.read_summary(tmp_path / "w0")["parameters"]["seed"] == 6
 
 
 @pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")  # the truncated file
