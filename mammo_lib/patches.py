@@ -25,7 +25,12 @@ Rules, stated once here and recorded per patch in the manifest:
 - **Annotation check**: a lesion whose window is less than ``min_lesion_breast_fraction``
   (default 25 %) breast is not extracted but reported in ``skipped_files.csv``: its annotation
   points into the air (real collections have such errors; MIAS mdb212 and mdb214 do), and a
-  black "lesion" patch would poison the DCGAN's training set.
+  black "lesion" patch would poison the DCGAN's training set. A lesion centre outside the
+  image skips the whole image (its annotations cannot be trusted).
+- **Working resolution**: the breast mask (``datasets.breast_mask``), the equalisation CDF and
+  the normal-window search use a copy subsampled to at most ``MASK_LONG_SIDE`` (256) pixels on
+  its long side, so their cost does not grow with the detector size; patches are always cut
+  from the full-resolution image, and ``breast_fraction`` is measured on that grid.
 - **Histogram normalisation** (``normalisation``), the paper's "histogram normalisation":
 
   - ``"equalize_image"`` (default): histogram equalisation of each whole image, the CDF computed
@@ -70,6 +75,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -78,6 +84,9 @@ import zarr
 from mammo_lib import patch_store
 from mammo_lib.records import ImageRecord, LesionAnnotation, SkippedFile
 from mammo_lib.run_folder import atomic_write_text
+
+if TYPE_CHECKING:
+    from mammo_lib.datasets import Collection
 
 NORMALISATIONS = ("equalize_image", "equalize_patch", "none")
 LARGE_LESION_POLICIES = ("resize", "crop")
@@ -671,7 +680,7 @@ def _compact(staging: str, results: list[dict], key: str, starts: dict[int, int]
 
 
 def extract_patches(
-    collection,
+    collection: Collection | Sequence[ImageRecord],
     out_dir: str | os.PathLike,
     *,
     patch_size: int = 128,
