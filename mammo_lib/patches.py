@@ -627,6 +627,8 @@ def vendor_matches(record: ImageRecord, vendor_filter: Sequence[str] | None) -> 
     record's Manufacturer or ManufacturerModelName (e.g. "Selenia Dimensions", "HOLOGIC")."""
     if not vendor_filter:
         return True
+    if isinstance(vendor_filter, str):
+        vendor_filter = [vendor_filter]
     text = f"{record.manufacturer or ''} | {record.model_name or ''}".lower()
     return any(str(v).lower() in text for v in vendor_filter)
 
@@ -710,6 +712,8 @@ def extract_patches(
     params = ExtractionParams(patch_size=int(patch_size), n_normal_per_image=int(n_normal_per_image),
                               normalisation=normalisation, large_lesion=large_lesion,
                               seed=int(seed), **extra_params)
+    if isinstance(vendor_filter, str):  # one name given on its own
+        vendor_filter = [vendor_filter]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped_path = out_dir / "skipped_files.csv"

@@ -265,6 +265,8 @@ def test_vendor_filter_keeps_only_matching_images(phantom_collection, tmp_path):
     assert result.excluded_by_vendor == len(phantom_collection.records) - len(expected)
     lesion, normal = _load_all(tmp_path / "v")
     assert set(normal.manifest["model_name"]) == {vendor}
+    assert patches.vendor_matches(expected[0], vendor.upper())  # one name as a plain string
+    assert not patches.vendor_matches(expected[0], "zz")
     with pytest.raises(patches.ExtractionError, match="vendor filter"):
         patches.extract_patches(phantom_collection, tmp_path / "none", n_workers=0,
                                 vendor_filter=["No Such Vendor"], **RUN_KW)
