@@ -25,6 +25,10 @@ Deviations from the reference
   4x4; the cap keeps the 128 px model at the size of the 64 px reference plus one layer).
 - D returns *logits* (no final sigmoid); training uses ``BCEWithLogitsLoss``, which is the same
   loss computed in a numerically stable way. :meth:`Discriminator.probability` gives D(x) in (0, 1).
+- Training extras, off in the ``paper`` profile: one-sided label smoothing (Salimans et al. 2016)
+  and annealed instance noise on D's inputs (Sønderby et al. 2017), used by the short CPU
+  ``default`` profile so that D does not win before G has learnt anything
+  (see :mod:`mammo_lib.dcgan_training`).
 - Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
   only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
 """

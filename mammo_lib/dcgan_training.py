@@ -502,7 +502,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
                     f"Last good checkpoint: {last_good or 'none yet'}. Try a lower lr_d, label_smoothing=0.1, "
                     "or a smaller ndf; resume=True continues from the last good checkpoint."
                 )
-            if it % cfg.sample_every == 0 or it == total:
+            if it % cfg.sample_every == 0 or it == total or code == 1:
                 sample(it)
             if it % cfg.checkpoint_every == 0 or it == total or code == 1:
                 checkpoint(it)
