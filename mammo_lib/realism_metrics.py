@@ -234,7 +234,9 @@ def frechet_distance_pca(real: np.ndarray, synthetic: np.ndarray, n_components: 
 def normal_neighbour_share(synthetic: np.ndarray, lesion: np.ndarray, normal: np.ndarray, k: int = 10,
                            threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Share of synthetic lesions whose k nearest real neighbours (lesions + normal tissue) are
-    mostly (> ``threshold``) normal tissue -- the paper's "synthetic outliers". The same share
+    mostly (> ``threshold``) normal tissue -- the paper's "synthetic outliers". "Mostly" is
+    class-balanced: each neighbour counts 1 / (size of its group), so unequal group sizes do
+    not shift the call (for equal groups it is the plain majority). The same share
     for real lesions (leave-one-out) is the reference: a few real lesions look like normal
     tissue too (the paper's arrowed real outlier)."""
     synthetic = _check("synthetic", synthetic, 1)
@@ -248,7 +250,10 @@ def normal_neighbour_share(synthetic: np.ndarray, lesion: np.ndarray, normal: np
         if loo:
             d[np.arange(len(points)), np.arange(len(points))] = np.inf
         nn = np.argpartition(d, k - 1, axis=1)[:, :k]
-        return is_normal[nn].mean(axis=1)
+        # class-balanced share (each neighbour weighted by 1 / its group size)
+        c_n = is_normal[nn].sum(axis=1) / len(normal)
+        c_l = (k - is_normal[nn].sum(axis=1)) / len(lesion)
+        return c_n / np.maximum(c_n + c_l, 1e-300)
 
     s_syn = shares(synthetic, False)
     s_real = shares(lesion, True)
