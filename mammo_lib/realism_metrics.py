@@ -108,15 +108,27 @@ def bootstrap_means(groups_of_values: list[np.ndarray], weights: list[float] | N
 # ----------------------------------------------------------------------------- 1-NN two-sample test
 
 
-def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
+                    balance: bool = True) -> dict:
     """Leave-one-out 1-nearest-neighbour two-sample accuracy (Lopez-Paz & Oquab 2017).
 
     Each point of the pooled set is classified by the label of its nearest other point; the
     accuracy over all points is 0.5 when the two sets are indistinguishable, 1.0 when they are
     fully separated, and below 0.5 when synthetic points copy real ones (each synthetic point's
-    nearest neighbour is its real original).
+    nearest neighbour is its real original). With ``balance`` (default) the larger set is
+    subsampled (fixed seed) to the size of the smaller one, since 0.5 is the chance level only
+    for equal sets; ``n_real`` / ``n_synthetic`` report the sizes used.
     """
     real, synthetic = _check_pair(real, synthetic)
+    n_given = (len(real), len(synthetic))
+    if balance and len(real) != len(synthetic):
+        # 0.5 is the chance level only for equal sets: subsample the larger one (fixed seed)
+        m = min(len(real), len(synthetic))
+        pick = np.random.default_rng(seed + 99)
+        if len(real) > m:
+            real = real[np.sort(pick.choice(len(real), m, replace=False))]
+        else:
+            synthetic = synthetic[np.sort(pick.choice(len(synthetic), m, replace=False))]
     pooled = np.vstack([real, synthetic])
     labels = np.r_[np.zeros(len(real), dtype=int), np.ones(len(synthetic), dtype=int)]
     d = _self_distances(pooled)
@@ -130,6 +142,7 @@ def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 
     out["accuracy_real"] = float(c_real.mean())
     out["accuracy_synthetic"] = float(c_syn.mean())
     out["n_real"], out["n_synthetic"] = len(real), len(synthetic)
+    out["n_given"] = list(n_given)
     return out
 
 

@@ -24,6 +24,10 @@ def test_one_nn_identical_sets_is_below_half_and_disjoint_is_one():
     assert indep["ci_low"] < 0.5 < indep["ci_high"]
     far = rm.one_nn_accuracy(real, gaussian(200, 5, mean=50.0, seed=3), n_bootstrap=100)
     assert far["value"] == 1.0 and far["ci_low"] == 1.0
+    # unequal sets are balanced by subsampling, so chance stays at 0.5
+    uneven = rm.one_nn_accuracy(real[:50], gaussian(400, 5, seed=4), n_bootstrap=100)
+    assert uneven["n_real"] == uneven["n_synthetic"] == 50 and uneven["n_given"] == [50, 400]
+    assert 0.3 < uneven["value"] < 0.7
 
 
 def test_prdc_identical_and_disjoint():
