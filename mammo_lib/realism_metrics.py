@@ -226,7 +226,7 @@ def frechet_distance_pca(real: np.ndarray, synthetic: np.ndarray, n_components: 
         ])
         # resampling with replacement inflates FD (duplicates shrink the effective sample);
         # shift the percentile interval by the bootstrap bias so it brackets the estimate
-        boot = boot - (boot.mean() - value)
+        boot = np.maximum(boot - (boot.mean() - value), 0.0)  # a distance is never negative
     out = estimate(value, boot, n_bootstrap)
     perm_r, perm_s = rng.permutation(len(zr)), rng.permutation(len(zs))
     half = min(len(zr), len(zs)) // 2
