@@ -4,7 +4,8 @@ Our loop (``mammo_lib.dcgan_training.train_dcgan``) adds a per-iteration CSV log
 fixed-noise sample grids, atomic checkpoints, stop checks and a tqdm progress bar to the plain
 DCGAN iteration. The bare loop is the pytorch/examples dcgan iteration alone: same Generator,
 Discriminator, Adam settings, batch size and in-memory data, nothing else. Both are timed in the
-same process, alternating, on a toy lesion store; the ratio ours/bare is printed (target >= 0.95).
+same process, alternating, on a toy lesion store; the ratio ours/bare of the best of several
+repeats is printed (target >= 0.95).
 
     .venv/bin/python benchmarks/bench_dcgan.py            # 128 px, widths 16, batch 16
     .venv/bin/python benchmarks/bench_dcgan.py --quick    # 64 px, fewer iterations
@@ -87,10 +88,11 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint-every", type=int, default=200, help="as in the default profile")
     parser.add_argument("--sample-every", type=int, default=100, help="as in the default profile")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="1 by default: 2 threads on a busy 2-core machine make timings swing 5x")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     if args.quick:
@@ -113,10 +115,11 @@ def main() -> None:
             ours.append(our_loop(store, Path(tmp) / "dcgan", arch, args.batch, args.iterations, device,
                                  checkpoint_every, sample_every))
             print(f"  repeat {rep + 1}: bare {bare[-1]:.1f} images/s, ours {ours[-1]:.1f} images/s")
-    ratio = statistics.median(ours) / statistics.median(bare)
-    print(f"bare loop: {statistics.median(bare):.1f} images/s (median)")
-    print(f"our loop:  {statistics.median(ours):.1f} images/s (median)")
-    print(f"ratio ours/bare: {ratio:.3f} (target >= 0.95)")
+    # best of the repeats: other processes on the machine only ever slow a run down
+    print(f"bare loop: best {max(bare):.1f}, median {statistics.median(bare):.1f} images/s")
+    print(f"our loop:  best {max(ours):.1f}, median {statistics.median(ours):.1f} images/s")
+    print(f"ratio ours/bare (best of {args.repeats}): {max(ours) / max(bare):.3f} (target >= 0.95); "
+          f"median ratio {statistics.median(ours) / statistics.median(bare):.3f}")
 
 
 if __name__ == "__main__":

@@ -423,7 +423,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
         save_sample_grid(images, paths["samples"] / f"iter_{iteration:06d}.png")
 
     bar = tqdm(total=total, initial=start_it, desc="DCGAN", unit="it", dynamic_ncols=True,
-               mininterval=2.0, disable=not (cfg.progress and is_main), file=sys.stderr)
+               mininterval=5.0, disable=not (cfg.progress and is_main), file=sys.stderr)
     t_start = time.perf_counter()
     it = start_it
     order: list[int] = []
