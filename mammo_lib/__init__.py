@@ -5,8 +5,8 @@ One module per stage of the study, data flowing one way through a run folder:
 - ``records``, ``dicom_io``, ``phantom``, ``datasets``: mammograms and their annotations
 - ``patch_store``: the chunked (zarr) patch store + manifest every stage reads and writes
 - ``patches``: stage 01, lesion and normal-tissue patch extraction (Dask)
-- ``dcgan``: stage 02, the DCGAN, its training and synthesis
-- ``feature_space``: stage 03, t-SNE and realism metrics
+- ``dcgan``, ``dcgan_training``: stage 02, the DCGAN, its training and synthesis
+- ``feature_space``, ``realism_metrics``: stage 03, t-SNE and realism metrics
 - ``reader_study``, ``rating_app``: stage 04, blinded case sets, ratings, the rating page
 - ``roc``, ``mrmc``: stage 05, ROC statistics of the ratings
 - ``run_folder``, ``runner``, ``plotting``: shared plumbing
