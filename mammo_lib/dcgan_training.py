@@ -282,6 +282,15 @@ def _distributed_setup(device_request: str) -> tuple[int, int, torch.device, boo
     return rank, world, device, initialised_here
 
 
+def training_data_fingerprint(store_path: str | os.PathLike) -> str:
+    """SHA-256 over the store's per-patch checksums: which patches a checkpoint was trained on."""
+    import hashlib
+
+    store = open_patch_store(store_path)
+    text = f"{store.patch_size}\n" + "\n".join(store.manifest["checksum"].astype(str))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def load_training_patches(store_path: str | os.PathLike) -> torch.Tensor:
     """All lesion patches of a store as a uint8 tensor (N, size, size), with clear errors."""
     store = open_patch_store(store_path)
@@ -347,8 +356,13 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
 
     start_it = 0
     state, state_path = (None, None)
+    fingerprint = training_data_fingerprint(store_path)
     if resume:
         state, state_path = _load_resume_state(paths, arch)
+        if state is not None and state.get("data_fingerprint", fingerprint) != fingerprint:
+            warnings.warn(f"{state_path} was trained on other patches than {store_path} holds now "
+                          "(stage 01 was rerun or changed): starting training afresh", stacklevel=2)
+            state, state_path = None, None
     if state is not None:
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
@@ -402,6 +416,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
             "iters_per_epoch": iters_per_epoch,
             "world_size": world,
             "n_patches": n,
+            "data_fingerprint": fingerprint,
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "generator": generator.state_dict(),
             "discriminator": discriminator.state_dict(),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+
+from mammo_lib.run_folder import atomic_write_bytes
 
 #: SOP Class UID of "Digital Mammography X-Ray Image Storage - For Presentation".
 DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
@@ -242,19 +243,6 @@ def _rle_encoding_plugin() -> str:
     return "pylibjpeg" if "pylibjpeg" in plugins else "pydicom"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_mammogram_dicom(
     path: str | os.PathLike,
     pixels: np.ndarray,
@@ -412,5 +400,5 @@ def write_mammogram_dicom(
 
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path

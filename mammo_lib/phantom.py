@@ -52,7 +52,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from mammo_lib.dicom_io import deterministic_uid, write_mammogram_dicom
+from mammo_lib.run_folder import atomic_write_text
 
 PHANTOM_VERSION = "1"
 
@@ -382,19 +382,6 @@ def synthesize_mammogram(
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def generate_phantom(
     out_dir: str | os.PathLike,
     n_images: int = 60,
@@ -478,7 +465,7 @@ def generate_phantom(
             },
             "marks": [m.to_json() for m in marks],
         }
-        _atomic_write_text(folder / f"{sop_uid}.json", json.dumps(annotation, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(folder / f"{sop_uid}.json", json.dumps(annotation, indent=1, sort_keys=True) + "\n")
     info = {
         "generator": "mammo_lib.phantom.generate_phantom",
         "version": PHANTOM_VERSION,
@@ -491,7 +478,7 @@ def generate_phantom(
             "pixel_spacing_mm": pixel_spacing_mm, "beta": beta,
         },
     }
-    _atomic_write_text(out / "PHANTOM.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(out / "PHANTOM.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out
 
 

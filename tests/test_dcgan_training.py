@@ -198,3 +198,12 @@ def test_bad_input(toy_store, tmp_path):
         train_dcgan(toy_store, tmp_path / "out", TrainConfig(**dict(TINY, batch_size=100)))
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=0.7)
+
+
+def test_resume_on_changed_patches_starts_afresh(toy_store, tmp_path):
+    first = train_dcgan(toy_store, tmp_path / "out", TrainConfig(max_iterations=3, seed=0, **TINY))
+    assert first.stopped == "finished"
+    other_store = write_toy_lesion_store(tmp_path / "other.zarr", n=64, size=32, seed=1)
+    with pytest.warns(UserWarning, match="trained on other patches"):
+        again = train_dcgan(other_store, tmp_path / "out", TrainConfig(max_iterations=3, seed=0, **TINY))
+    assert (again.start_iteration, again.iterations_done, again.stopped) == (0, 3, "finished")
