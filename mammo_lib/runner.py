@@ -6,6 +6,9 @@ into one run folder, with a parameter profile.
     python -m mammo_lib.runner --profile default --name mias \
         -p source_kind=mias -p source_path=../shared/data/mini-mias
 
+Override values that name an existing file or folder relative to where the command runs are
+made absolute (the notebooks themselves run with ``notebooks/`` as working directory).
+
 Profiles live beside the notebooks, one file per notebook: ``notebooks/params/<stem>.json``
 maps a profile name (``smoke``, ``default``, ``paper``) to that notebook's parameters. Every
 notebook also receives ``run_dir`` (absolute) and ``seed``. Later stages only add a notebook and
@@ -86,6 +89,50 @@ def declared_parameters(notebook: Path) -> set[str]:
         return set(pm.inspect_notebook(str(copy)).keys())
 
 
+def absolute_path_values(overrides: dict) -> dict:
+    """Make override values that name an existing file or folder (relative to the caller's working
+    directory) absolute: notebooks run with ``notebooks/`` as their working directory."""
+    out = {}
+    for key, value in overrides.items():
+        if isinstance(value, str) and value and not Path(value).is_absolute() and Path(value).exists():
+            value = str(Path(value).resolve())
+        out[key] = value
+    return out
+
+
+def _package_versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("mammo-synth-study", "torch", "numpy", "scipy", "scikit-learn", "pydicom", "zarr",
+                 "dask", "openTSNE", "papermill", "pandas"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _earlier_entries(record_path: Path, rerun: set[str]) -> list[dict]:
+    """Entries of an earlier run.json for notebooks not rerun now (``--from``/``--only`` keep them)."""
+    if not record_path.exists():
+        return []
+    try:
+        previous = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
+
+
+def _save_record(record_path: Path, record: dict, entry: dict | None = None) -> None:
+    from mammo_lib.run_folder import atomic_write_text
+
+    if entry is not None:
+        record["notebooks"].append(entry)
+        record["notebooks"].sort(key=lambda e: e["notebook"])
+    atomic_write_text(record_path, json.dumps(record, indent=2))
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -126,8 +173,18 @@ def run_study(
         notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
         if not notebooks:
             raise StudyError(f"--only {only} matches no notebook")
-    overrides = overrides or {}
+    overrides = absolute_path_values(overrides or {})
+    seed = int(overrides.pop("seed", seed))
+    declared_by = {nb: declared_parameters(nb) for nb in notebooks}
+    unused = sorted(set(overrides) - set().union(*declared_by.values()))
+    if unused:
+        raise StudyError(
+            f"-p {', '.join(unused)}: no notebook being run declares "
+            f"{'this parameter' if len(unused) == 1 else 'these parameters'} (check the spelling "
+            "against the parameters cells or notebooks/params/*.json)"
+        )
     record_path = run_dir / "run.json"
+    earlier = _earlier_entries(record_path, {nb.name for nb in notebooks})
     record = {
         "profile": profile,
         "name": name,
@@ -135,14 +192,15 @@ def run_study(
         "overrides": overrides,
         "git_commit": _git_commit(),
         "python": platform.python_version(),
+        "packages": _package_versions(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "notebooks": [],
+        "notebooks": list(earlier),
     }
     total = len(notebooks)
     log(f"study: profile={profile} run folder={run_dir} ({total} notebooks)")
     for k, nb in enumerate(notebooks, start=1):
         params = profile_parameters(nb, profile)
-        declared = declared_parameters(nb)
+        declared = declared_by[nb]
         params.update({key: val for key, val in overrides.items() if key in declared})
         params["run_dir"] = str(run_dir)
         if "seed" in declared and "seed" not in params:
@@ -169,8 +227,7 @@ def run_study(
             )
         except PapermillExecutionError as exc:
             entry.update(status="failed", seconds=round(time.perf_counter() - t0, 1))
-            record["notebooks"].append(entry)
-            record_path.write_text(json.dumps(record, indent=2))
+            _save_record(record_path, record, entry)
             msg = (
                 f"notebook {nb.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
                 f"{exc.ename}: {exc.evalue}\n  executed copy with the full traceback: {out_nb}"
@@ -179,11 +236,10 @@ def run_study(
             raise StudyError(msg) from None
         seconds = time.perf_counter() - t0
         entry.update(status="ok", seconds=round(seconds, 1))
-        record["notebooks"].append(entry)
-        record_path.write_text(json.dumps(record, indent=2))
+        _save_record(record_path, record, entry)
         log(f"ok ({seconds:.1f} s)")
     record["finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    record_path.write_text(json.dumps(record, indent=2))
+    _save_record(record_path, record)
     log(f"study finished: {run_dir}")
     return run_dir
 

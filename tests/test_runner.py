@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from mammo_lib.runner import StudyError, parse_overrides, run_study
+from mammo_lib.runner import StudyError, absolute_path_values, parse_overrides, run_study
 
 
 def _notebook(path, params_src, body_src):
@@ -34,7 +34,7 @@ def notebook_dir(tmp_path):
 def test_runs_numbered_notebooks_in_order_with_profile(tmp_path, notebook_dir):
     lines = []
     run = run_study("smoke", name="r1", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
-                    overrides={"factor": 5, "unrelated": 1}, seed=1, log=lines.append)
+                    overrides={"factor": 5}, seed=1, log=lines.append)
     assert (run / "first.txt").read_text() == "31"  # count=3 from the smoke profile, seed=1
     assert (run / "second.txt").read_text() == "155"  # factor override reached notebook 02 only
     assert (run / "01_first.ipynb").exists() and (run / "02_second.ipynb").exists()
@@ -58,3 +58,23 @@ def test_unknown_profile_and_bad_override(tmp_path, notebook_dir):
     with pytest.raises(StudyError, match="key=value"):
         parse_overrides(["novalue"])
     assert parse_overrides(["a=3", "b=[1,2]", "c=mias"]) == {"a": 3, "b": [1, 2], "c": "mias"}
+
+
+def test_misspelt_override_is_an_error_and_seed_and_paths_are_recorded(tmp_path, notebook_dir, monkeypatch):
+    with pytest.raises(StudyError, match="-p sead: no notebook being run declares"):
+        run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
+                  overrides={"sead": 3}, log=lambda s: None)
+    run = run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
+                    overrides={"seed": 4}, only=["01"], log=lambda s: None)
+    assert (run / "first.txt").read_text() == "34"
+    record = json.loads((run / "run.json").read_text())
+    assert record["seed"] == 4 and record["packages"]["numpy"]
+    # rerunning one stage keeps the record of the others
+    run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
+              start_from="02", log=lambda s: None)
+    record = json.loads((run / "run.json").read_text())
+    assert [n["notebook"] for n in record["notebooks"]] == ["01_first.ipynb", "02_second.ipynb"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert absolute_path_values({"p": "data", "q": "missing", "r": 3}) == {
+        "p": str(tmp_path / "data"), "q": "missing", "r": 3}
