@@ -313,6 +313,17 @@ def _source_fingerprint(stores: Sequence) -> str:
     return h.hexdigest()[:16]
 
 
+def _machine_ratings_only(path: Path) -> bool:
+    """True when every complete line of a ratings file comes from a machine observer."""
+    kinds = set()
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            kinds.add(json.loads(line).get("reader_kind"))
+        except (json.JSONDecodeError, AttributeError):
+            continue
+    return kinds == {"machine"}
+
+
 def build_case_set(
     run_dir: str | os.PathLike,
     n_real: int = 75,
@@ -355,11 +366,16 @@ def build_case_set(
                 f"case set {case_set_dir} has ratings but no key at {key_dir / 'key.csv'}: "
                 "restore the key folder from your backup (a new case set would orphan the ratings)"
             )
-        if rated:
+        human = [p for p in rated if not _machine_ratings_only(p)]
+        if human:
             raise ReaderStudyError(
-                f"{case_set_dir} already holds a different case set that has ratings "
-                f"({', '.join(p.name for p in rated)}); choose another case_set_dir for the new one"
+                f"{case_set_dir} already holds a different case set that human readers rated "
+                f"({', '.join(p.name for p in human)}); keep those ratings and build the new case set "
+                "elsewhere: another run folder (--name) or another case_set_dir"
             )
+        for path in rated:  # machine observers' ratings are regenerated with the new case set
+            warnings.warn(f"removing {path}: machine-observer ratings of the previous case set", stacklevel=2)
+            path.unlink()
     rng = np.random.default_rng([seed, 4])
     n_cases = len(sample.real_cases) + len(sample.synthetic_cases)
     ids = opaque_ids(rng, n_cases)

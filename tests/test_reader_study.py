@@ -96,7 +96,7 @@ def test_case_set_is_reproducible_and_protected(case_set, run_dir):
     session = rs.ReadingSession(case_set, "R01", double_answer_guard_s=0)
     session.skip_practice()
     session.answer(session.current_id, 2)
-    with pytest.raises(rs.ReaderStudyError, match="has ratings"):
+    with pytest.raises(rs.ReaderStudyError, match="human readers rated.*--name"):
         rs.build_case_set(run_dir, 5, 5, seed=5, display_scale=2)
     assert rs.open_case_set(case_set.case_set_dir).case_set_id == case_set.case_set_id
     # a lost key with ratings present: rebuilding would orphan them, so it is refused
@@ -104,6 +104,18 @@ def test_case_set_is_reproducible_and_protected(case_set, run_dir):
     with pytest.raises(rs.ReaderStudyError, match="no key"):
         rs.build_case_set(run_dir, 6, 6, n_practice=2, seed=5, display_scale=2, min_held_out=5)
     assert case_set.ratings_path("R01").read_text().count("\n") == 1
+
+
+def test_machine_only_ratings_do_not_block_a_new_case_set(run_dir):
+    cs_dir = run_dir / "machine_only" / "case_set"
+    first = rs.build_case_set(run_dir, 4, 4, seed=1, display_scale=2, case_set_dir=cs_dir, min_held_out=5)
+    ratings = first.ratings_path("machine-pixels")
+    ratings.parent.mkdir(parents=True, exist_ok=True)
+    ratings.write_text(json.dumps({"reader": "machine-pixels", "reader_kind": "machine",
+                                   "case_id": first.case_ids[0]}) + "\n")
+    with pytest.warns(UserWarning, match="machine-observer ratings of the previous case set"):
+        second = rs.build_case_set(run_dir, 4, 4, seed=2, display_scale=2, case_set_dir=cs_dir, min_held_out=5)
+    assert second.case_set_id != first.case_set_id and not ratings.exists()
 
 
 def test_reader_orders(case_set):
