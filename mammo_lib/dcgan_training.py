@@ -24,7 +24,11 @@ update D on a real batch and a fake batch, then update G to make D call its fake
   at a checkpoint, and ``resume=True`` continues later;
 - **several GPUs** with DistributedDataParallel: start the same code with torchrun, e.g.::
 
-      torchrun --nproc_per_node 4 -m mammo_lib.dcgan_training --run-dir runs/default --epochs 50
+      torchrun --nproc_per_node 4 -m mammo_lib.dcgan_training --run-dir runs/paper --epochs 200
+
+  (the run folder needs ``patches/lesion.zarr`` from notebook 01; the defaults are the paper's
+  widths 64 and batch 64 per process). Resuming needs the checkpoint's settings: a run folder of
+  ``make study`` was trained with ``--ngf 16 --ndf 16 --batch-size 16``; ``--no-resume`` starts over.
 
   (NCCL on GPUs, gloo on CPU). Each process trains on its ``DistributedSampler`` shard with its own
   noise; only rank 0 writes the log, samples and checkpoints. ``batch_size`` is per process.
