@@ -100,8 +100,11 @@ class RatingApp:
         self.start_button = widgets.Button(description="Start", button_style="primary")
         self.start_message = widgets.HTML("")
         n = len(self.case_set.case_ids)
+        n_practice = len(self.case_set.practice)
+        first = (f"{n_practice} practice patches (with feedback, not scored), then {n} scored "
+                 "lesion patches" if n_practice else f"{n} lesion patches")
         self.start_screen = widgets.VBox([
-            widgets.HTML(f"<h2>Reader study</h2><p>You will see {n} lesion patches, one at a "
+            widgets.HTML(f"<h2>Reader study</h2><p>You will see {first}, one at a "
                          "time. For each, choose how confident you are that it is a <b>real</b> "
                          "patch or a <b>synthetic</b> (generated) one: click a button or press a "
                          "key 1-6 with the mouse over the image. Every answer is saved at once; "
