@@ -6,9 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # CPU wheel available on this machine's disk. A GPU user installs a CUDA torch into .venv first
 # (`python3 -m venv .venv && .venv/bin/pip install torch --index-url ...`); it is then kept.
+# (e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu" for a CPU-only build
+# on machines where plain PyPI would bring the CUDA one).
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= default
 NAME ?= $(PROFILE)
+# extra runner arguments, e.g. ARGS="-p source_kind=mias -p source_path=/data/mini-mias"
+ARGS ?=
+READER_HOST ?= 127.0.0.1
 READER_PORT ?= 8866
 
 .PHONY: study test install browser reader-app benchmark lint clean-runs
@@ -18,7 +23,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -30,13 +35,13 @@ browser:
 	  else echo "chromium not found and not root: the browser test will be skipped"; fi; }
 
 study: $(STAMP)
-	$(PY) -m mammo_lib.runner --profile $(PROFILE) --name $(NAME)
+	$(PY) -m mammo_lib.runner --profile $(PROFILE) --name $(NAME) $(ARGS)
 
 test: $(STAMP) browser
 	$(PY) -m pytest
 
 reader-app: $(STAMP)
-	$(PY) -m mammo_lib.rating_app serve --run-dir runs/$(NAME) --port $(READER_PORT)
+	$(PY) -m mammo_lib.rating_app serve --run-dir runs/$(NAME) --host $(READER_HOST) --port $(READER_PORT)
 
 benchmark: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
