@@ -109,6 +109,20 @@ class Collection:
         return dict(sorted(counts.items()))
 
 
+def _annotated_image_header(collection: Collection, image_path: Path, where: str) -> dict | None:
+    """Header of the image an annotation points at, or None with a skipped-file row saying why
+    (missing image: the annotation's place is named; unreadable DICOM: the image is)."""
+    if not image_path.is_file():
+        collection.skipped.append(SkippedFile(where, f"annotation points at a missing image {image_path}", _STAGE))
+        return None
+    try:
+        _, meta = read_dicom_header(image_path)
+    except DicomReadError as exc:
+        collection.skipped.append(SkippedFile(str(image_path), str(exc), _STAGE))
+        return None
+    return meta
+
+
 def pseudonymous_id(root: Path, path: Path) -> str:
     """First 16 hex digits of sha256 of ``path`` relative to ``root`` (POSIX form)."""
     try:
@@ -265,15 +279,8 @@ def _read_omidb_like(kind: str, root: Path, vendor_filter: str | None, progress:
         image_info = annotation.get("image") or {}
         image_path = json_path.parent / str(image_info.get("file") or json_path.with_suffix(".dcm").name)
         dicoms_with_json.add(image_path.resolve())
-        if not image_path.is_file():
-            collection.skipped.append(
-                SkippedFile(str(json_path), f"annotation points at a missing image {image_path}", _STAGE)
-            )
-            continue
-        try:
-            _, meta = read_dicom_header(image_path)
-        except DicomReadError as exc:
-            collection.skipped.append(SkippedFile(str(image_path), str(exc), _STAGE))
+        meta = _annotated_image_header(collection, image_path, str(json_path))
+        if meta is None:
             continue
         image_id = pseudonymous_id(root, image_path)
         manufacturer = meta["manufacturer"] or image_info.get("manufacturer")
@@ -404,13 +411,8 @@ def _read_cbis_ddsm(root: Path, vendor_filter: str | None, progress: bool = Fals
             collection.skipped.append(SkippedFile(where, "row has an empty 'image file path'", _STAGE))
             continue
         image_path = root / rel
-        if not image_path.is_file():
-            collection.skipped.append(SkippedFile(where, f"annotation points at a missing image {image_path}", _STAGE))
-            continue
-        try:
-            _, meta = read_dicom_header(image_path)
-        except DicomReadError as exc:
-            collection.skipped.append(SkippedFile(str(image_path), str(exc), _STAGE))
+        meta = _annotated_image_header(collection, image_path, where)
+        if meta is None:
             continue
         if not vendor_matches(vendor_filter, meta["manufacturer"], meta["model_name"]):
             collection.excluded_by_vendor += 1
