@@ -300,6 +300,8 @@ def generate_synthetic_patches(
     dev = resolve_device(device)
     patches = regenerate_patches(checkpoint, seeds, device=str(dev), batch_size=batch_size)
     _, meta = load_generator(checkpoint)
+    # which real lesion classes G was trained on (None: all), so the synthetic store is traceable
+    trained_on = (meta.get("config") or {}).get("lesion_classes")
     manifest = pd.DataFrame({
         "patch_id": [f"dcgan-{sha[:8]}-s{seed}-{i:06d}" for i in range(n)],
         "group": "synthetic",
@@ -314,6 +316,7 @@ def generate_synthetic_patches(
         "checkpoint_sha256": sha,
         "latent_seed": seeds,
         "index": list(range(n)),
+        "trained_on_lesion_classes": ";".join(trained_on) if trained_on else "all",
     })
     assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
     attrs = {
@@ -321,6 +324,7 @@ def generate_synthetic_patches(
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha,
         "checkpoint_iteration": meta.get("iteration"),
+        "trained_on_lesion_classes": list(trained_on) if trained_on else None,
         "seed": int(seed),
         "latent_seed_rule": "latent_seed = seed * 1000003 + index; z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))",
         "generator_mode": "eval",

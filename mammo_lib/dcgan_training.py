@@ -72,6 +72,7 @@ from mammo_lib.dcgan import (
     save_checkpoint_atomic,
     uint8_to_model,
 )
+from mammo_lib.lesion_classes import normalise_lesion_classes, select_lesion_rows
 from mammo_lib.patch_store import PatchStoreError, open_patch_store
 from mammo_lib.run_folder import atomic_write_text
 
@@ -109,8 +110,10 @@ class TrainConfig:
     collapse_patience: int = 300
     collapse_threshold: float = 1e-3
     progress: bool = True
+    lesion_classes: list[str] | None = None  # train only on these lesion classes (None: all)
 
     def __post_init__(self) -> None:
+        self.lesion_classes = normalise_lesion_classes(self.lesion_classes)
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):
@@ -286,17 +289,29 @@ def _distributed_setup(device_request: str) -> tuple[int, int, torch.device, boo
     return rank, world, device, initialised_here
 
 
-def training_data_fingerprint(store_path: str | os.PathLike) -> str:
-    """SHA-256 over the store's per-patch checksums: which patches a checkpoint was trained on."""
+def training_data_fingerprint(store_path: str | os.PathLike,
+                              lesion_classes: list[str] | None = None) -> str:
+    """SHA-256 over the per-patch checksums of the patches a checkpoint is trained on.
+
+    Only the patches of ``lesion_classes`` (None: all) count, so a changed class filter, like a
+    changed store, makes a checkpoint's fingerprint differ and training start afresh.
+    """
     import hashlib
 
     store = open_patch_store(store_path)
-    text = f"{store.patch_size}\n" + "\n".join(store.manifest["checksum"].astype(str))
+    rows = select_lesion_rows(store.manifest, lesion_classes, store_path)
+    checksums = store.manifest["checksum"].astype(str).to_numpy()[rows]
+    text = f"{store.patch_size}\n" + "\n".join(checksums)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_training_patches(store_path: str | os.PathLike) -> torch.Tensor:
-    """All lesion patches of a store as a uint8 tensor (N, size, size), with clear errors."""
+def load_training_patches(store_path: str | os.PathLike,
+                          lesion_classes: list[str] | None = None) -> torch.Tensor:
+    """The lesion patches of a store (only ``lesion_classes``; None: all) as uint8 (N, size, size).
+
+    Errors name the store: a patch size the DCGAN cannot use, an unknown class (the message lists
+    the store's classes with their counts) or a filter that leaves no patch.
+    """
     store = open_patch_store(store_path)
     size = store.patch_size
     if size < 32 or size & (size - 1):
@@ -304,7 +319,10 @@ def load_training_patches(store_path: str | os.PathLike) -> torch.Tensor:
             f"patch store {store_path} holds {size}x{size} patches; the DCGAN needs a power of two >= 32 "
             "(extract patches at 32, 64, 128 ... pixels)"
         )
-    return torch.from_numpy(store.load())
+    if lesion_classes is None:
+        return torch.from_numpy(store.load())
+    rows = select_lesion_rows(store.manifest, lesion_classes, store_path, purpose="to train the DCGAN on")
+    return torch.from_numpy(store.load(rows))
 
 
 # ------------------------------------------------------------------ training
@@ -337,7 +355,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
            device: torch.device) -> TrainResult:
     is_main = rank == 0
     paths = dcgan_paths(out_dir)
-    data = load_training_patches(store_path)
+    data = load_training_patches(store_path, cfg.lesion_classes)
     n = int(data.shape[0])
     arch = Architecture(image_size=int(data.shape[1]), latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf)
     per_process = n // world
@@ -345,6 +363,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
     if iters_per_epoch < 1:
         raise ValueError(
             f"batch_size={cfg.batch_size} is larger than the data: {store_path} holds {n} patches"
+            + (f" of the classes {cfg.lesion_classes}" if cfg.lesion_classes else "")
             + (f", {per_process} per process for {world} processes" if world > 1 else "")
             + f"; set batch_size <= {max(per_process, 1)} or extract more lesion patches"
         )
@@ -360,12 +379,13 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
 
     start_it = 0
     state, state_path = (None, None)
-    fingerprint = training_data_fingerprint(store_path)
+    fingerprint = training_data_fingerprint(store_path, cfg.lesion_classes)
     if resume:
         state, state_path = _load_resume_state(paths, arch)
         if state is not None and state.get("data_fingerprint", fingerprint) != fingerprint:
             warnings.warn(f"{state_path} was trained on other patches than {store_path} holds now "
-                          "(stage 01 was rerun or changed): starting training afresh", stacklevel=2)
+                          f"for lesion_classes={cfg.lesion_classes or 'all'} (stage 01 was rerun or changed, "
+                          "or the class filter changed): starting training afresh", stacklevel=2)
             state, state_path = None, None
     if state is not None:
         generator.load_state_dict(state["generator"])
@@ -420,6 +440,7 @@ def _train(store_path, out_dir: Path, cfg: TrainConfig, resume: bool, rank: int,
             "iters_per_epoch": iters_per_epoch,
             "world_size": world,
             "n_patches": n,
+            "lesion_classes": cfg.lesion_classes,
             "data_fingerprint": fingerprint,
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             "generator": generator.state_dict(),
@@ -575,6 +596,11 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
         flag = "--" + f.name.replace("_", "-")
         if f.name == "progress":
             parser.add_argument("--no-progress", dest="progress", action="store_false")
+            continue
+        if f.name == "lesion_classes":
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, metavar="CLASS",
+                                help="train only on these lesion classes, e.g. --lesion-classes mass "
+                                     "(default: every class in the store)")
             continue
         kind = {"int": int, "float": float, "str": str}[str(f.type).split("|")[0].strip()]
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default)

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib import patch_store, run_folder
+from mammo_lib.lesion_classes import normalise_lesion_classes, select_lesion_rows
 
 PAPER_N_PER_GROUP = 500
 PAPER_PERPLEXITY = 250.0
@@ -96,6 +97,7 @@ class GroupSample:
     patch_ids: np.ndarray  # str (n,)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    lesion_classes: list[str] | None = None  # the real lesion classes sampled (None: all)
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -167,8 +169,15 @@ def sample_groups(
     )
 
 
-def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP, seed: int = 0) -> GroupSample:
-    """Open the three stores of a run folder and sample ``n_per_group`` patches from each."""
+def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP, seed: int = 0,
+                lesion_classes: list[str] | None = None) -> GroupSample:
+    """Open the three stores of a run folder and sample ``n_per_group`` patches from each.
+
+    The real "lesion" group is drawn only from the patches whose ``lesion_class`` is in
+    ``lesion_classes`` (None: every class; the paper used ``["mass"]``). An unknown class or a
+    filter that leaves no patch is an error naming the store and its class counts.
+    """
+    classes = normalise_lesion_classes(lesion_classes)
     paths = {
         "lesion": run_folder.lesion_store_path(run_dir),
         "synthetic": run_folder.synthetic_store_path(run_dir),
@@ -181,16 +190,23 @@ def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP
         raise FeatureSpaceError(
             f"patch stores have different patch sizes ({detail}); rerun notebooks 01/02 with one patch size"
         )
+    candidates = {g: np.arange(len(s)) for g, s in stores.items()}
+    candidates["lesion"] = select_lesion_rows(stores["lesion"].manifest, classes, paths["lesion"],
+                                              purpose="for the real lesion group")
+    sources = {g: str(p) for g, p in paths.items()}
+    if classes is not None:
+        sources["lesion"] += f" (lesion classes: {', '.join(classes)})"
     rng = np.random.default_rng(seed)
     patches, ids = {}, {}
     for g in GROUP_ORDER:
-        store = stores[g]
-        n = len(store)
-        idx = np.arange(n) if n <= n_per_group else np.sort(rng.choice(n, size=n_per_group, replace=False))
+        store, rows = stores[g], candidates[g]
+        n = len(rows)
+        idx = rows if n <= n_per_group else rows[np.sort(rng.choice(n, size=n_per_group, replace=False))]
         patches[g] = store.load(idx)
         ids[g] = store.manifest["patch_id"].to_numpy().astype(str)[idx]
-    return sample_groups(patches, n_per_group=n_per_group, seed=seed, group_ids=ids,
-                         sources={g: str(p) for g, p in paths.items()})
+    sample = sample_groups(patches, n_per_group=n_per_group, seed=seed, group_ids=ids, sources=sources)
+    sample.lesion_classes = classes
+    return sample
 
 
 def flatten_pixels(patches: np.ndarray) -> np.ndarray:

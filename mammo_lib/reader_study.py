@@ -36,6 +36,7 @@ import pandas as pd
 
 from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
+from mammo_lib.lesion_classes import class_counts_text, normalise_lesion_classes, select_lesion_rows
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import (
     atomic_write_text,
@@ -336,8 +337,14 @@ def build_case_set(
     min_held_out: int = 0,
     real_store: str | os.PathLike | None = None,
     synthetic_store: str | os.PathLike | None = None,
+    lesion_classes: list[str] | None = None,
 ) -> CaseSet:
     """Draw a balanced sample from the real and synthetic stores and write a blinded case set.
+
+    Real cases, real practice cases and the real held-out patches (the machine observers'
+    training data) come only from the real patches whose ``lesion_class`` is in
+    ``lesion_classes`` (None: every class; the paper used ``["mass"]``). The filter is part of
+    the request recorded in ``study.json``, so a changed filter gives a new case set.
 
     Rebuilding with the same parameters and inputs returns the existing case set unchanged.
     A different existing case set is replaced only when nobody has rated it yet; otherwise
@@ -347,8 +354,22 @@ def build_case_set(
     case_set_dir, key_dir, ratings_dir = study_paths(case_set_dir)
     real = open_patch_store(real_store or lesion_store_path(run_dir))
     synthetic = open_patch_store(synthetic_store or synthetic_store_path(run_dir))
-    sample = draw_sample(len(real), len(synthetic), n_real, n_synthetic, n_practice, seed,
-                         shrink_to_fit=shrink_to_fit, min_held_out=min_held_out)
+    classes = normalise_lesion_classes(lesion_classes)
+    real_rows = select_lesion_rows(real.manifest, classes, real.path, purpose="for the real cases")
+    try:
+        sample = draw_sample(len(real_rows), len(synthetic), n_real, n_synthetic, n_practice, seed,
+                             shrink_to_fit=shrink_to_fit, min_held_out=min_held_out)
+    except ReaderStudyError as exc:
+        if classes is None:
+            raise
+        raise ReaderStudyError(
+            f"{exc} (real patches: only lesion_classes={classes} of {real.path}, which holds "
+            f"{class_counts_text(real.manifest)})"
+        ) from exc
+    if classes is not None:  # positions among the selected rows -> rows of the real store
+        sample.real_cases = real_rows[sample.real_cases]
+        sample.real_practice = real_rows[sample.real_practice]
+        sample.real_held_out = real_rows[sample.real_held_out]
     for note in sample.warnings:
         warnings.warn(note, stacklevel=2)
     request = {
@@ -356,6 +377,8 @@ def build_case_set(
         "n_practice": n_practice, "seed": seed, "display_scale": display_scale,
         "min_held_out": min_held_out, "source_fingerprint": _source_fingerprint([real, synthetic]),
     }
+    if classes is not None:  # absent for all classes, so case sets built before the filter existed stay valid
+        request["lesion_classes"] = classes
     if (case_set_dir / "study.json").is_file():
         existing = json.loads((case_set_dir / "study.json").read_text())
         if existing.get("request") == request and (key_dir / "key.csv").is_file():
@@ -437,6 +460,7 @@ def build_case_set(
         "app_version": APP_VERSION,
         "practice_ids": [r["practice_id"] for r in practice_rows],
         "request": request,
+        "lesion_classes": classes,  # real patches drawn only from these classes (None: all)
         "warnings": sample.warnings,
     }
     atomic_write_text(tmp_cases / "study.json", json.dumps(study, indent=2))

@@ -207,3 +207,39 @@ def test_resume_on_changed_patches_starts_afresh(toy_store, tmp_path):
     with pytest.warns(UserWarning, match="trained on other patches"):
         again = train_dcgan(other_store, tmp_path / "out", TrainConfig(max_iterations=3, seed=0, **TINY))
     assert (again.start_iteration, again.iterations_done, again.stopped) == (0, 3, "finished")
+
+
+def test_lesion_classes_filter_training_data_fingerprint_and_cli(toy_store, tmp_path):
+    from mammo_lib.dcgan import generate_synthetic_patches
+    from mammo_lib.dcgan_training import (
+        _parse_args,
+        load_training_patches,
+        training_data_fingerprint,
+    )
+    from mammo_lib.lesion_classes import LesionClassError
+    from mammo_lib.patch_store import open_patch_store
+
+    store = open_patch_store(toy_store)  # toy store: alternately mass and calcification
+    mass_rows = np.flatnonzero(store.manifest["lesion_class"] == "mass")
+    assert 0 < len(mass_rows) < len(store)
+    only_mass = load_training_patches(toy_store, ["mass"]).numpy()
+    np.testing.assert_array_equal(only_mass, store.load(mass_rows))
+    assert training_data_fingerprint(toy_store, ["mass"]) != training_data_fingerprint(toy_store)
+    with pytest.raises(LesionClassError, match=r"'masses'.*mass: 32, calcification: 32"):
+        load_training_patches(toy_store, ["masses"])
+    with pytest.raises(LesionClassError, match=r"leaves 0 patches in patch store .*lesion.zarr.*mass: 32"):
+        load_training_patches(toy_store, ["asymmetry"])
+
+    result = train_dcgan(toy_store, tmp_path / "out",
+                         TrainConfig(max_iterations=2, lesion_classes=["mass"], **TINY))
+    assert result.n_patches == len(mass_rows)
+    state = load_checkpoint(result.checkpoint)
+    assert state["config"]["lesion_classes"] == ["mass"] and state["lesion_classes"] == ["mass"]
+    assert state["data_fingerprint"] == training_data_fingerprint(toy_store, ["mass"])
+    synthetic = open_patch_store(generate_synthetic_patches(result.checkpoint, 4, 0, tmp_path / "syn.zarr"))
+    assert synthetic.attrs["trained_on_lesion_classes"] == ["mass"]
+    assert set(synthetic.manifest["trained_on_lesion_classes"]) == {"mass"}
+
+    args, cfg = _parse_args(["--store", "s", "--out-dir", "o", "--lesion-classes", "mass", "calcification"])
+    assert cfg.lesion_classes == ["calcification", "mass"]
+    assert _parse_args(["--run-dir", "r"])[1].lesion_classes is None

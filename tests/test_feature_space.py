@@ -146,3 +146,37 @@ def test_exact_torch_steps_equal_sklearn_exact_optimizer(small_x):
 def test_exaggeration_only_run_reports_a_finite_kl(small_x):
     res = fs.run_tsne(small_x, perplexity=5, n_iter=250, backend="exact-torch", seed=0)
     assert res.n_iter <= 250 and 0 < res.kl_divergence < 10
+
+
+def test_load_groups_samples_real_lesions_of_the_chosen_classes(small_groups, tmp_path):
+    import pandas as pd
+
+    from mammo_lib import run_folder
+    from mammo_lib.lesion_classes import LesionClassError
+    from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+
+    def manifest(group, classes):
+        return pd.DataFrame({"patch_id": [f"{group}-{i:03d}" for i in range(len(classes))], "group": group,
+                             "source_kind": "phantom", "image_id": "img", "lesion_id": "", "lesion_class": classes,
+                             "center_row": -1, "center_col": -1, "normalisation": "none", "checksum": ""},
+                            columns=list(MANIFEST_COLUMNS))
+
+    n = len(small_groups["lesion"])
+    lesion_classes = ["mass" if i % 4 == 0 else "calcification" for i in range(n)]  # 10 mass, 30 calcification
+    write_patch_store(run_folder.lesion_store_path(tmp_path), small_groups["lesion"], manifest("lesion", lesion_classes))
+    write_patch_store(run_folder.synthetic_store_path(tmp_path), small_groups["synthetic"],
+                      manifest("synthetic", ["synthetic"] * n))
+    write_patch_store(run_folder.normal_store_path(tmp_path), small_groups["normal"], manifest("normal", ["normal"] * n))
+
+    every = fs.load_groups(tmp_path, n_per_group=20, seed=0)
+    assert every.lesion_classes is None and (every.groups == "lesion").sum() == 20
+    with pytest.warns(UserWarning, match="only 10 patches"):
+        masses = fs.load_groups(tmp_path, n_per_group=20, seed=0, lesion_classes=["mass"])
+    lesion_ids = masses.patch_ids[masses.groups == "lesion"]
+    assert sorted(lesion_ids) == [f"lesion-{i:03d}" for i in range(0, n, 4)]
+    assert masses.lesion_classes == ["mass"] and "lesion classes: mass" in masses.sources["lesion"]
+    np.testing.assert_array_equal(masses.of("lesion"), small_groups["lesion"][::4])
+    with pytest.raises(LesionClassError, match=r"'tumour'.*calcification: 30, mass: 10"):
+        fs.load_groups(tmp_path, n_per_group=20, lesion_classes=["tumour"])
+    with pytest.raises(LesionClassError, match=r"leaves 0 patches in patch store .*lesion.zarr"):
+        fs.load_groups(tmp_path, n_per_group=20, lesion_classes=["asymmetry"])

@@ -331,3 +331,37 @@ def test_ratings_table_is_readable_by_pandas(case_set):
     s.answer(s.current_id, 3)
     table = rs.ratings_table(case_set)
     assert isinstance(table, pd.DataFrame) and table.loc[0, "value"] == 0.59
+
+
+def test_case_set_draws_real_patches_only_from_the_chosen_classes(run_dir):
+    from mammo_lib.lesion_classes import LesionClassError
+    from mammo_lib.patch_store import open_patch_store, write_manifest
+    from mammo_lib.run_folder import lesion_store_path
+
+    real = open_patch_store(lesion_store_path(run_dir))
+    manifest = real.manifest.copy()
+    manifest["lesion_class"] = ["mass" if i % 3 == 0 else "calcification" for i in range(len(manifest))]
+    write_manifest(real.path, manifest)  # 10 mass, 20 calcification
+    masses = set(manifest.loc[manifest["lesion_class"] == "mass", "patch_id"])
+
+    every = rs.build_case_set(run_dir, 6, 6, n_practice=2, seed=5, display_scale=2, min_held_out=2)
+    assert "lesion_classes" not in every.study["request"]
+    cs = rs.build_case_set(run_dir, 6, 6, n_practice=2, seed=5, display_scale=2, min_held_out=2,
+                           lesion_classes=["mass"])
+    assert cs.case_set_id != every.case_set_id
+    assert cs.study["request"]["lesion_classes"] == ["mass"] and cs.study["lesion_classes"] == ["mass"]
+    key = rs.load_key(cs)
+    key_dir = cs.key_path.parent
+    assert set(key.loc[key["truth"] == "real", "patch_id"]) <= masses
+    practice = pd.read_csv(key_dir / "practice_sources.csv")
+    assert set(practice.loc[practice["truth"] == "real", "patch_id"]) <= masses
+    held = pd.read_csv(key_dir / "held_out.csv")
+    held_real = held.loc[held["store"] == real.path.name, "row"]
+    assert len(held_real) == 10 - 6 - 1 and set(manifest["lesion_class"].iloc[held_real]) == {"mass"}
+    r = rs.run_machine_observer(cs, run_dir, "machine-pixels", min_train_per_class=2)
+    assert r.n_train_real == 3 and r.written == 12
+
+    with pytest.raises(LesionClassError, match=r"'spiculated'.*calcification: 20, mass: 10"):
+        rs.build_case_set(run_dir, 6, 6, lesion_classes=["spiculated"])
+    with pytest.raises(rs.ReaderStudyError, match=r"do not fit.*lesion_classes=\['mass'\].*lesion.zarr.*mass: 10"):
+        rs.build_case_set(run_dir, 12, 12, lesion_classes=["mass"])
