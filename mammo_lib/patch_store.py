@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from mammo_lib.run_folder import atomic_write_text
+
 MANIFEST_COLUMNS = (
     "patch_id",  # unique within the store, stable across reruns
     "group",  # "lesion", "normal" or "synthetic"
@@ -119,10 +121,7 @@ def write_manifest(path: str | os.PathLike, manifest: pd.DataFrame) -> None:
     if missing:
         raise PatchStoreError(f"{path}: manifest lacks columns {missing}")
     cols = list(MANIFEST_COLUMNS) + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]
-    target = Path(path) / MANIFEST_NAME
-    tmp = target.with_suffix(".csv.tmp")
-    manifest[cols].to_csv(tmp, index=False)
-    os.replace(tmp, target)
+    atomic_write_text(Path(path) / MANIFEST_NAME, manifest[cols].to_csv(index=False))
 
 
 @dataclass

@@ -650,9 +650,7 @@ def _plan_batches(records: list[ImageRecord], images_per_task: int, n_normal: in
 
 def _write_skipped(path: Path, skipped: list[SkippedFile]) -> None:
     table = pd.DataFrame([dataclasses.asdict(s) for s in skipped], columns=SKIPPED_COLUMNS)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, table.to_csv(index=False))
 
 
 def _compact(staging: str, results: list[dict], key: str, starts: dict[int, int],
