@@ -29,9 +29,9 @@ from mammo_lib.dcgan import (
     Discriminator,
     Generator,
     resolve_device,
-    write_toy_lesion_store,
 )
 from mammo_lib.dcgan_training import TrainConfig, load_training_patches, train_dcgan
+from mammo_lib.testing import write_toy_lesion_store
 
 
 def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device) -> float:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mammo_lib import rating_app
+from mammo_lib import rating_app, testing
 from mammo_lib import reader_study as rs
 
 CHROMIUM = "/usr/bin/chromium"
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
-        rs.write_example_stores(run_dir, n + 10, n + 10, size=128, seed=0)
+        testing.write_example_stores(run_dir, n + 10, n + 10, size=128, seed=0)
         cs = rs.build_case_set(run_dir, n // 2 + 1, n - n // 2 + 1, seed=0, display_scale=4)
         reference = in_process_reference(cs.case_set_dir, n)
         proc, url = rating_app.launch(cs.case_set_dir, double_answer_guard_s=0.0,

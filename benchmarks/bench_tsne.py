@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo_lib import feature_space as fs  # noqa: E402
+from mammo_lib import testing
 
 
 def phantom_like(n_total: int, size: int, seed: int, chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +36,7 @@ def phantom_like(n_total: int, size: int, seed: int, chunk: int = 1000) -> tuple
     per = max(1, chunk // 3)
     k = 0
     while sum(len(p) for p in parts) < n_total:
-        g = fs.demo_groups(per, size=size, seed=seed + k)
+        g = testing.demo_groups(per, size=size, seed=seed + k)
         for name in fs.GROUP_ORDER:
             parts.append(g[name])
             groups.append(np.full(per, name))
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = {} if args.allow_early_stop else {"min_grad_norm": 0.0, "n_iter_without_progress": 10**9}
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
           f"(other jobs share this machine: timings are noisy); threads: {args.threads or 'backend defaults'}")
-    g = fs.demo_groups(n_per_group, size=128, seed=0)
+    g = testing.demo_groups(n_per_group, size=128, seed=0)
     x = fs.flatten_pixels(np.concatenate([g[k] for k in fs.GROUP_ORDER]))
     print(f"paper configuration: {x.shape[0]} x {x.shape[1]} (phantom-like patches), perplexity {perplexity:g}, "
           f"{n_iter} iterations{'' if args.allow_early_stop else ' (all forced)'}")

@@ -35,7 +35,7 @@ Deviations from the reference
 
 from __future__ import annotations
 
-import hashlib
+import io
 import math
 import os
 import warnings
@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mammo_lib.fileio import atomic_write_bytes, file_sha256
 from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 
 CHECKPOINT_FORMAT = "mammo-dcgan-checkpoint/1"
@@ -169,15 +170,6 @@ def model_to_uint8(images: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------- checkpoints
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Full SHA-256 of a file (identifies the checkpoint a synthetic patch came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint_atomic(state: dict, path: str | os.PathLike, keep_previous: bool = True) -> Path:
     """Write ``state`` with torch.save to a temp file, fsync, then rename into place.
 
@@ -185,16 +177,11 @@ def save_checkpoint_atomic(state: dict, path: str | os.PathLike, keep_previous: 
     kill at any moment leaves at least one complete checkpoint (last or previous).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised first, so the window without last.pt is one rename
     if keep_previous and path.exists():
         os.replace(path, path.with_name("previous.pt"))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -332,57 +319,6 @@ def generate_synthetic_patches(
     if dev.type != "cpu":
         warnings.warn("synthesis on a GPU: regenerating on CPU may differ by one grey level in rare pixels", stacklevel=2)
     return write_patch_store(out_store, patches, manifest, attrs=attrs)
-
-
-# ---------------------------------------------------------------- toy data (tests, benchmarks)
-
-
-def toy_lesion_patches(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """Lesion-like uint8 patches for tests and benchmarks when no extracted store exists.
-
-    Textured background (smoothed noise) with, alternately, one bright Gaussian mass of random
-    size and elongation, or a cluster of small bright calcification-like specks. Returns the
-    patches and their classes ("mass" / "calcification").
-    """
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    patches = np.empty((n, size, size), np.uint8)
-    classes = []
-    for i in range(n):
-        background = gaussian_filter(rng.normal(0, 1, (size, size)), size / 16)
-        background = 0.3 + 0.08 * background / (background.std() + 1e-6)
-        img = background.astype(np.float32)
-        cy, cx = size / 2 + rng.normal(0, size / 16, 2)
-        if i % 2 == 0:
-            sy, sx = rng.uniform(size / 14, size / 6, 2)
-            angle = rng.uniform(0, np.pi)
-            dy, dx = yy - cy, xx - cx
-            u = dy * np.cos(angle) + dx * np.sin(angle)
-            v = -dy * np.sin(angle) + dx * np.cos(angle)
-            img += rng.uniform(0.35, 0.55) * np.exp(-(u**2 / (2 * sy**2) + v**2 / (2 * sx**2)))
-            classes.append("mass")
-        else:
-            for _ in range(rng.integers(5, 14)):
-                py, px = cy + rng.normal(0, size / 12), cx + rng.normal(0, size / 12)
-                s = rng.uniform(0.8, 1.6) * size / 64
-                img += rng.uniform(0.3, 0.6) * np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * s**2))
-            classes.append("calcification")
-        patches[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
-    return patches, classes
-
-
-def write_toy_lesion_store(path: str | os.PathLike, n: int, size: int = 64, seed: int = 0) -> Path:
-    """A small lesion patch store of :func:`toy_lesion_patches` (tests, benchmarks, demos)."""
-    patches, classes = toy_lesion_patches(n, size, seed)
-    manifest = pd.DataFrame({
-        "patch_id": [f"toy-{i:05d}" for i in range(n)], "group": "lesion", "source_kind": "phantom",
-        "image_id": [f"toy-img-{i:05d}" for i in range(n)], "lesion_id": [f"toy-les-{i:05d}" for i in range(n)],
-        "lesion_class": classes, "center_row": size // 2, "center_col": size // 2,
-        "normalisation": "none", "checksum": "",
-    })
-    return write_patch_store(path, patches, manifest)
 
 
 # ---------------------------------------------------------------- figures (notebook 02)

@@ -72,9 +72,9 @@ from mammo_lib.dcgan import (
     save_checkpoint_atomic,
     uint8_to_model,
 )
+from mammo_lib.fileio import atomic_write, atomic_write_text
 from mammo_lib.lesion_classes import normalise_lesion_classes, select_lesion_rows
 from mammo_lib.patch_store import PatchStoreError, open_patch_store
-from mammo_lib.run_folder import atomic_write_text
 
 LOG_COLUMNS = ("iteration", "epoch", "batch", "loss_D", "loss_G", "D_x", "D_G_z1", "D_G_z2", "elapsed_s")
 LOSS_LOG_NAME = "loss_log.csv"
@@ -210,11 +210,7 @@ def save_sample_grid(images_u8: np.ndarray, path: Path, ncols: int = 8, pad: int
     for i, img in enumerate(images_u8):
         r, c = divmod(i, ncols)
         grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
 
 
 class LossLog:

@@ -41,7 +41,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from mammo_lib.run_folder import atomic_write_bytes
+from mammo_lib.fileio import atomic_write_bytes
 
 #: SOP Class UID of "Digital Mammography X-Ray Image Storage - For Presentation".
 DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammo_lib import patch_store, run_folder
+from mammo_lib import fileio, patch_store, run_folder
 from mammo_lib.lesion_classes import normalise_lesion_classes, select_lesion_rows
 
 PAPER_N_PER_GROUP = 500
@@ -216,40 +216,6 @@ def flatten_pixels(patches: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         flat /= 255.0
     return flat
-
-
-def demo_groups(n_per_group: int = 100, size: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
-    """Phantom-like uint8 patches for tests and the benchmark (no run folder needed).
-
-    Normal tissue: smooth random texture. Lesions: the same kind of texture plus a bright
-    round blob of random radius near the centre. Synthetic: lesions drawn the same way with a
-    slightly different radius distribution and extra high-frequency noise (a GAN-like look).
-    """
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-
-    def texture(n: int) -> np.ndarray:
-        noise = rng.standard_normal((n, size, size)).astype(np.float32)
-        tex = gaussian_filter(noise, sigma=(0, size / 24, size / 24))
-        tex /= tex.std() + 1e-6
-        return 0.45 + 0.08 * tex
-
-    def blobs(n: int, r_mean: float) -> np.ndarray:
-        out = np.empty((n, size, size), dtype=np.float32)
-        for i in range(n):
-            cy, cx = size / 2 + rng.normal(0, size / 16, 2)
-            r = max(3.0, rng.normal(r_mean, size / 20))
-            out[i] = 0.35 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
-        return out
-
-    normal = texture(n_per_group)
-    lesion = texture(n_per_group) + blobs(n_per_group, size / 8)
-    synthetic = texture(n_per_group) + blobs(n_per_group, size / 7.5)
-    synthetic += 0.03 * rng.standard_normal(synthetic.shape).astype(np.float32)
-    return {g: patch_store.to_uint8(np.clip(a, 0, 1)) for g, a in
-            (("lesion", lesion), ("synthetic", synthetic), ("normal", normal))}
 
 
 # ----------------------------------------------------------------------------- t-SNE
@@ -791,7 +757,7 @@ def embedding_table(sample: GroupSample, result: TSNEResult, outliers: np.ndarra
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a CSV atomically."""
     path = Path(path)
-    run_folder.atomic_write_text(path, df.to_csv(index=False))
+    fileio.atomic_write_text(path, df.to_csv(index=False))
     return path
 
 
@@ -902,13 +868,10 @@ FEATURE_SPACES = ("pixels", "cnn")
 
 
 def jsonable(obj):
-    """Make nested metrics JSON-ready (numpy scalars to Python, NaN to None, per-point lists dropped)."""
+    """Nested metrics made JSON-ready by :func:`mammo_lib.fileio.json_safe`, with the
+    ``per_point*`` lists (kept in memory for figures) dropped."""
     if isinstance(obj, dict):
         return {k: jsonable(v) for k, v in obj.items() if not str(k).startswith("per_point")}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    return fileio.json_safe(obj)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from mammo_lib.run_folder import atomic_write_text
+from mammo_lib.fileio import atomic_write_text
 
 MANIFEST_COLUMNS = (
     "patch_id",  # unique within the store, stable across reruns

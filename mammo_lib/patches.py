@@ -82,8 +82,8 @@ import pandas as pd
 import zarr
 
 from mammo_lib import patch_store
+from mammo_lib.fileio import atomic_write_text
 from mammo_lib.records import ImageRecord, LesionAnnotation, SkippedFile
-from mammo_lib.run_folder import atomic_write_text
 
 if TYPE_CHECKING:
     from mammo_lib.datasets import Collection

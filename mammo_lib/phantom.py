@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from mammo_lib.dicom_io import deterministic_uid, write_mammogram_dicom
-from mammo_lib.run_folder import atomic_write_text
+from mammo_lib.fileio import atomic_write_text
 
 PHANTOM_VERSION = "1"
 

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import matplotlib
-
-if "ipykernel" not in sys.modules and not os.environ.get("DISPLAY"):
-    # headless scripts and tests draw with Agg; inside a kernel (JupyterLab, papermill) the
-    # inline backend stays, so executed notebooks keep their figures
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def patch_grid(

@@ -36,10 +36,10 @@ import pandas as pd
 
 from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
+from mammo_lib.fileio import atomic_write_text
 from mammo_lib.lesion_classes import class_counts_text, normalise_lesion_classes, select_lesion_rows
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import (
-    atomic_write_text,
     lesion_store_path,
     stage_dir,
     synthetic_store_path,
@@ -844,42 +844,3 @@ def ratings_table(case_set: CaseSet) -> pd.DataFrame:
         for rec in log.last_per_case().values():
             rows.append({**rec, "revised": rec["case_id"] in revised})
     return pd.DataFrame(rows, columns=list(rating_scale.RATING_FIELDS) + ["revised"])
-
-
-def write_example_stores(
-    run_dir: str | os.PathLike, n_real: int = 40, n_synthetic: int = 40, size: int = 32,
-    seed: int = 0,
-) -> tuple[Path, Path]:
-    """Small real and synthetic stores for tests, demos and the benchmark (not study data).
-
-    "Real" patches are smooth blobs on textured background; "synthetic" ones add a faint
-    checkerboard (an upsampling artefact), so a machine observer has something to find.
-    """
-    from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / size
-
-    def make(n: int, artefact: float) -> np.ndarray:
-        out = np.empty((n, size, size), dtype=np.float32)
-        for i in range(n):
-            cy, cx, r = rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), rng.uniform(0.1, 0.25)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            texture = rng.normal(0, 0.08, (size, size))
-            checker = artefact * ((np.indices((size, size)).sum(0) % 2) - 0.5)
-            out[i] = np.clip(0.25 + 0.5 * blob + texture + checker, 0, 1)
-        return out
-
-    def manifest(n: int, group: str) -> pd.DataFrame:
-        rows = [{"patch_id": f"{group}-{i:05d}", "group": group,
-                 "source_kind": "dcgan" if group == "synthetic" else "phantom",
-                 "image_id": "" if group == "synthetic" else f"img{i:04d}",
-                 "lesion_id": "" if group == "synthetic" else f"l{i:04d}",
-                 "lesion_class": "mass", "center_row": -1, "center_col": -1,
-                 "normalisation": "none", "checksum": ""} for i in range(n)]
-        return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-
-    real = write_patch_store(lesion_store_path(run_dir), make(n_real, 0.0), manifest(n_real, "lesion"))
-    synthetic = write_patch_store(synthetic_store_path(run_dir), make(n_synthetic, 0.12),
-                                  manifest(n_synthetic, "synthetic"))
-    return real, synthetic

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mammo_lib.fileio import json_safe
 from mammo_lib.rating_scale import (
     OPTION_LABEL,
     OPTION_VALUE,
@@ -592,7 +593,7 @@ class StudyAnalysis:
     mrmc_covariance: str
 
     def to_metrics(self) -> dict:
-        return _json_safe({
+        return json_safe({
             "stage": "05_roc_analysis",
             "case_set_id": self.case_set.case_set_id,
             "case_set_dir": str(self.case_set.case_set_dir),
@@ -616,22 +617,6 @@ class StudyAnalysis:
             "mrmc": self.mrmc,
             "paper_comparison": paper_comparison_table(self).to_dict(orient="records"),
         })
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _mrmc_for(ratings: pd.DataFrame, readers: list[str], truth: pd.Series, covariance: str,
@@ -759,7 +744,8 @@ def paper_comparison_table(analysis: StudyAnalysis) -> pd.DataFrame:
 
 def write_metrics(analysis: StudyAnalysis, run_dir: str | Path) -> Path:
     """Write ``<run_dir>/roc/metrics.json`` atomically and return its path."""
-    from mammo_lib.run_folder import atomic_write_text, stage_dir
+    from mammo_lib.fileio import atomic_write_text
+    from mammo_lib.run_folder import stage_dir
 
     path = stage_dir(run_dir, "roc") / "metrics.json"
     atomic_write_text(path, json.dumps(analysis.to_metrics(), indent=1, allow_nan=False))
@@ -890,50 +876,3 @@ def save_all_figures(analysis: StudyAnalysis, run_dir: str | Path) -> dict[str, 
     figs = {"roc_curves": plot_roc_curves, "ratings_by_truth": plot_ratings_by_truth,
             "confusion_matrices": plot_confusion_matrices, "auc_forest": plot_auc_forest}
     return {name: save_figure(fn(analysis), out_dir / f"{name}.png") for name, fn in figs.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# A simulated study in the stage-04 file format (tests, demonstrations, teaching)
-# --------------------------------------------------------------------------------------------
-
-def write_simulated_study(
-    reader_study_dir: str | Path, n_real: int = 20, n_synthetic: int = 20,
-    readers: dict[str, tuple[str, float]] | None = None, seed: int = 0,
-    case_set_id: str = "cs-simulated",
-) -> Path:
-    """Write ``case_set/`` (study.json, cases.csv), ``key/key.csv`` and ``ratings/<reader>.jsonl``
-    in the reader-study format, with readers ``{name: (reader_kind, separation)}`` whose latent
-    score is N(separation, 1) for real and N(0, 1) for synthetic cases, cut into the six options
-    (a binormal observer). Returns the case set folder. Not used by the study itself."""
-    from mammo_lib.rating_scale import OPTION_LABEL
-
-    root = Path(reader_study_dir)
-    readers = readers or {"machine-a": ("machine", 1.0), "machine-b": ("machine", 0.3)}
-    rng = np.random.default_rng(seed)
-    n = n_real + n_synthetic
-    case_ids = [f"c{k:04d}" for k in rng.permutation(n)]
-    truth = np.array(["real"] * n_real + ["synthetic"] * n_synthetic)
-    (root / "case_set").mkdir(parents=True, exist_ok=True)
-    (root / "key").mkdir(parents=True, exist_ok=True)
-    (root / "ratings").mkdir(parents=True, exist_ok=True)
-    (root / "case_set" / "study.json").write_text(json.dumps({"case_set_id": case_set_id, "n_real": n_real,
-                                                             "n_synthetic": n_synthetic}))
-    pd.DataFrame({"case_id": case_ids, "image": [f"images/{c}.png" for c in case_ids]}).sort_values(
-        "case_id").to_csv(root / "case_set" / "cases.csv", index=False)
-    pd.DataFrame({"case_id": case_ids, "truth": truth,
-                  "store": np.where(truth == "real", "patches/lesion.zarr", "synthetic/synthetic.zarr"),
-                  "patch_id": [f"p{k}" for k in range(n)]}).sort_values("case_id").to_csv(
-        root / "key" / "key.csv", index=False)
-    cuts = np.array([-0.9, -0.3, 0.3, 0.9, 1.5])  # latent -> options 6 (lowest) ... 1 (highest)
-    for name, (kind, separation) in readers.items():
-        latent = rng.normal(size=n) + separation * (truth == "real")
-        options = 6 - np.searchsorted(cuts, latent)
-        lines = []
-        for cid, opt in zip(case_ids, options, strict=True):
-            lines.append(json.dumps({
-                "reader": name, "reader_kind": kind, "case_set_id": case_set_id, "case_id": cid,
-                "option": int(opt), "label": OPTION_LABEL[int(opt)], "value": OPTION_VALUE[int(opt)],
-                "shown_at": "2026-11-24T10:00:00+00:00", "answered_at": "2026-11-24T10:00:02+00:00",
-                "event": "answer", "app_version": "simulated"}))
-        (root / "ratings" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return root / "case_set"

@@ -22,7 +22,6 @@ runs/<name>/
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 STAGE_DIRS = {
@@ -63,24 +62,3 @@ def normal_store_path(run_dir: str | os.PathLike) -> Path:
 
 def synthetic_store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "synthetic" / "synthetic.zarr"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file via a unique temp file + rename, so a killed process never leaves half a
-    file and two writers never share a temp name; the temp file is removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text (newlines written as given)."""
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -125,7 +125,7 @@ def _earlier_entries(record_path: Path, rerun: set[str]) -> list[dict]:
 
 
 def _save_record(record_path: Path, record: dict, entry: dict | None = None) -> None:
-    from mammo_lib.run_folder import atomic_write_text
+    from mammo_lib.fileio import atomic_write_text
 
     if entry is not None:
         record["notebooks"].append(entry)

@@ -12,14 +12,14 @@ from mammo_lib.dcgan import (
     CheckpointError,
     Discriminator,
     Generator,
-    file_sha256,
     generate_synthetic_patches,
     load_generator,
     regenerate_patches,
     save_checkpoint_atomic,
-    toy_lesion_patches,
 )
+from mammo_lib.fileio import file_sha256
 from mammo_lib.patch_store import MANIFEST_COLUMNS, open_patch_store
+from mammo_lib.testing import toy_lesion_patches
 
 torch.set_num_threads(1)
 

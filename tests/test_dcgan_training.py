@@ -20,7 +20,6 @@ from mammo_lib.dcgan import (
     Discriminator,
     load_checkpoint,
     uint8_to_model,
-    write_toy_lesion_store,
 )
 from mammo_lib.dcgan_training import (
     LOG_COLUMNS,
@@ -30,6 +29,7 @@ from mammo_lib.dcgan_training import (
     train_dcgan,
 )
 from mammo_lib.patch_store import PatchStoreError, write_patch_store
+from mammo_lib.testing import write_toy_lesion_store
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from mammo_lib import feature_space as fs
+from mammo_lib import testing
 
 
 @pytest.fixture(scope="module")
 def small_groups():
-    return fs.demo_groups(40, size=32, seed=3)
+    return testing.demo_groups(40, size=32, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_bad_input_errors(small_x, small_groups):
     floats[0, 0, 0] = np.nan
     with pytest.raises(fs.FeatureSpaceError, match="1 patch\\(es\\) contain NaN"):
         fs.sample_groups({"lesion": floats, "synthetic": small_groups["synthetic"], "normal": small_groups["normal"]})
-    other_size = fs.demo_groups(10, size=16, seed=0)["synthetic"]
+    other_size = testing.demo_groups(10, size=16, seed=0)["synthetic"]
     with pytest.raises(fs.FeatureSpaceError, match="different patch sizes"):
         fs.sample_groups({"lesion": small_groups["lesion"], "synthetic": other_size, "normal": small_groups["normal"]})
     with pytest.raises(fs.FeatureSpaceError, match="n_iter must be at least 250"):

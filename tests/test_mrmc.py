@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mammo_lib import mrmc, roc
+from mammo_lib.fileio import json_safe
 
 # Printed precision of the OR-DBM MRMC 2.51 output: AUCs, mean squares, (co)variances and
 # correlations to 8 decimals -> compare within 1e-8 (half a unit is 5e-9, plus float noise);
@@ -187,4 +188,4 @@ def test_degenerate_readers_give_nan_or_inf_not_an_exception():
     perfect = np.r_[np.ones(10), np.zeros(10)]
     single = mrmc.or_analysis(np.stack([perfect, perfect])[None], truth)["RRRC"]["single_modality"]["modality 1"]
     assert single["auc"] == 1.0 and single["se"] == 0.0 and single["p_vs_0.5"] == 0.0
-    json.dumps(roc._json_safe(same), allow_nan=False)
+    json.dumps(json_safe(same), allow_nan=False)

@@ -7,8 +7,8 @@ import json
 from conftest import execute_notebook
 
 from mammo_lib import run_folder
-from mammo_lib.dcgan import write_toy_lesion_store
 from mammo_lib.patch_store import open_patch_store
+from mammo_lib.testing import write_toy_lesion_store
 
 
 def test_notebook_02_smoke(tmp_path):

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from mammo_lib import feature_space as fs
-from mammo_lib import patch_store, run_folder
+from mammo_lib import patch_store, run_folder, testing
 from tests.conftest import execute_notebook
 
 
 def write_demo_stores(run_dir: Path, n_per_group: int, seed: int = 0, size: int = 128,
                       counts: dict | None = None) -> None:
     """The three stores of a run folder, filled with feature_space.demo_groups patches."""
-    groups = fs.demo_groups(n_per_group, size=size, seed=seed)
+    groups = testing.demo_groups(n_per_group, size=size, seed=seed)
     paths = {"lesion": run_folder.lesion_store_path(run_dir), "normal": run_folder.normal_store_path(run_dir),
              "synthetic": run_folder.synthetic_store_path(run_dir)}
     for g, path in paths.items():
@@ -67,7 +67,7 @@ def test_notebook_03_smoke(tmp_path):
 def test_notebook_03_mismatched_patch_sizes_fail_clearly(tmp_path):
     run_dir = tmp_path / "run"
     write_demo_stores(run_dir, 12)
-    small = fs.demo_groups(12, size=64, seed=1)["synthetic"]
+    small = testing.demo_groups(12, size=64, seed=1)["synthetic"]
     manifest = pd.read_csv(run_folder.synthetic_store_path(run_dir) / "manifest.csv", keep_default_na=False)
     patch_store.write_patch_store(run_folder.synthetic_store_path(run_dir), small, manifest)
     with pytest.raises(fs.FeatureSpaceError, match="different patch sizes"):

@@ -9,10 +9,11 @@ import nbformat
 from conftest import execute_notebook
 
 from mammo_lib import reader_study as rs
+from mammo_lib import testing
 
 
 def test_notebook_04_smoke(tmp_path):
-    rs.write_example_stores(tmp_path, 20, 20, size=16, seed=4)
+    testing.write_example_stores(tmp_path, 20, 20, size=16, seed=4)
     out = execute_notebook("04_reader_study", tmp_path, profile="smoke")
     cs = rs.open_case_set(tmp_path / "reader_study" / "case_set")
     assert cs.study["n_real"] == cs.study["n_synthetic"] == 4

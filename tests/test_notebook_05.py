@@ -9,13 +9,13 @@ import json
 import nbformat
 from conftest import execute_notebook
 
-from mammo_lib import roc
+from mammo_lib import testing
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
 
 
 def test_notebook_05_smoke(tmp_path):
     run_dir = tmp_path / "run"
-    roc.write_simulated_study(run_dir / "reader_study", n_real=20, n_synthetic=20, seed=3, readers={
+    testing.write_simulated_study(run_dir / "reader_study", n_real=20, n_synthetic=20, seed=3, readers={
         "machine-pixels": ("machine", 1.2), "machine-spectrum": ("machine", 0.6), "R01": ("human", 0.2)})
     human = run_dir / "reader_study" / "ratings" / "R01.jsonl"
     first = json.loads(human.read_text().splitlines()[0])

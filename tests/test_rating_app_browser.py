@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mammo_lib import rating_app
+from mammo_lib import rating_app, testing
 from mammo_lib import reader_study as rs
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +59,7 @@ def test_rate_kill_restart_resume_in_chromium(tmp_path):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    rs.write_example_stores(tmp_path, 16, 16, size=32, seed=3)
+    testing.write_example_stores(tmp_path, 16, 16, size=32, seed=3)
     cs = rs.build_case_set(tmp_path, 5, 5, n_practice=0, seed=11)
     key = rs.load_key(cs)
     n = len(cs.case_ids)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_lib import rating_scale
+from mammo_lib import rating_scale, testing
 from mammo_lib import reader_study as rs
 from mammo_lib.rating_app import RatingApp
 
@@ -25,7 +25,7 @@ class FakeClock:
 
 @pytest.fixture
 def run_dir(tmp_path):
-    rs.write_example_stores(tmp_path, 30, 30, size=16, seed=2)
+    testing.write_example_stores(tmp_path, 30, 30, size=16, seed=2)
     return tmp_path
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from mammo_lib import roc
+from mammo_lib import roc, testing
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
 
 # ------------------------------------------------------------------------------ helpers
@@ -46,7 +46,7 @@ def brute_force_delong(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarra
 
 def make_study(tmp_path: Path, **kw) -> Path:
     kw.setdefault("readers", {"machine-a": ("machine", 1.0), "machine-b": ("machine", 0.4)})
-    return roc.write_simulated_study(tmp_path / "reader_study", **kw)
+    return testing.write_simulated_study(tmp_path / "reader_study", **kw)
 
 
 def read_lines(path: Path) -> list[dict]:
