@@ -18,80 +18,111 @@ its params file; the runner needs no change for them.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import platform
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 
+from mammo_lib import provenance
+from mammo_lib.fileio import write_json
+from mammo_lib.parameters import (
+    ParameterError,
+    ParameterSpec,
+    convert_value,
+    parameter_specs,
+    split_override,
+)
+
+#: the checkout this module sits in; an installed package passes ``--notebooks`` instead
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "default", "paper")
 
 
 class StudyError(RuntimeError):
-    """A notebook of the study failed; the message names the notebook and the cell."""
+    """The study could not run: a bad profile or parameter (before any notebook ran), or a
+    notebook failed (the message names the notebook and the cell)."""
 
 
 def discover_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """Numbered notebooks (``NN_name.ipynb``) in execution order."""
-    found = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+    """Numbered notebooks (``NN_name.ipynb``) in execution order.
+
+    Raises
+    ------
+    StudyError
+        When the folder holds no numbered notebook (e.g. an installed package without
+        ``--notebooks`` pointing at a checkout's ``notebooks/``).
+    """
+    found = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb") if p.is_file())
     if not found:
-        raise StudyError(f"no numbered notebooks (NN_name.ipynb) found in {notebook_dir}")
+        raise StudyError(f"no numbered notebooks (NN_name.ipynb) found in {notebook_dir}; pass "
+                         "--notebooks pointing at the notebooks/ folder of a mammo-synth-study checkout")
     return found
 
 
-def profile_parameters(notebook: Path, profile: str) -> dict:
-    """The parameters of one notebook for one profile (empty when the notebook has no params file)."""
+def _profiles_table(notebook: Path) -> dict:
+    import json
+
     params_file = notebook.parent / "params" / f"{notebook.stem}.json"
     if not params_file.exists():
         return {}
     try:
-        table = json.loads(params_file.read_text())
+        return json.loads(params_file.read_text())
     except json.JSONDecodeError as exc:
         raise StudyError(f"{params_file} is not valid JSON: {exc}") from exc
+
+
+def profile_parameters(notebook: Path, profile: str) -> dict:
+    """The parameters of one notebook for one profile (empty when the notebook has no params file).
+
+    Raises
+    ------
+    StudyError
+        When the params file is not valid JSON or lacks the profile.
+    """
+    table = _profiles_table(notebook)
+    if not table:
+        return {}
     if profile not in table:
-        raise StudyError(
-            f"{params_file} has no profile {profile!r}; it has {sorted(table)}"
-        )
+        raise StudyError(f"{notebook.parent / 'params' / notebook.stem}.json has no profile {profile!r}; "
+                         f"it has {sorted(table)}")
     return dict(table[profile])
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``-p key=value`` pairs; values are parsed as JSON when they can be (numbers, lists, bools)."""
+    """``-p key=value`` pairs with each value read loosely (JSON where it parses, else text).
+
+    The runner itself keeps the text and converts it by the parameter's declared type
+    (:mod:`mammo_lib.parameters`); this loose form is for callers without a notebook at hand.
+
+    Raises
+    ------
+    StudyError
+        When an item has no ``=``.
+    """
+    import json
+
     out = {}
     for item in items:
-        if "=" not in item:
-            raise StudyError(f"parameter override {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = json.loads(raw)
+            key, raw = split_override(item)
+        except ParameterError as exc:
+            raise StudyError(str(exc)) from None
+        try:
+            out[key] = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            out[key] = raw
     return out
 
 
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged ``parameters``."""
-    import tempfile
-
-    import nbformat
-    import papermill as pm
-
-    nb = nbformat.read(notebook, as_version=4)
-    if "kernelspec" not in nb.metadata:  # papermill's inspection needs one to pick a translator
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / notebook.name
-        nbformat.write(nb, copy)
-        return set(pm.inspect_notebook(str(copy)).keys())
+    return set(parameter_specs(notebook))
 
 
 def absolute_path_values(overrides: dict) -> dict:
     """Make override values that name an existing file or folder (relative to the caller's working
-    directory) absolute: notebooks run with ``notebooks/`` as their working directory."""
+    directory) absolute: notebooks run in the run folder, not where the command was typed."""
     out = {}
     for key, value in overrides.items():
         if isinstance(value, str) and value and not Path(value).is_absolute() and Path(value).exists():
@@ -100,46 +131,83 @@ def absolute_path_values(overrides: dict) -> dict:
     return out
 
 
-def _package_versions() -> dict:
-    from importlib import metadata
+def _relative_to_run(value, notebook_dir: Path, run_dir: Path):
+    """A profile value naming an existing path relative to ``notebooks/`` (where the profiles are
+    written), re-expressed relative to the run folder (where notebooks run)."""
+    if isinstance(value, str) and value and not Path(value).is_absolute() and (notebook_dir / value).exists():
+        return os.path.relpath((notebook_dir / value).resolve(), run_dir)
+    return value
 
-    versions = {}
-    for dist in ("mammo-synth-study", "torch", "numpy", "scipy", "scikit-learn", "pydicom", "zarr",
-                 "dask", "openTSNE", "papermill", "pandas"):
+
+def _select(notebooks: list[Path], only: list[str] | None, start_from: str | None) -> list[Path]:
+    if start_from:
+        stems = [nb.stem for nb in notebooks]
+        matches = [i for i, s in enumerate(stems) if s.startswith(start_from)]
+        if not matches:
+            raise StudyError(f"--from {start_from!r} matches no notebook in {stems}")
+        notebooks = notebooks[matches[0]:]
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
+        if not notebooks:
+            raise StudyError(f"--only {only} matches no notebook")
+    return notebooks
+
+
+def _typed_overrides(overrides: dict, specs: dict[Path, dict[str, ParameterSpec]]) -> dict:
+    """Every override converted by the type its notebooks declare; errors collected, one message."""
+    known: dict[str, ParameterSpec] = {}
+    for nb_specs in specs.values():
+        for name, spec in nb_specs.items():
+            known.setdefault(name, spec)
+    unused = sorted(set(overrides) - set(known))
+    if unused:
+        raise StudyError(
+            f"-p {', '.join(unused)}: no notebook being run declares "
+            f"{'this parameter' if len(unused) == 1 else 'these parameters'} (check the spelling "
+            "against the parameters cells or notebooks/params/*.json)"
+        )
+    typed, problems = {}, []
+    for key, raw in overrides.items():
         try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
+            typed[key] = convert_value(known[key], raw)
+        except ParameterError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise StudyError("\n".join(problems))
+    return absolute_path_values(typed)
 
 
-def _earlier_entries(record_path: Path, rerun: set[str]) -> list[dict]:
-    """Entries of an earlier run.json for notebooks not rerun now (``--from``/``--only`` keep them)."""
-    if not record_path.exists():
-        return []
+def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], profile: str, overrides: dict,
+                         seed: int, run_dir: Path) -> tuple[dict, dict]:
+    """(the parameters injected into the notebook, every value it will use)."""
+    params = {k: _relative_to_run(v, nb.parent, run_dir) for k, v in profile_parameters(nb, profile).items()}
+    unknown = sorted(set(params) - set(specs))
+    if unknown:
+        raise StudyError(f"{nb.name}: profile {profile!r} sets parameters the notebook does not declare: {unknown}")
+    params.update({key: val for key, val in overrides.items() if key in specs})
+    params["run_dir"] = "."  # notebooks run inside the run folder
+    if "seed" in specs:
+        params["seed"] = seed
+    used = {name: spec.default for name, spec in specs.items()}
+    used.update(params)
+    return params, used
+
+
+def _execute(nb: Path, run_dir: Path, params: dict) -> dict | None:
+    """Run one notebook in the run folder; None when it succeeded, else the error record."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ[provenance.RUNNER_ENV] = "1"
     try:
-        previous = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    return [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
-
-
-def _save_record(record_path: Path, record: dict, entry: dict | None = None) -> None:
-    from mammo_lib.fileio import atomic_write_text
-
-    if entry is not None:
-        record["notebooks"].append(entry)
-        record["notebooks"].sort(key=lambda e: e["notebook"])
-    atomic_write_text(record_path, json.dumps(record, indent=2))
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except Exception:
-        return "unknown"
+        pm.execute_notebook(str(nb), str(run_dir / nb.name), parameters=params, cwd=str(run_dir),
+                            kernel_name="python3", language="python", progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        return {"cell": exc.cell_index, "execution_count": exc.exec_count, "exception": exc.ename,
+                "message": str(exc.evalue)}
+    finally:
+        os.environ.pop(provenance.RUNNER_ENV, None)
+    return None
 
 
 def run_study(
@@ -152,121 +220,123 @@ def run_study(
     seed: int = 0,
     notebook_dir: Path = NOTEBOOK_DIR,
     log=print,
+    report: bool = True,
 ) -> Path:
-    """Execute the numbered notebooks in order into ``runs_root/name``; return the run folder."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    """Execute the numbered notebooks in order into ``runs_root/name``.
 
+    Every check (profile, parameter names and types) happens before the run folder is created,
+    so a mistyped command leaves nothing behind. Each notebook runs with the run folder as its
+    working directory and ``run_dir="."``; ``run.json`` records what each one used, and
+    ``timings.json`` how long it took.
+
+    Parameters
+    ----------
+    profile : {"smoke", "default", "paper"}
+        The parameter profile (``notebooks/params/<stem>.json``).
+    name : str, optional
+        Run folder name under ``runs_root`` (default: the profile).
+    runs_root : str or pathlib.Path
+        Folder of run folders.
+    overrides : dict, optional
+        ``{key: value}``; a ``str`` value is converted by the parameter's declared type (as typed
+        after ``-p key=``), any other value must already fit it. ``seed`` sets the study seed.
+    only, start_from : optional
+        Run only notebooks whose names start with these / start at this one; the records of the
+        others are kept.
+    seed : int
+        The study seed (``overrides["seed"]`` wins).
+    notebook_dir : pathlib.Path
+        The folder of numbered notebooks and their ``params/``.
+    log : callable
+        Receives one progress line per notebook.
+    report : bool
+        Write ``report/index.html`` at the end (:func:`mammo_lib.report.build_report`).
+
+    Returns
+    -------
+    pathlib.Path
+        The run folder.
+
+    Raises
+    ------
+    StudyError
+        Unknown profile, unknown or ill-typed parameter (nothing written), or a failing
+        notebook (``run.json`` records the notebook, cell and exception).
+    """
     if profile not in PROFILES:
         raise StudyError(f"unknown profile {profile!r}; expected one of {PROFILES}")
-    name = name or profile
-    run_dir = (Path(runs_root) / name).resolve()
+    notebook_dir = Path(notebook_dir).resolve()
+    notebooks = _select(discover_notebooks(notebook_dir), only, start_from)
+    try:
+        specs = {nb: parameter_specs(nb, list(_profiles_table(nb).values())) for nb in notebooks}
+        typed = _typed_overrides(dict(overrides or {}), specs)
+    except ParameterError as exc:
+        raise StudyError(str(exc)) from None
+    seed = int(typed.pop("seed", seed))
+    run_dir = (Path(runs_root) / (name or profile)).resolve()
+    rerun = {nb.name for nb in notebooks}
+    planned = [(nb, *_notebook_parameters(nb, specs[nb], profile, typed, seed, run_dir)) for nb in notebooks]
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    notebooks = discover_notebooks(notebook_dir)
-    if start_from:
-        stems = [nb.stem for nb in notebooks]
-        matches = [i for i, s in enumerate(stems) if s.startswith(start_from)]
-        if not matches:
-            raise StudyError(f"--from {start_from!r} matches no notebook in {stems}")
-        notebooks = notebooks[matches[0]:]
-    if only:
-        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
-        if not notebooks:
-            raise StudyError(f"--only {only} matches no notebook")
-    overrides = absolute_path_values(overrides or {})
-    seed = int(overrides.pop("seed", seed))
-    declared_by = {nb: declared_parameters(nb) for nb in notebooks}
-    unused = sorted(set(overrides) - set().union(*declared_by.values()))
-    if unused:
-        raise StudyError(
-            f"-p {', '.join(unused)}: no notebook being run declares "
-            f"{'this parameter' if len(unused) == 1 else 'these parameters'} (check the spelling "
-            "against the parameters cells or notebooks/params/*.json)"
-        )
-    record_path = run_dir / "run.json"
-    earlier = _earlier_entries(record_path, {nb.name for nb in notebooks})
-    record = {
-        "profile": profile,
-        "name": name,
-        "seed": seed,
-        "overrides": overrides,
-        "git_commit": _git_commit(),
-        "python": platform.python_version(),
-        "packages": _package_versions(),
-        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "notebooks": list(earlier),
-    }
-    total = len(notebooks)
-    log(f"study: profile={profile} run folder={run_dir} ({total} notebooks)")
-    for k, nb in enumerate(notebooks, start=1):
-        params = profile_parameters(nb, profile)
-        declared = declared_by[nb]
-        params.update({key: val for key, val in overrides.items() if key in declared})
-        params["run_dir"] = str(run_dir)
-        if "seed" in declared and "seed" not in params:
-            params["seed"] = seed
-        unknown = sorted(set(params) - declared)
-        if unknown:
-            raise StudyError(
-                f"{nb.name}: profile {profile!r} sets parameters the notebook does not declare: {unknown}"
-            )
-        out_nb = run_dir / nb.name
-        log(f"[{k}/{total}] {nb.stem} ...", end=" ", flush=True) if log is print else log(f"[{k}/{total}] {nb.stem} ...")
+    previous = provenance.read_json_or_empty(run_dir / provenance.RECORD_NAME)  # kept on --from/--only
+    record = provenance.base_record(profile, seed, typed, REPO_ROOT)
+    record["notebooks"] = [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
+    record["results"] = previous.get("results", {})
+    write_json(run_dir / provenance.RECORD_NAME, record)
+    provenance.update_timings(run_dir, started=provenance.now_iso())
+    log(f"study: profile={profile} run folder={run_dir} ({len(planned)} notebooks)")
+    for k, (nb, params, used) in enumerate(planned, start=1):
+        log(f"[{k}/{len(planned)}] {nb.stem} ...")
         t0 = time.perf_counter()
-        entry = {"notebook": nb.name, "parameters": params}
-        try:
-            pm.execute_notebook(
-                str(nb),
-                str(out_nb),
-                parameters=params,
-                cwd=str(nb.parent),
-                kernel_name="python3",
-                language="python",
-                progress_bar=False,
-                log_output=False,
+        error = _execute(nb, run_dir, params)
+        entry = {"notebook": nb.name, "status": "failed" if error else "ok", "parameters": used}
+        if error:
+            entry["error"] = error
+        provenance.update_notebook_entry(run_dir, entry)
+        provenance.update_timings(run_dir, notebooks={nb.name: {"seconds": round(time.perf_counter() - t0, 1)}})
+        if error:
+            log(f"[{k}/{len(planned)}] {nb.stem} FAILED")
+            raise StudyError(
+                f"notebook {nb.name} failed in cell {error['cell']} (execution count {error['execution_count']}): "
+                f"{error['exception']}: {error['message']}\n  executed copy with the full traceback: {run_dir / nb.name}"
             )
-        except PapermillExecutionError as exc:
-            entry.update(status="failed", seconds=round(time.perf_counter() - t0, 1))
-            _save_record(record_path, record, entry)
-            msg = (
-                f"notebook {nb.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                f"{exc.ename}: {exc.evalue}\n  executed copy with the full traceback: {out_nb}"
-            )
-            log("FAILED")
-            raise StudyError(msg) from None
-        seconds = time.perf_counter() - t0
-        entry.update(status="ok", seconds=round(seconds, 1))
-        _save_record(record_path, record, entry)
-        log(f"ok ({seconds:.1f} s)")
-    record["finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    _save_record(record_path, record)
+        log(f"[{k}/{len(planned)}] {nb.stem} ok ({time.perf_counter() - t0:.1f} s)")
+    provenance.update_timings(run_dir, finished=provenance.now_iso())
+    if report:
+        from mammo_lib.report import build_report
+
+        index = build_report(run_dir)
+        log(f"report: {index}")
     log(f"study finished: {run_dir}")
     return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``mammo-study`` / ``python -m mammo_lib.runner``: run the study; exit 1 with the reason on failure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--name", default=None, help="run folder name under runs/ (default: the profile)")
     parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"))
+    parser.add_argument("--notebooks", default=str(NOTEBOOK_DIR),
+                        help="folder of the numbered notebooks and params/ (default: this checkout's notebooks/)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a parameter in every notebook that declares it")
+                        help="override a parameter in every notebook that declares it; the value is converted "
+                             "by the parameter's declared type (true/false, null, [\"a\", \"b\"], numbers, text)")
     parser.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name starts with these")
     parser.add_argument("--from", dest="start_from", default=None,
                         help="start at this notebook (earlier outputs in the run folder are reused)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-report", action="store_true", help="do not write report/index.html at the end")
     args = parser.parse_args(argv)
     try:
-        run_study(
-            profile=args.profile,
-            name=args.name,
-            runs_root=args.runs_root,
-            overrides=parse_overrides(args.param),
-            only=args.only,
-            start_from=args.start_from,
-            seed=args.seed,
-        )
-    except StudyError as exc:
+        overrides = {}
+        for item in args.param:
+            key, raw = split_override(item)
+            overrides[key] = raw
+        run_study(profile=args.profile, name=args.name, runs_root=args.runs_root, overrides=overrides,
+                  only=args.only, start_from=args.start_from, seed=args.seed,
+                  notebook_dir=Path(args.notebooks), report=not args.no_report)
+    except (StudyError, ParameterError) as exc:
         print(f"\nstudy failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,175 @@
+"""What a run was: the record ``run.json`` and the timing record ``timings.json`` of a run folder.
+
+``run.json`` holds everything needed to audit and repeat a run, and nothing that changes from
+one identical rerun to the next:
+
+```
+{
+  "profile": "default",            the parameter profile
+  "seed": 0,                       the study seed every notebook received
+  "overrides": {...},              the -p values, typed
+  "code": {"git_commit": "...", "dirty": false, "dirty_files": []},
+  "python": "3.11.7", "packages": {name: version},
+  "notebooks": [                   one entry per notebook, in order
+     {"notebook": "01_extract_patches.ipynb",
+      "status": "ok" | "failed" | "ok (rerun interactively)",
+      "parameters": {...},         every value the notebook used, its own defaults included
+      "error": {"cell": 7, "exception": "ValueError", "message": "..."}   (failed only)
+     }, ...],
+  "results": {stem: {headline figures of that stage}}
+}
+```
+
+``timings.json`` beside it holds the wall-clock start and end and the seconds of each notebook:
+timings are kept apart so that two runs with the same seed and inputs give byte-identical
+``run.json`` files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from mammo_lib.fileio import write_json
+
+RECORD_NAME = "run.json"
+TIMINGS_NAME = "timings.json"
+#: environment variable the runner sets while it executes notebooks
+RUNNER_ENV = "MAMMO_STUDY_RUNNER"
+PACKAGES = ("mammo-synth-study", "torch", "numpy", "scipy", "scikit-learn", "scikit-image", "pydicom",
+            "zarr", "dask", "openTSNE", "papermill", "pandas", "matplotlib", "seaborn")
+
+
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages the study's numbers depend on (None when absent)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for dist in packages:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def code_state(repo: str | os.PathLike) -> dict[str, Any]:
+    """The git commit of ``repo`` and whether its tracked files differ from it.
+
+    Parameters
+    ----------
+    repo : str or os.PathLike
+        A folder inside the checkout.
+
+    Returns
+    -------
+    dict
+        ``{"git_commit": str, "dirty": bool | None, "dirty_files": list[str]}``; the commit is
+        ``"unknown"`` and ``dirty`` None outside a git checkout (an installed package).
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "dirty": None, "dirty_files": []}
+    files = sorted(line[3:] for line in status.splitlines() if line.strip())
+    return {"git_commit": commit, "dirty": bool(files), "dirty_files": files}
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def read_json_or_empty(path: Path) -> dict:
+    """A JSON object from ``path``, or ``{}`` when the file is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_notebook_entry(run_dir: str | os.PathLike, entry: dict) -> Path:
+    """Put one notebook's entry into ``run.json`` (replacing its earlier one), atomically.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+    entry : dict
+        ``{"notebook": "<stem>.ipynb", "status": ..., "parameters": {...}, ...}``.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``run.json`` written.
+    """
+    path = Path(run_dir) / RECORD_NAME
+    record = read_json_or_empty(path)
+    entries = [e for e in record.get("notebooks", []) if e.get("notebook") != entry["notebook"]]
+    record["notebooks"] = sorted([*entries, entry], key=lambda e: e["notebook"])
+    return write_json(path, record)
+
+
+def update_timings(run_dir: str | os.PathLike, **fields: Any) -> Path:
+    """Merge ``fields`` into ``timings.json`` (``notebooks`` merged per notebook)."""
+    path = Path(run_dir) / TIMINGS_NAME
+    timings = read_json_or_empty(path)
+    for key, value in fields.items():
+        if key == "notebooks":
+            timings.setdefault("notebooks", {}).update(value)
+        else:
+            timings[key] = value
+    return write_json(path, timings)
+
+
+def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, parameters: dict) -> str:
+    """Called by a notebook's last cell: record a rerun that the runner did not make.
+
+    Under the runner (``MAMMO_STUDY_RUNNER`` set) this does nothing, since the runner records the
+    stage itself. Opened in JupyterLab and rerun, the stage's entry in ``run.json`` is replaced by
+    ``status: "ok (rerun interactively)"`` with the parameters the notebook used, and the code
+    state is refreshed, so the record never silently describes an older run of the stage.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder the notebook wrote into.
+    notebook_stem : str
+        E.g. ``"03_feature_space"``.
+    parameters : dict
+        The values of the notebook's parameters as it ran.
+
+    Returns
+    -------
+    str
+        A sentence for the notebook to show: what was recorded, or that the runner records it.
+    """
+    if os.environ.get(RUNNER_ENV):
+        return f"recorded by the study runner in {RECORD_NAME}"
+    run_dir = Path(run_dir)
+    if not (run_dir / RECORD_NAME).exists():
+        return (f"{RECORD_NAME} does not exist in this run folder: this stage was run outside the "
+                "study runner and is not recorded")
+    update_notebook_entry(run_dir, {"notebook": f"{notebook_stem}.ipynb", "status": "ok (rerun interactively)",
+                                    "parameters": parameters})
+    update_timings(run_dir, notebooks={f"{notebook_stem}.ipynb": {"rerun_interactively_at": now_iso()}})
+    return (f"{RECORD_NAME} updated: this stage was rerun interactively with the parameters above; "
+            "stages after it were not rerun and may be stale")
+
+
+def base_record(profile: str, seed: int, overrides: dict, repo: str | os.PathLike) -> dict:
+    """The run-level part of ``run.json`` (no notebooks yet)."""
+    return {"profile": profile, "seed": seed, "overrides": overrides, "code": code_state(repo),
+            "python": platform.python_version(), "packages": package_versions(), "notebooks": [],
+            "results": {}}
