@@ -16,7 +16,7 @@ ARGS ?=
 READER_HOST ?= 127.0.0.1
 READER_PORT ?= 8866
 
-.PHONY: study test install browser reader-app benchmark lint clean-runs
+.PHONY: study test install browser reader-app report verify benchmark lint clean-runs
 
 install: $(STAMP)
 
@@ -34,8 +34,18 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found and not root: the browser test will be skipped"; fi; }
 
+# the whole study into runs/$(NAME); it ends by writing runs/$(NAME)/report/index.html
 study: $(STAMP)
 	$(PY) -m mammo_lib.runner --profile $(PROFILE) --name $(NAME) $(ARGS)
+
+# (re)write the report of an existing run: runs/$(NAME)/report/index.html
+report: $(STAMP)
+	$(PY) -m mammo_lib.report runs/$(NAME)
+
+# rerun runs/$(NAME) with its recorded parameters into runs/$(NAME)-verify and list every file
+# whose bytes differ (expected: none); the result goes into the run's report
+verify: $(STAMP)
+	$(PY) -m mammo_lib.verify runs/$(NAME)
 
 test: $(STAMP) browser
 	$(PY) -m pytest

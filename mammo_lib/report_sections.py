@@ -1,0 +1,226 @@
+"""The sections of the study report, each read from the files a stage wrote.
+
+Every function takes the run folder (and the parsed ``run.json`` where needed) and returns a
+table or a short list of statements; a stage that did not run gives an empty table, never an
+exception, so a report can be written for a partial or failed run too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mammo_lib.provenance import read_json_or_empty
+
+#: key figures of the report: (stage folder, file stem, caption)
+KEY_FIGURES = (
+    ("feature_space", "fig2_tsne", "Fig. 2 (the paper's t-SNE): real lesions, synthetic lesions and normal tissue"),
+    ("dcgan", "fig3_synthetic_vs_real", "Fig. 3: synthetic lesions beside real ones"),
+    ("roc", "roc_curves", "ROC curves of every reader (positive class: real)"),
+    ("roc", "auc_forest", "AUC of every reader with confidence intervals, and the MRMC reader average"),
+)
+
+
+def _notebook_params(record: dict, stem: str) -> dict:
+    for entry in record.get("notebooks", []):
+        if entry.get("notebook", "").startswith(stem):
+            return entry.get("parameters") or {}
+    return {}
+
+
+def _manifest_rows(store: Path) -> int | None:
+    manifest = store / "manifest.csv"
+    if not manifest.exists():
+        return None
+    with open(manifest, encoding="utf-8") as fh:
+        return max(0, sum(1 for _ in fh) - 1)
+
+
+def synthetic_stores(run_dir: Path) -> list[Path]:
+    """Every ``synthetic/*.zarr`` store of the run (one per generator)."""
+    return sorted((run_dir / "synthetic").glob("*.zarr"))
+
+
+def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]]:
+    """(label, value) rows: what was run, on what, with which code, and how long each stage took."""
+    p01 = _notebook_params(record, "01_")
+    code = record.get("code") or {}
+    dirty = code.get("dirty")
+    rows = [
+        ("profile", str(record.get("profile", "?"))),
+        ("seed", str(record.get("seed", "?"))),
+        ("overrides (-p)", json.dumps(record.get("overrides") or {})),
+        ("data source", f"{p01.get('source_kind', '?')}" + (f" at {p01['source_path']}" if p01.get("source_path") else
+                                                            " (the built-in phantom)" if p01.get("source_kind") == "phantom" else "")),
+    ]
+    for label, store in (("real lesion patches", run_dir / "patches" / "lesion.zarr"),
+                         ("normal-tissue patches", run_dir / "patches" / "normal.zarr"),
+                         *((f"synthetic patches ({s.stem})", s) for s in synthetic_stores(run_dir))):
+        n = _manifest_rows(store)
+        rows.append((label, "stage did not run" if n is None else f"{n:,}"))
+    rows += [
+        ("code", f"git commit {code.get('git_commit', 'unknown')}"
+                 + ("" if dirty is None else "; uncommitted changes in " + ", ".join(code.get("dirty_files", []))
+                    if dirty else "; clean tree (no uncommitted changes)")),
+        ("python", str(record.get("python", "?"))),
+        ("started / finished (UTC)", f"{timings.get('started', '?')} / {timings.get('finished', 'not finished')}"),
+    ]
+    for entry in record.get("notebooks", []):
+        seconds = (timings.get("notebooks") or {}).get(entry.get("notebook"), {}).get("seconds")
+        status = entry.get("status", "?")
+        err = entry.get("error")
+        if err:
+            status += f" in cell {err.get('cell')}: {err.get('exception')}: {err.get('message')}"
+        rows.append((f"stage {entry.get('notebook')}", status + (f", {seconds:.0f} s" if seconds is not None else "")))
+    return rows
+
+
+def parameter_table(record: dict) -> pd.DataFrame:
+    """Every parameter value every notebook used (one row each)."""
+    rows = [{"notebook": e.get("notebook"), "parameter": k, "value": json.dumps(v)}
+            for e in record.get("notebooks", []) for k, v in (e.get("parameters") or {}).items()]
+    return pd.DataFrame(rows, columns=["notebook", "parameter", "value"])
+
+
+def _ci(d: dict | None, lo: str = "ci_low", hi: str = "ci_high") -> str:
+    if not d or d.get(lo) is None or d.get(hi) is None:
+        return "undefined"
+    return f"[{d[lo]:.3f}, {d[hi]:.3f}]"
+
+
+def _fmt(v: Any) -> str:
+    return "undefined" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def reader_table(run_dir: Path) -> pd.DataFrame:
+    """Per reader: kind, cases, accuracy with its exact CI, AUC with DeLong and bootstrap CIs."""
+    metrics = read_json_or_empty(run_dir / "roc" / "metrics.json")
+    rows = []
+    for reader, s in (metrics.get("readers") or {}).items():
+        acc = s.get("accuracy") or {}
+        boot = s.get("auc_bootstrap") or {}
+        rows.append({
+            "reader": reader, "kind": s.get("reader_kind"), "cases": s.get("n_cases"),
+            "accuracy": _fmt(acc.get("estimate")), "accuracy 95% CI": _ci(acc),
+            "p (accuracy = 0.5)": _fmt(acc.get("p_value_vs_0.5")),
+            "AUC": _fmt(s.get("auc")), "AUC 95% CI (DeLong)": _ci(s.get("auc_delong")),
+            "AUC 95% CI (bootstrap)": _ci(boot, "low", "high"),
+            "p (AUC = 0.5)": _fmt((s.get("auc_delong") or {}).get("p_value_vs_0.5")),
+        })
+    return pd.DataFrame(rows)
+
+
+def mrmc_table(run_dir: Path) -> pd.DataFrame:
+    """Obuchowski-Rockette reader-averaged AUC per analysis and view (RRRC, FRRC, RRFC)."""
+    metrics = read_json_or_empty(run_dir / "roc" / "metrics.json")
+    rows = []
+    for label, result in (metrics.get("mrmc") or {}).items():
+        if not isinstance(result, dict) or "skipped" in result:
+            rows.append({"analysis": label, "view": "", "AUC": "", "95% CI": "",
+                         "p (AUC = 0.5)": (result or {}).get("skipped", "") if isinstance(result, dict) else ""})
+            continue
+        for view in ("RRRC", "FRRC", "RRFC"):
+            for modality, s in ((result.get(view) or {}).get("single_modality") or {}).items():
+                ci = s.get("ci") or [None, None]
+                rows.append({"analysis": f"{label}: {modality}" if modality != label else label, "view": view,
+                             "AUC": _fmt(s.get("auc")), "SE": _fmt(s.get("se")), "df": _fmt(s.get("df")),
+                             "95% CI": "undefined" if None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+                             "p (AUC = 0.5)": _fmt(s.get("p_vs_0.5"))})
+            for d in (result.get(view) or {}).get("differences") or []:
+                rows.append({"analysis": label, "view": f"{view} difference {d.get('modalities', '')}",
+                             "AUC": _fmt(d.get("difference")), "SE": _fmt(d.get("se")), "df": _fmt(d.get("df")),
+                             "95% CI": str(d.get("ci", "")), "p (AUC = 0.5)": _fmt(d.get("p"))})
+    return pd.DataFrame(rows)
+
+
+def realism_table(run_dir: Path) -> pd.DataFrame:
+    """The realism metrics with confidence intervals (stage 03's ``metrics_table.csv``)."""
+    path = run_dir / "feature_space" / "metrics_table.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame()
+
+
+def paper_beside_run(run_dir: Path) -> pd.DataFrame:
+    """What the paper reports beside what this run measured (different data, readers, generator)."""
+    fs = read_json_or_empty(run_dir / "feature_space" / "metrics.json")
+    roc = read_json_or_empty(run_dir / "roc" / "metrics.json")
+    tsne = fs.get("tsne") or {}
+    outliers = fs.get("outliers_tsne") or {}
+    counts = (fs.get("sample") or {}).get("counts") or {}
+    rows = [{
+        "finding": "t-SNE of real, synthetic and normal patches (Fig. 2)",
+        "paper": "500 patches per group, perplexity 250: the synthetic distribution largely matches the real one; "
+                 "very few synthetic outliers (near normal tissue)",
+        "this run": (f"{', '.join(f'{n} {g}' for g, n in counts.items())} points, perplexity "
+                     f"{_fmt(tsne.get('perplexity_used'))}, KL {_fmt(tsne.get('kl_divergence'))}; outliers "
+                     + ", ".join(f"{g} {n}" for g, n in outliers.items())) if tsne else "stage 03 did not run",
+    }]
+    paper_rows = [r for r in roc.get("paper_comparison") or [] if str(r.get("source", "")).startswith("paper")]
+    run_rows = [r for r in roc.get("paper_comparison") or [] if not str(r.get("source", "")).startswith("paper")]
+    rows.append({
+        "finding": "reader study: accuracy and AUC (positive class real)",
+        "paper": "; ".join(f"{r['reader']}: accuracy {r['accuracy']:.2f}, AUC {r['AUC']:.2f}" for r in paper_rows)
+                 or "2 radiologists: accuracy 0.48 and 0.61, AUC 0.56 and 0.45",
+        "this run": "; ".join(f"{r['reader']} ({r['kind']}): accuracy {_fmt(r.get('accuracy'))}, AUC {_fmt(r.get('AUC'))}"
+                              for r in run_rows) or "stage 05 did not run",
+    })
+    rows.append({"finding": "synthetic beside real lesions (Fig. 3)",
+                 "paper": "16 synthetic and 16 real mass and microcalcification patches look alike",
+                 "this run": "see Fig. 3 below" if (run_dir / "dcgan" / "figures").exists() else "stage 02 did not run"})
+    return pd.DataFrame(rows)
+
+
+def key_figures(figures: dict[str, list[Path]]) -> list[tuple[str, Path]]:
+    """(caption, PNG) of the key figures that exist, in the report's order."""
+    out = []
+    for stage, stem, caption in KEY_FIGURES:
+        for png in figures.get(stage, []):
+            if png.stem == stem:
+                out.append((caption, png))
+    return out
+
+
+def skipped_table(run_dir: Path) -> pd.DataFrame:
+    """Files stage 01 could not use, and why (``patches/skipped_files.csv``)."""
+    path = run_dir / "patches" / "skipped_files.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame()
+
+
+def _reader_kinds(run_dir: Path) -> dict[str, str]:
+    return dict(read_json_or_empty(run_dir / "roc" / "metrics.json").get("reader_kind") or {})
+
+
+def limitations(run_dir: Path, record: dict) -> list[str]:
+    """Plain statements of what this run cannot say."""
+    out = []
+    p01 = _notebook_params(record, "01_")
+    if p01.get("source_kind") == "phantom":
+        out.append("The data are the built-in phantom, generated by the study itself: nothing measured here says "
+                   "anything about real mammography lesions or about the paper's data.")
+    if record.get("profile") == "smoke":
+        out.append("The smoke profile uses a handful of tiny patches: its numbers only show that the pipeline runs.")
+    kinds = _reader_kinds(run_dir)
+    if kinds and all(k == "machine" for k in kinds.values()):
+        out.append("No human has rated yet: every rating comes from a machine observer (a classifier trained on "
+                   "held-out real and synthetic patches), which is a stronger test than a person and not the "
+                   "paper's radiologist study.")
+    elif not kinds:
+        out.append("No ratings were analysed (stage 05 did not run).")
+    if (record.get("code") or {}).get("dirty"):
+        out.append("The code had uncommitted changes when this run was made: the git commit alone does not "
+                   "reproduce it.")
+    failed = [e["notebook"] for e in record.get("notebooks", []) if e.get("status") == "failed"]
+    if failed:
+        out.append(f"The run failed in {', '.join(failed)}: later stages are missing or from an earlier run.")
+    stale = [e["notebook"] for e in record.get("notebooks", []) if "interactively" in str(e.get("status"))]
+    if stale:
+        out.append(f"{', '.join(stale)} was rerun interactively after the run: stages after it may not match.")
+    return out
+
+
+def verification(run_dir: Path) -> dict | None:
+    """The result of ``make verify`` (``verify.json``), or None when no rerun was checked."""
+    data = read_json_or_empty(run_dir / "verify.json")
+    return data or None

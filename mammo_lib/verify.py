@@ -1,0 +1,172 @@
+"""Bitwise rerun check: rerun a study with its recorded parameters and compare every file.
+
+``python -m mammo_lib.verify NAME`` (``make verify NAME=...``) reads ``runs/NAME/run.json``,
+reruns the study with the same profile, seed and overrides into ``runs/NAME-verify`` (a fresh
+folder), and compares the two run folders byte by byte. Expected: no difference. Not compared:
+the timing records (every ``timings.json``), the report, and in executed notebooks only the
+timing metadata papermill and Jupyter add (start and end times, durations). The result is
+written to ``runs/NAME/verify.json`` and shown in the run's report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mammo_lib.fileio import write_json
+from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME, now_iso, read_json_or_empty
+
+VERIFY_NAME = "verify.json"
+#: files and folders never compared (relative to the run folder)
+IGNORED_TOP = {"report", VERIFY_NAME}
+_TIMING_KEYS = ("start_time", "end_time", "duration", "execution")
+
+
+class VerifyError(RuntimeError):
+    """The run to verify has no usable ``run.json``."""
+
+
+def _strip_timing(meta: dict) -> None:
+    papermill = meta.get("papermill")
+    if isinstance(papermill, dict):
+        for key in _TIMING_KEYS:
+            papermill.pop(key, None)
+    meta.pop("execution", None)
+
+
+def notebook_without_timings(path: Path) -> bytes:
+    """An executed notebook's JSON with papermill's and Jupyter's timing metadata removed.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An ``.ipynb`` file.
+
+    Returns
+    -------
+    bytes
+        Canonical JSON (sorted keys) of the notebook without timings; the raw bytes when the
+        file is not valid JSON (so a broken notebook still compares as different).
+    """
+    raw = path.read_bytes()
+    try:
+        nb = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw
+    _strip_timing(nb.get("metadata", {}))
+    for cell in nb.get("cells", []):
+        _strip_timing(cell.get("metadata", {}))
+    return json.dumps(nb, sort_keys=True).encode("utf-8")
+
+
+def _files(root: Path) -> set[str]:
+    out = set()
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if path.is_file() and rel.parts[0] not in IGNORED_TOP and path.name != TIMINGS_NAME:
+            out.add(rel.as_posix())
+    return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.suffix == ".ipynb":
+        return notebook_without_timings(a) == notebook_without_timings(b)
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return a.read_bytes() == b.read_bytes()
+
+
+def compare_run_folders(reference: str | os.PathLike, rerun: str | os.PathLike) -> dict:
+    """Compare two run folders file by file.
+
+    Parameters
+    ----------
+    reference, rerun : str or os.PathLike
+        Run folders.
+
+    Returns
+    -------
+    dict
+        ``{"identical": bool, "n_compared": int, "differing": [...], "only_here": [...],
+        "only_in_rerun": [...]}``, paths relative to the run folders, sorted.
+    """
+    reference, rerun = Path(reference), Path(rerun)
+    here, there = _files(reference), _files(rerun)
+    both = sorted(here & there)
+    differing = [rel for rel in both if not _same(reference / rel, rerun / rel)]
+    only_here, only_there = sorted(here - there), sorted(there - here)
+    return {"identical": not (differing or only_here or only_there), "n_compared": len(both),
+            "differing": differing, "only_here": only_here, "only_in_rerun": only_there}
+
+
+def verify_run(run_dir: str | os.PathLike, log=print) -> dict:
+    """Rerun ``run_dir``'s study with its recorded parameters and compare (see module docstring).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A finished run folder with ``run.json``.
+    log : callable
+        Progress lines.
+
+    Returns
+    -------
+    dict
+        :func:`compare_run_folders`'s result plus ``reference``, ``rerun`` (folder names) and
+        ``checked_at``; also written to ``<run_dir>/verify.json``.
+
+    Raises
+    ------
+    VerifyError
+        When ``run.json`` is missing or lacks the profile.
+    mammo_lib.runner.StudyError
+        When the rerun fails.
+    """
+    from mammo_lib.report import build_report
+    from mammo_lib.runner import run_study
+
+    run_dir = Path(run_dir).resolve()
+    record = read_json_or_empty(run_dir / RECORD_NAME)
+    if "profile" not in record:
+        raise VerifyError(f"{run_dir / RECORD_NAME} is missing or has no profile: not a run made by the study runner")
+    rerun_dir = run_dir.with_name(run_dir.name + "-verify")
+    shutil.rmtree(rerun_dir, ignore_errors=True)
+    overrides = dict(record.get("overrides") or {})
+    overrides["seed"] = record.get("seed", 0)
+    log(f"verify: rerunning {run_dir.name} (profile {record['profile']}, seed {overrides['seed']}) into {rerun_dir.name}")
+    run_study(record["profile"], name=rerun_dir.name, runs_root=run_dir.parent, overrides=overrides,
+              log=log, report=False)
+    result = compare_run_folders(run_dir, rerun_dir)
+    result.update(reference=run_dir.name, rerun=rerun_dir.name, checked_at=now_iso())
+    write_json(run_dir / VERIFY_NAME, result)
+    build_report(run_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m mammo_lib.verify RUN_DIR``; exit 0 when every file is identical, else 1."""
+    import argparse
+
+    from mammo_lib.runner import StudyError
+
+    parser = argparse.ArgumentParser(description="Rerun a study with its recorded parameters and compare every file.")
+    parser.add_argument("run_dir", help="the run folder to verify, e.g. runs/default")
+    args = parser.parse_args(argv)
+    try:
+        result = verify_run(args.run_dir)
+    except (VerifyError, StudyError) as exc:
+        print(f"verify failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"compared {result['n_compared']} files")
+    for label, key in (("differ", "differing"), ("only in the run", "only_here"), ("only in the rerun", "only_in_rerun")):
+        for rel in result[key]:
+            print(f"  {label}: {rel}")
+    print("byte-identical rerun" if result["identical"] else "the rerun differs (see above)")
+    return 0 if result["identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
