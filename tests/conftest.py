@@ -50,3 +50,18 @@ def execute_notebook(stem: str, run_dir: Path, profile: str = "smoke", **params)
     pm.execute_notebook(str(nb), str(out), parameters=merged, cwd=str(NOTEBOOK_DIR),
                         kernel_name="python3", language="python", progress_bar=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """Two whole smoke studies through the runner, same seed, two run folders (report included)."""
+    from mammo_lib.runner import run_study
+
+    runs = tmp_path_factory.mktemp("runs")
+    return [run_study("smoke", name=name, runs_root=runs, log=lambda s: None) for name in ("smoke", "again")]
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_runs):
+    """The first of :func:`smoke_runs`."""
+    return smoke_runs[0]

@@ -78,3 +78,70 @@ def test_misspelt_override_is_an_error_and_seed_and_paths_are_recorded(tmp_path,
     (tmp_path / "data").mkdir()
     assert absolute_path_values({"p": "data", "q": "missing", "r": 3}) == {
         "p": str(tmp_path / "data"), "q": "missing", "r": 3}
+
+
+def test_overrides_are_converted_by_the_declared_type_before_anything_is_written(tmp_path, notebook_dir):
+    _notebook(notebook_dir / "03_typed.ipynb", 'run_dir = "x"\nstop_early = False\nclasses = None\nsource = ""',
+              "from pathlib import Path\nPath(run_dir, 'typed.txt').write_text(repr((stop_early, classes, source)))")
+    (notebook_dir / "params" / "03_typed.json").write_text(json.dumps(
+        {"smoke": {"classes": None}, "default": {}, "paper": {"classes": ["mass"]}}))
+    runs = tmp_path / "runs"
+    run = run_study("smoke", name="typed", runs_root=runs, notebook_dir=notebook_dir, only=["03"], report=False,
+                    overrides={"stop_early": "false", "classes": "None", "source": "2016"}, log=lambda s: None)
+    assert (run / "typed.txt").read_text() == "(False, None, '2016')"
+    entry = json.loads((run / "run.json").read_text())["notebooks"][0]
+    assert entry["parameters"]["stop_early"] is False and entry["parameters"]["source"] == "2016"
+    with pytest.raises(StudyError, match=r"-p stop_early=maybe: stop_early is bool"):
+        run_study("smoke", name="bad", runs_root=runs, notebook_dir=notebook_dir, only=["03"],
+                  overrides={"stop_early": "maybe"}, log=lambda s: None)
+    with pytest.raises(StudyError, match=r"-p classes=mass: classes is list or None"):
+        run_study("smoke", name="bad", runs_root=runs, notebook_dir=notebook_dir, only=["03"],
+                  overrides={"classes": "mass"}, log=lambda s: None)
+    assert not (runs / "bad").exists()  # a check that fails first leaves no run folder
+
+
+def test_same_seed_gives_the_same_run_json_and_timings_are_apart(tmp_path, notebook_dir):
+    runs = tmp_path / "runs"
+    a = run_study("smoke", name="a", runs_root=runs, notebook_dir=notebook_dir, report=False, log=lambda s: None)
+    b = run_study("smoke", name="b", runs_root=runs, notebook_dir=notebook_dir, report=False, log=lambda s: None)
+    assert (a / "run.json").read_bytes() == (b / "run.json").read_bytes()
+    timings = json.loads((a / "timings.json").read_text())
+    assert set(timings["notebooks"]) == {"01_first.ipynb", "02_second.ipynb"} and timings["finished"]
+    record = json.loads((a / "run.json").read_text())
+    assert record["notebooks"][0]["parameters"] == {"run_dir": ".", "seed": 0, "count": 3}
+    assert "git_commit" in record["code"] and "dirty" in record["code"]
+
+
+def test_a_failure_records_notebook_cell_and_exception(tmp_path, notebook_dir):
+    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "x = 1\nraise KeyError('shift_row')")
+    with pytest.raises(StudyError):
+        run_study("smoke", name="f", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, log=lambda s: None)
+    entry = json.loads((tmp_path / "runs" / "f" / "run.json").read_text())["notebooks"][-1]
+    assert entry["notebook"] == "03_broken.ipynb" and entry["status"] == "failed"
+    assert entry["error"]["exception"] == "KeyError" and "shift_row" in entry["error"]["message"]
+    assert entry["error"]["cell"] == 2  # papermill's injected parameters cell comes first
+
+
+def test_an_interactive_rerun_updates_the_record(tmp_path, notebook_dir, monkeypatch):
+    from mammo_lib import provenance
+
+    run = run_study("smoke", name="i", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, report=False,
+                    log=lambda s: None)
+    monkeypatch.setenv(provenance.RUNNER_ENV, "1")
+    assert "runner" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9})
+    monkeypatch.delenv(provenance.RUNNER_ENV)
+    assert "updated" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9})
+    entry = json.loads((run / "run.json").read_text())["notebooks"][1]
+    assert entry == {"notebook": "02_second.ipynb", "status": "ok (rerun interactively)", "parameters": {"factor": 9}}
+    assert "not recorded" in provenance.record_interactive_rerun(tmp_path, "02_second", {})
+
+
+def test_cli_reads_the_notebooks_folder_and_reports_bad_values(tmp_path, notebook_dir, capsys):
+    from mammo_lib.runner import main
+
+    assert main(["--profile", "smoke", "--name", "c", "--runs-root", str(tmp_path / "runs"),
+                 "--notebooks", str(notebook_dir), "-p", "count=lots", "--no-report"]) == 1
+    assert "count=lots: count is int" in capsys.readouterr().err
+    assert main(["--profile", "smoke", "--name", "c", "--runs-root", str(tmp_path / "runs"),
+                 "--notebooks", str(notebook_dir), "-p", "count=7", "--no-report"]) == 0
+    assert (tmp_path / "runs" / "c" / "first.txt").read_text() == "70"

@@ -4,17 +4,21 @@ profile on the built-in phantom: the path `make study` takes, at tiny scale."""
 import json
 
 import pandas as pd
-import pytest
 
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import lesion_store_path, normal_store_path, synthetic_store_path
-from mammo_lib.runner import discover_notebooks, run_study
+from mammo_lib.runner import discover_notebooks
+from mammo_lib.verify import compare_run_folders
+
+# the fixtures smoke_runs / smoke_run (two whole smoke studies, same seed) live in conftest.py
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    return run_study("smoke", name="smoke", runs_root=runs, log=lambda s: None)
+def test_same_seed_same_bytes_except_timing_records(smoke_runs):
+    """Every output file is byte-identical; only timings.json files and the executed notebooks'
+    timing metadata may differ."""
+    result = compare_run_folders(*smoke_runs)
+    assert result["n_compared"] > 50
+    assert result["differing"] == [] and result["only_here"] == [] and result["only_in_rerun"] == []
 
 
 def test_every_notebook_ran_and_left_an_executed_copy(smoke_run):
