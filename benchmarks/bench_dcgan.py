@@ -30,7 +30,8 @@ from mammo_lib.dcgan import (
     Generator,
     resolve_device,
 )
-from mammo_lib.dcgan_training import TrainConfig, load_training_patches, train_dcgan
+from mammo_lib.dcgan_files import load_training_patches
+from mammo_lib.dcgan_training import TrainConfig, train_dcgan
 from mammo_lib.testing import write_toy_lesion_store
 
 

@@ -31,14 +31,21 @@ Deviations from the reference
   (see :mod:`mammo_lib.dcgan_training`).
 - Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
   only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
+- Initial weights come from an explicit ``torch.Generator`` (the ``"init"`` stream of
+  :mod:`mammo_lib.dcgan_rng`), not from torch's global random state.
+
+Figures of stage 02 are in :mod:`mammo_lib.dcgan_figures`, training in
+:mod:`mammo_lib.dcgan_training`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +54,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mammo_lib.dcgan_rng import stream_seed
 from mammo_lib.fileio import atomic_write_bytes, file_sha256
 from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 
@@ -91,19 +99,39 @@ def _widths(base: int, image_size: int) -> list[int]:
     return [base * min(2 ** k, MAX_WIDTH_MULTIPLIER) for k in reversed(range(n_layers))]
 
 
-def init_dcgan_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv weights N(0, 0.02); batch-norm scale N(1, 0.02), shift 0."""
+def init_dcgan_weights(module: nn.Module, rng: torch.Generator | None = None) -> None:
+    """DCGAN initialisation of one layer: conv weights N(0, 0.02); batch-norm scale N(1, 0.02), shift 0.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A layer; convolutions and batch norms are initialised, anything else is left alone.
+    rng : torch.Generator, optional
+        The random stream to draw from (None: torch's global generator, as ``nn.init`` does).
+
+    References
+    ----------
+    Radford, Metz & Chintala, ICLR 2016, section 4; ``pytorch/examples/dcgan/main.py`` (weights_init).
+    """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.normal_(module.weight, 0.0, 0.02, generator=rng)
     elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.normal_(module.weight, 1.0, 0.02, generator=rng)
         nn.init.zeros_(module.bias)
 
 
-class Generator(nn.Module):
-    """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1]."""
+def _init_all(model: nn.Module, rng: torch.Generator | None) -> None:
+    for module in model.modules():
+        init_dcgan_weights(module, rng)
 
-    def __init__(self, arch: Architecture | None = None) -> None:
+
+class Generator(nn.Module):
+    """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1].
+
+    ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    """
+
+    def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.arch = arch or Architecture()
         widths = _widths(self.arch.ngf, self.arch.image_size)
@@ -116,7 +144,7 @@ class Generator(nn.Module):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], self.arch.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        self.apply(init_dcgan_weights)
+        _init_all(self, rng)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:
@@ -125,9 +153,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D: image (B, channels, size, size) -> logit (B,); :meth:`probability` gives D(x) in (0, 1)."""
+    """D: image (B, channels, size, size) -> logit (B,); :meth:`probability` gives D(x) in (0, 1).
 
-    def __init__(self, arch: Architecture | None = None) -> None:
+    ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    """
+
+    def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.arch = arch or Architecture()
         widths = list(reversed(_widths(self.arch.ndf, self.arch.image_size)))
@@ -139,7 +170,7 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
-        self.apply(init_dcgan_weights)
+        _init_all(self, rng)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()
@@ -150,7 +181,22 @@ class Discriminator(nn.Module):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    """The torch device to use.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when present, else CPU), or anything ``torch.device`` accepts.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    RuntimeError
+        When torch does not recognise the device string.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -221,7 +267,30 @@ def check_architecture(state: dict, requested: Architecture, path: str | os.Path
 
 def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
                    expected: Architecture | None = None) -> tuple[Generator, dict]:
-    """G from a checkpoint, in eval mode, plus the checkpoint's metadata (no optimiser state)."""
+    """G from a checkpoint, in eval mode, plus the checkpoint's metadata (no optimiser state).
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike
+        A checkpoint written by training (``dcgan/checkpoints/last.pt``).
+    device : str or torch.device
+        Where G is placed (see :func:`resolve_device`).
+    expected : Architecture, optional
+        When given, a checkpoint of other network shapes is an error.
+
+    Returns
+    -------
+    generator : Generator
+        In eval mode (batch-norm running statistics).
+    meta : dict
+        ``iteration``, ``epoch``, ``architecture`` and ``config`` of the checkpoint.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, corrupt, not one of ours, of another architecture than
+        ``expected``, or its weights do not fit its architecture record.
+    """
     state = load_checkpoint(checkpoint, map_location="cpu")
     arch = checkpoint_architecture(state, checkpoint)
     if expected is not None:
@@ -239,9 +308,49 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
 # ---------------------------------------------------------------- synthesis
 
 
+LATENT_SEED_RULE = (
+    "latent_seed = mammo_lib.dcgan_rng.stream_seed(seed, 'synthesis', index) (numpy SeedSequence); "
+    "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))"
+)
+
+
 def latent_seed_for(seed: int, index: int) -> int:
-    """The seed of synthetic patch ``index``'s latent vector (stored in the manifest)."""
-    return int(seed) * 1_000_003 + int(index)
+    """The seed of synthetic patch ``index``'s latent vector (stored in the manifest).
+
+    A pure function of ``(seed, index)`` through :func:`mammo_lib.dcgan_rng.stream_seed`
+    (purpose ``"synthesis"``); see :data:`LATENT_SEED_RULE`.
+    """
+    return stream_seed(seed, "synthesis", index)
+
+
+def generator_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of G's weights: every tensor's name, dtype, shape and bytes, in name order.
+
+    Unlike the checkpoint file's digest it depends on nothing but the weights, so the same
+    training gives the same digest (synthetic patch ids use it).
+
+    Parameters
+    ----------
+    state_dict : mapping of str to torch.Tensor
+        ``Generator.state_dict()`` or a checkpoint's ``"generator"`` entry.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else absolute (records stay portable)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
@@ -251,9 +360,31 @@ def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds, device: str = "cpu",
+def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds: Iterable[int], device: str = "cpu",
                        batch_size: int = 64) -> np.ndarray:
-    """Re-create synthetic patches (uint8) from a checkpoint and their manifest ``latent_seed`` values."""
+    """Re-create synthetic patches from a checkpoint and their manifest ``latent_seed`` values.
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike
+        The checkpoint named in the synthetic store's attributes.
+    latent_seeds : iterable of int
+        The manifest's ``latent_seed`` values of the patches wanted.
+    device : str
+        Where G runs; CPU reproduces a CPU synthesis bit for bit.
+    batch_size : int
+        Latent vectors per forward pass (does not change the result).
+
+    Returns
+    -------
+    uint8 array, shape (len(latent_seeds), image_size, image_size)
+        Grey levels 0-255.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`load_generator`.
+    """
     generator, _ = load_generator(checkpoint, device=device)
     seeds = [int(s) for s in latent_seeds]
     out = []
@@ -276,8 +407,41 @@ def generate_synthetic_patches(
     """Write ``n`` synthetic lesion patches from G of ``checkpoint`` into a patch store.
 
     Patch ``i`` comes from the latent vector seeded with ``latent_seed_for(seed, i)``; the
-    manifest records the checkpoint's SHA-256, the latent seed and the index, so any patch can
-    be traced to its checkpoint and regenerated with :func:`regenerate_patches`.
+    manifest records the checkpoint's SHA-256, the digest of G's weights, the latent seed and
+    the index, so any patch can be traced to its model and regenerated with
+    :func:`regenerate_patches`. Patch ids are ``dcgan-<first 8 hex digits of
+    generator_digest>-s<seed>-<index>``: the same weights and seed give the same ids.
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike
+        A training checkpoint (``dcgan/checkpoints/last.pt``).
+    n : int
+        Number of patches, >= 1.
+    seed : int
+        Study seed (>= 0); fixes the latent vectors.
+    out_store : str or os.PathLike
+        The patch store to write (``synthetic/synthetic.zarr``), replaced when it exists.
+    device : str
+        Where G runs (``"auto"``: CUDA when present). On a GPU a warning says that a CPU
+        regeneration may differ by one grey level in rare pixels.
+    batch_size : int
+        Latent vectors per forward pass (does not change the result).
+
+    Returns
+    -------
+    pathlib.Path
+        The store written: uint8 patches, shape (n, image_size, image_size), and its manifest
+        (the study's manifest columns plus ``checkpoint_sha256``, ``generator_sha256``,
+        ``latent_seed``, ``index``, ``trained_on_lesion_classes`` and the training options).
+        Paths in its attributes are relative to the run folder (the store's grandparent).
+
+    Raises
+    ------
+    ValueError
+        When ``n`` < 1 or ``seed`` < 0.
+    CheckpointError
+        As :func:`load_generator`.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1 synthetic patches, got {n}")
@@ -286,11 +450,12 @@ def generate_synthetic_patches(
     seeds = [latent_seed_for(seed, i) for i in range(n)]
     dev = resolve_device(device)
     patches = regenerate_patches(checkpoint, seeds, device=str(dev), batch_size=batch_size)
-    _, meta = load_generator(checkpoint)
+    state = load_checkpoint(checkpoint)
+    weights_sha = generator_digest(state["generator"])
     # which real lesion classes G was trained on (None: all), so the synthetic store is traceable
-    trained_on = (meta.get("config") or {}).get("lesion_classes")
+    trained_on = (state.get("config") or {}).get("lesion_classes")
     manifest = pd.DataFrame({
-        "patch_id": [f"dcgan-{sha[:8]}-s{seed}-{i:06d}" for i in range(n)],
+        "patch_id": [f"dcgan-{weights_sha[:8]}-s{seed}-{i:06d}" for i in range(n)],
         "group": "synthetic",
         "source_kind": "dcgan",
         "image_id": "",
@@ -301,6 +466,7 @@ def generate_synthetic_patches(
         "normalisation": "none",
         "checksum": "",
         "checkpoint_sha256": sha,
+        "generator_sha256": weights_sha,
         "latent_seed": seeds,
         "index": list(range(n)),
         "trained_on_lesion_classes": ";".join(trained_on) if trained_on else "all",
@@ -308,88 +474,15 @@ def generate_synthetic_patches(
     assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
     attrs = {
         "stage": "02_train_dcgan",
-        "checkpoint": str(checkpoint),
+        "checkpoint": _relative_to(checkpoint, Path(out_store).parent.parent),
         "checkpoint_sha256": sha,
-        "checkpoint_iteration": meta.get("iteration"),
+        "generator_sha256": weights_sha,
+        "checkpoint_iteration": state.get("iteration"),
         "trained_on_lesion_classes": list(trained_on) if trained_on else None,
         "seed": int(seed),
-        "latent_seed_rule": "latent_seed = seed * 1000003 + index; z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))",
+        "latent_seed_rule": LATENT_SEED_RULE,
         "generator_mode": "eval",
     }
     if dev.type != "cpu":
         warnings.warn("synthesis on a GPU: regenerating on CPU may differ by one grey level in rare pixels", stacklevel=2)
     return write_patch_store(out_store, patches, manifest, attrs=attrs)
-
-
-# ---------------------------------------------------------------- figures (notebook 02)
-
-
-def plot_loss_curves(log: pd.DataFrame, smooth: int = 25):
-    """Loss_D and loss_G (left) and D(x), D(G(z)) (right) per iteration, raw and running mean."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_prob) = plt.subplots(1, 2, figsize=(11, 3.6))
-    window = max(1, min(smooth, len(log) // 5 or 1))
-    for ax, cols, labels in (
-        (ax_loss, ("loss_D", "loss_G"), ("loss D", "loss G")),
-        (ax_prob, ("D_x", "D_G_z1"), ("D(x), real", "D(G(z)), fake")),
-    ):
-        for col, label, colour in zip(cols, labels, ("tab:blue", "tab:orange"), strict=True):
-            ax.plot(log["iteration"], log[col], color=colour, alpha=0.25, lw=0.7)
-            ax.plot(log["iteration"], log[col].rolling(window, min_periods=1).mean(), color=colour,
-                    lw=1.6, label=f"{label} (mean of {window})")
-        ax.set_xlabel("iteration")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    ax_loss.set_ylabel("binary cross-entropy")
-    ax_prob.set_ylabel("mean probability 'real'")
-    ax_prob.set_ylim(0, 1)
-    fig.tight_layout()
-    return fig
-
-
-def sample_snapshots(samples_dir: str | os.PathLike, n_snapshots: int = 6) -> list[tuple[int, np.ndarray]]:
-    """Up to ``n_snapshots`` fixed-noise sample sets saved during training, evenly spaced, last included."""
-    files = sorted(Path(samples_dir).glob("iter_*.npy"))
-    if not files:
-        return []
-    picks = np.unique(np.linspace(0, len(files) - 1, min(n_snapshots, len(files))).round().astype(int))
-    return [(int(files[i].stem.split("_")[1]), np.load(files[i])) for i in picks]
-
-
-def plot_samples_over_training(samples_dir: str | os.PathLike, n_snapshots: int = 6, per_row: int = 8):
-    """One row per snapshot: G's output for the same latent vectors as training went on."""
-    import matplotlib.pyplot as plt
-
-    snaps = sample_snapshots(samples_dir, n_snapshots)
-    if not snaps:
-        raise FileNotFoundError(f"no fixed-noise samples (iter_*.npy) in {samples_dir}: train first")
-    per_row = min(per_row, len(snaps[0][1]))
-    fig, axes = plt.subplots(len(snaps), per_row, figsize=(per_row * 1.25, len(snaps) * 1.3), squeeze=False)
-    for row, (iteration, images) in enumerate(snaps):
-        for col in range(per_row):
-            ax = axes[row, col]
-            ax.imshow(images[col], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[row, 0].set_ylabel(f"it {iteration}", fontsize=8)
-    fig.suptitle("fixed-noise samples during training (same z in each column)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16):
-    """The paper's Fig. 3: ``n`` synthetic lesions (left) next to ``n`` real ones (right)."""
-    import matplotlib.pyplot as plt
-
-    side = int(math.ceil(math.sqrt(n)))
-    fig = plt.figure(figsize=(2 * side * 1.1 + 0.4, side * 1.1 + 0.5))
-    subfigs = fig.subfigures(1, 2, wspace=0.04)
-    for subfig, patches, title in ((subfigs[0], synthetic, "synthetic (DCGAN)"), (subfigs[1], real, "real lesions")):
-        axes = subfig.subplots(side, side, squeeze=False)
-        for i, ax in enumerate(axes.ravel()):
-            ax.set_axis_off()
-            if i < min(n, len(patches)):
-                ax.imshow(patches[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        subfig.suptitle(title, fontsize=11)
-    return fig

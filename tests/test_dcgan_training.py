@@ -21,13 +21,8 @@ from mammo_lib.dcgan import (
     load_checkpoint,
     uint8_to_model,
 )
-from mammo_lib.dcgan_training import (
-    LOG_COLUMNS,
-    TrainConfig,
-    TrainingDivergedError,
-    read_loss_log,
-    train_dcgan,
-)
+from mammo_lib.dcgan_files import LOG_COLUMNS, read_loss_log
+from mammo_lib.dcgan_training import TrainConfig, TrainingDivergedError, train_dcgan
 from mammo_lib.patch_store import PatchStoreError, write_patch_store
 from mammo_lib.testing import write_toy_lesion_store
 
@@ -211,11 +206,8 @@ def test_resume_on_changed_patches_starts_afresh(toy_store, tmp_path):
 
 def test_lesion_classes_filter_training_data_fingerprint_and_cli(toy_store, tmp_path):
     from mammo_lib.dcgan import generate_synthetic_patches
-    from mammo_lib.dcgan_training import (
-        _parse_args,
-        load_training_patches,
-        training_data_fingerprint,
-    )
+    from mammo_lib.dcgan_files import load_training_patches, training_data_fingerprint
+    from mammo_lib.dcgan_training import _parse_args
     from mammo_lib.lesion_classes import LesionClassError
     from mammo_lib.patch_store import open_patch_store
 

@@ -1,0 +1,225 @@
+"""Stage 02 settings: :class:`TrainConfig`, how they differ from the paper's DCGAN, and their
+command-line options.
+
+The defaults of :class:`TrainConfig` are the DCGAN of the paper (latent 200, batch 64, widths 64)
+trained as in ``pytorch/examples/dcgan`` (Adam, lr 2e-4, beta1 0.5), with no extras; every
+other value is a deviation that :func:`deviations_from_paper` names and
+:func:`training_plan_markdown` describes in notebook 02, generated from the values themselves.
+
+References
+----------
+Radford, Metz & Chintala, ICLR 2016; ``pytorch/examples/dcgan/main.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import dataclass, fields
+
+from mammo_lib.lesion_classes import normalise_lesion_classes
+
+# settings whose change makes a resumed run differ from one uninterrupted run
+REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; defaults are the paper's (latent 200, batch 64) and DCGAN's (Adam 2e-4, 0.5).
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training patches (ignored when ``max_iterations`` is set).
+    max_iterations : int or None
+        Iterations (one D and one G update each) to train in total.
+    batch_size : int
+        Real and fake images per iteration, per process under DDP.
+    latent_dim, ngf, ndf : int
+        Length of z; base widths of G and D (see :class:`mammo_lib.dcgan.Architecture`).
+    lr_g, lr_d, beta1, beta2 : float
+        Adam settings of G and D.
+    label_smoothing : float
+        One-sided: D's target for real images is ``1 - label_smoothing``, in [0, 0.5).
+    instance_noise : float
+        Standard deviation (in model units, [-1, 1] images) of Gaussian noise added to D's
+        inputs, annealed linearly to 0 over the run.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` ...
+    checkpoint_every, sample_every : int
+        Iterations between checkpoints and between fixed-noise sample sets.
+    n_fixed_samples : int
+        Latent vectors of the sample sets.
+    seed : int
+        Study seed (>= 0), the root of every random stream.
+    time_budget_s : float or None
+        Wall-clock seconds after which training stops cleanly at a checkpoint.
+    num_threads : int or None
+        torch CPU threads during training (restored afterwards; None: leave torch's choice).
+    collapse_patience : int
+        Iterations with D(G(z)) below ``collapse_threshold`` (a probability) that stop training.
+    progress : bool
+        Report progress (a bar on a terminal, plain lines elsewhere).
+    lesion_classes : list of str or None
+        Train only on these lesion classes (None: all).
+    """
+
+    epochs: int = 25
+    max_iterations: int | None = None  # overrides epochs when set
+    batch_size: int = 64  # per process under DDP
+    latent_dim: int = 200
+    ngf: int = 64
+    ndf: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - label_smoothing
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    sample_every: int = 250
+    n_fixed_samples: int = 16
+    seed: int = 0
+    time_budget_s: float | None = None  # stop cleanly at a checkpoint after this many seconds
+    num_threads: int | None = None  # torch CPU threads (None: leave torch's choice)
+    collapse_patience: int = 300
+    collapse_threshold: float = 1e-3
+    progress: bool = True
+    lesion_classes: list[str] | None = None  # train only on these lesion classes (None: all)
+
+    def __post_init__(self) -> None:
+        self.lesion_classes = normalise_lesion_classes(self.lesion_classes)
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1 or None, got {self.max_iterations}")
+        if int(self.seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+def _none_or(kind):
+    def convert(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _add_config_option(parser: argparse.ArgumentParser, name: str, hint, default) -> None:
+    """One ``--option`` for a TrainConfig field, typed by its annotation."""
+    flag = "--" + name.replace("_", "-")
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if hint is bool:
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default)
+    elif typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        parser.add_argument(flag, dest=name, nargs="+", type=item, default=default, metavar=name.upper(),
+                            help=f"one or more values (default: {default})")
+    elif hint in (int, float, str):
+        parser.add_argument(flag, dest=name, type=_none_or(hint) if optional else hint, default=default,
+                            help=f"{hint.__name__}{' or none' if optional else ''} (default: {default})")
+    else:
+        raise TypeError(f"TrainConfig.{name}: no command-line option for type {hint!r}")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--option`` per :class:`TrainConfig` field, typed by ``typing.get_type_hints``.
+
+    ``int``/``float``/``str`` fields take a value (``none`` for an optional one), ``bool`` fields
+    are ``--flag``/``--no-flag``, ``list[str]`` fields take one or more values.
+
+    Raises
+    ------
+    TypeError
+        When a field has a type with no command-line form (a new field needs one here).
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        _add_config_option(parser, f.name, hints[f.name], f.default)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed options (see :func:`add_config_options`)."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+# ------------------------------------------------------------------ deviations from the paper
+
+PAPER_CONFIG = TrainConfig()
+# what a changed value means, for the fields that change the model or its training
+_DEVIATION_TEXT = {
+    "latent_dim": "latent vectors of length {v} (paper: {p})",
+    "ngf": "generator base width {v} (paper: {p})",
+    "ndf": "discriminator base width {v} (paper: {p})",
+    "batch_size": "batches of {v} (paper: {p})",
+    "lr_g": "generator learning rate {v:g} (DCGAN: {p:g})",
+    "lr_d": "discriminator learning rate {v:g} (DCGAN: {p:g})",
+    "beta1": "Adam beta1 {v:g} (DCGAN: {p:g})",
+    "beta2": "Adam beta2 {v:g} (DCGAN: {p:g})",
+    "label_smoothing": "one-sided label smoothing: D's target for real patches is {one_minus:g} "
+                       "(Salimans et al. 2016)",
+    "instance_noise": "instance noise on D's inputs, standard deviation {v:g} annealed linearly to 0 "
+                      "(Sønderby et al. 2017)",
+}
+
+
+def deviations_from_paper(cfg: TrainConfig) -> list[str]:
+    """Every setting of ``cfg`` that differs from the paper's DCGAN, as one sentence each.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+
+    Returns
+    -------
+    list of str
+        Empty for the paper's settings (the defaults of :class:`TrainConfig`); the training
+        length, device, threads, seed and the class filter are not counted.
+    """
+    out = []
+    for name, text in _DEVIATION_TEXT.items():
+        value, paper = getattr(cfg, name), getattr(PAPER_CONFIG, name)
+        if value != paper:
+            out.append(text.format(v=value, p=paper, one_minus=1.0 - float(value)))
+    return out
+
+
+def training_plan_markdown(cfg: TrainConfig, n_patches: int, image_size: int) -> str:
+    """What a run of these settings will do, as Markdown for notebook 02 (generated, not typed).
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    n_patches : int
+        Training patches (after the lesion-class filter).
+    image_size : int
+        Patch side in pixels.
+
+    Returns
+    -------
+    str
+        A paragraph (widths, batch, iterations, passes over the data, time budget) and the list
+        of :func:`deviations_from_paper`.
+    """
+    per_epoch = max(1, n_patches // cfg.batch_size)
+    total = int(cfg.max_iterations) if cfg.max_iterations else cfg.epochs * per_epoch
+    text = (f"**This run** trains G and D (base widths {cfg.ngf} and {cfg.ndf}, latent vectors of length "
+            f"{cfg.latent_dim}) on {n_patches:,} patches of {image_size}×{image_size} px in batches of "
+            f"{cfg.batch_size}, for {total:,} iterations (about {total / per_epoch:,.1f} passes over the "
+            "patches; one process).")
+    if cfg.time_budget_s is not None:
+        text += (f" A time budget of {cfg.time_budget_s:,g} s is a safety net: if it is reached first, "
+                 "training stops at a checkpoint and the training cell says so.")
+    deviations = deviations_from_paper(cfg)
+    if not deviations:
+        return text + "\n\nThese are the paper's DCGAN settings, with no deviation."
+    return (text + "\n\nDeviations from the paper's DCGAN (latent 200, batch 64, widths 64, Adam 2e-4 / 0.5, "
+            "transposed convolutions, no extras):\n\n" + "\n".join(f"- {d}" for d in deviations))

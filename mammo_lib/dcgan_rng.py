@@ -1,0 +1,108 @@
+"""Stage 02: every random stream of DCGAN training and synthesis, keyed by what it is for.
+
+Each stream is derived from the study seed and a key ``(purpose, *indices)`` through
+:class:`numpy.random.SeedSequence` (whose hashing keeps streams of different keys independent,
+unlike arithmetic offsets such as ``seed * 1_000_003 + rank * 7_919 + iteration``, under which
+rank 1 at iteration 0 equals rank 0 at iteration 7,919). Nothing here reads or changes torch's,
+NumPy's or Python's global random state, so training needs no RNG state in its checkpoints: a
+resumed run recreates every stream from its key.
+
+Purposes used by stage 02 (the ``indices`` after them):
+
+- ``"init"``: initial weights of G and D;
+- ``"fixed_noise"``: the latent vectors of the sample grids watched during training;
+- ``"data_order"`` (epoch): the order of the patches in one epoch;
+- ``"latent"`` (rank, iteration): G's input batch of one iteration on one process;
+- ``"instance_noise"`` (rank, iteration), ``"augment"`` (rank, iteration): noise and
+  augmentation parameters applied to D's inputs;
+- ``"synthesis"`` (index): the latent vector of synthetic patch ``index``;
+- ``"figure"``: which patches a figure shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+PURPOSES = ("init", "fixed_noise", "data_order", "latent", "instance_noise", "augment", "synthesis", "figure")
+
+
+def _purpose_code(purpose: str) -> int:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown random stream purpose {purpose!r}; expected one of {PURPOSES}")
+    return int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
+
+
+def stream_seed(seed: int, purpose: str, *indices: int) -> int:
+    """A 63-bit seed for one random stream, a pure function of ``(seed, purpose, *indices)``.
+
+    Parameters
+    ----------
+    seed : int
+        The study seed, >= 0.
+    purpose : str
+        What the stream is for, one of :data:`PURPOSES`.
+    *indices : int
+        Further keys, each >= 0 (e.g. rank and iteration).
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**63)``, usable with ``torch.Generator.manual_seed``.
+
+    Raises
+    ------
+    ValueError
+        When ``purpose`` is unknown or ``seed`` or an index is negative.
+    """
+    keys = [int(seed), *(int(i) for i in indices)]
+    if min(keys) < 0:
+        raise ValueError(f"seed and stream indices must be >= 0, got seed={seed}, indices={indices}")
+    entropy = [keys[0], _purpose_code(purpose), *keys[1:]]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def torch_stream(seed: int, purpose: str, *indices: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`stream_seed` (same arguments, same errors)."""
+    return torch.Generator().manual_seed(stream_seed(seed, purpose, *indices))
+
+
+def numpy_stream(seed: int, purpose: str, *indices: int) -> np.random.Generator:
+    """A NumPy ``Generator`` seeded with :func:`stream_seed` (same arguments, same errors)."""
+    return np.random.default_rng(stream_seed(seed, purpose, *indices))
+
+
+def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> list[int]:
+    """This process's patch order in one epoch, a pure function of ``(seed, epoch)``.
+
+    The epoch's permutation of all ``n`` patches comes from the ``"data_order"`` stream; as in
+    ``torch.utils.data.DistributedSampler(drop_last=True)``, its first
+    ``world_size * (n // world_size)`` entries are dealt out round-robin, so process ``rank``
+    gets every ``world_size``-th one from position ``rank``.
+
+    Parameters
+    ----------
+    n : int
+        Number of training patches.
+    seed, epoch : int
+        Study seed and epoch number (each >= 0).
+    world_size, rank : int
+        Number of processes and this process's rank (0 <= rank < world_size).
+
+    Returns
+    -------
+    list of int
+        ``n // world_size`` patch indices in ``[0, n)``, disjoint across ranks.
+
+    Raises
+    ------
+    ValueError
+        When ``rank`` is not in ``[0, world_size)`` or ``seed``/``epoch`` is negative.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    perm = torch.randperm(n, generator=torch_stream(seed, "data_order", epoch))
+    per_process = n // world_size
+    return perm[: per_process * world_size][rank::world_size].tolist()
