@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo_lib import feature_space as fs  # noqa: E402
-from mammo_lib import testing
+from mammo_lib import testing, tsne, tsne_affinity  # noqa: E402
+from mammo_lib.patch_arrays import flatten_pixels  # noqa: E402
 
 
 def phantom_like(n_total: int, size: int, seed: int, chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -62,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
           f"(other jobs share this machine: timings are noisy); threads: {args.threads or 'backend defaults'}")
     g = testing.demo_groups(n_per_group, size=128, seed=0)
-    x = fs.flatten_pixels(np.concatenate([g[k] for k in fs.GROUP_ORDER]))
+    x = flatten_pixels(np.concatenate([g[k] for k in fs.GROUP_ORDER]))
     print(f"paper configuration: {x.shape[0]} x {x.shape[1]} (phantom-like patches), perplexity {perplexity:g}, "
           f"{n_iter} iterations{'' if args.allow_early_stop else ' (all forced)'}")
-    p_common = fs.joint_probabilities(x, perplexity)
+    p_common = tsne_affinity.joint_probabilities(x, perplexity)
     results = {}
     for backend in args.backends.split(","):
-        res = fs.run_tsne(x, perplexity=perplexity, n_iter=n_iter, backend=backend, seed=0, n_threads=args.threads,
+        res = tsne.run_tsne(x, perplexity=perplexity, n_iter=n_iter, backend=backend, seed=0, n_threads=args.threads,
                           device=args.device, **stop)
-        exact = fs.kl_divergence_exact(p_common, res.embedding)
+        exact = tsne.kl_divergence_exact(p_common, res.embedding)
         results[backend] = (res, exact)
         print(f"  {backend:12s} {res.seconds:8.1f} s  iterations {res.n_iter:5d}  KL (own) {res.kl_divergence:.4f}  "
               f"KL (exact, common P) {exact:.4f}", flush=True)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         patches, _ = phantom_like(scale_n, 128, seed=1)
         t_make = time.perf_counter() - t0
-        res = fs.embed_large(patches, seed=0, n_threads=args.threads)
+        res = tsne.embed_large(patches, seed=0, n_threads=args.threads)
         print(f"scalable path: {scale_n} patches of 128x128 (made in {t_make:.0f} s), PCA to {res.params['pca_dims']} "
               f"(fitted on {res.params['pca_fit_rows']}, {res.params['pca_seconds']:.0f} s) + openTSNE FFT, "
               f"perplexity {res.perplexity:g}, {res.n_iter} iterations: {res.seconds:.1f} s "

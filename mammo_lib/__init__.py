@@ -6,7 +6,11 @@ One module per stage of the study, data flowing one way through a run folder:
 - ``patch_store``: the chunked (zarr) patch store + manifest every stage reads and writes
 - ``patches``: stage 01, lesion and normal-tissue patch extraction (Dask)
 - ``dcgan``, ``dcgan_training``: stage 02, the DCGAN, its training and synthesis
-- ``feature_space``, ``realism_metrics``: stage 03, t-SNE and realism metrics
+  (``dcgan_config`` settings, ``dcgan_files`` file formats, ``dcgan_rng`` random streams,
+  ``dcgan_figures`` figures)
+- ``feature_space``, ``tsne_affinity``, ``tsne``, ``lesion_cnn``, ``neighbours``,
+  ``realism_metrics``, ``feature_space_plots``, ``feature_space_results``: stage 03, t-SNE and
+  realism metrics
 - ``reader_study``, ``rating_app``: stage 04, blinded case sets, ratings, the rating page
 - ``roc``, ``mrmc``: stage 05, ROC statistics of the ratings
 - ``run_folder``, ``runner``, ``plotting``: shared plumbing

@@ -1,8 +1,11 @@
 """Numbers behind the t-SNE picture: how close are synthetic lesions to real ones?
 
 Every metric takes feature vectors (rows = patches): raw pixels flattened (the paper's space)
-or a learned feature space (``feature_space.cnn_features``). Each comes with a percentile
-bootstrap confidence interval (``n_bootstrap`` resamples, fixed seed).
+or a learned feature space (``lesion_cnn.cnn_features``). Each comes with a percentile
+bootstrap confidence interval (``n_bootstrap`` resamples by :func:`scipy.stats.bootstrap`,
+random streams keyed by (seed, purpose) in ``feature_space_rng``). Distances and neighbour
+shares come from ``neighbours``. Reads and writes no files; the dictionaries returned are
+described once, as TypedDicts, in ``feature_space_results``.
 
 How the intervals are made: the nearest-neighbour metrics (1-NN accuracy, precision / recall /
 density / coverage, the normal-neighbour share, the memorisation share) are means of per-point
@@ -15,9 +18,11 @@ recomputed on resampled real and synthetic sets (in the fixed PCA space).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from scipy import stats
+
+from mammo_lib.feature_space_rng import rng as stream_rng
+from mammo_lib.neighbours import distances, normal_share_of_neighbours, self_distances
 
 CI_LEVEL = 0.95
 
@@ -47,38 +52,36 @@ def _check_pair(a: np.ndarray, b: np.ndarray, names=("real", "synthetic"), min_r
     return a, b
 
 
-def sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between the rows of a and b (float64 result, clipped at 0).
-
-    Both sets are centred on a's mean first (less cancellation); with more than 1,024 features
-    (raw pixels) the inner products run in float32 for speed, which is accurate to ~1e-6
-    relative to the squared norms -- far below any nearest-neighbour distance between patches.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    centre = a.mean(axis=0)
-    a, b = a - centre, b - centre
-    if a.shape[1] > 1024:
-        cross = (a.astype(np.float32) @ b.astype(np.float32).T).astype(np.float64)
-    else:
-        cross = a @ b.T
-    d = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * cross
-    return np.maximum(d, 0.0)
-
-
-def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances between the rows of a and b."""
-    return np.sqrt(sq_distances(a, b))
-
-
-def _self_distances(a: np.ndarray) -> np.ndarray:
-    d = distances(a, a)
-    np.fill_diagonal(d, np.inf)
-    return d
+def _bootstrap(samples: tuple[np.ndarray, ...], statistic, n_bootstrap: int, rng: np.random.Generator,
+               vectorized: bool = True):
+    """``scipy.stats.bootstrap`` (percentile method) with each sample resampled independently
+    (a stratified bootstrap); None when there is nothing to resample (0 resamples, or a sample
+    of fewer than 2 points)."""
+    if not n_bootstrap or min(len(s) for s in samples) < 2:
+        return None
+    return stats.bootstrap(samples, statistic, n_resamples=n_bootstrap, vectorized=vectorized, paired=False,
+                           confidence_level=CI_LEVEL, method="percentile", rng=rng)
 
 
 def estimate(value: float, boot: np.ndarray | None, n_bootstrap: int, level: float = CI_LEVEL) -> dict:
-    """A metric value with its percentile bootstrap interval, as a JSON-ready dict."""
+    """A metric value with its percentile bootstrap interval, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    value : float
+        The metric on the data.
+    boot : float array, shape (n_bootstrap,), or None
+        The bootstrap distribution (None: no interval, ``ci_low``/``ci_high`` are NaN).
+    n_bootstrap : int
+        Resamples (recorded).
+    level : float
+        Confidence level of the two-sided percentile interval.
+
+    Returns
+    -------
+    dict
+        :class:`Estimate` keys ``value``, ``ci_low``, ``ci_high``, ``n_bootstrap``, ``ci_level``.
+    """
     out = {"value": float(value)}
     if boot is not None and len(boot):
         alpha = (1.0 - level) / 2.0
@@ -91,17 +94,38 @@ def estimate(value: float, boot: np.ndarray | None, n_bootstrap: int, level: flo
     return out
 
 
-def bootstrap_means(groups_of_values: list[np.ndarray], weights: list[float] | None, n_bootstrap: int,
-                    seed: int) -> np.ndarray:
-    """Bootstrap distribution of a (weighted) combination of group means, each group resampled
-    with replacement independently (stratified bootstrap)."""
-    rng = np.random.default_rng(seed)
-    weights = weights or [1.0 / len(groups_of_values)] * len(groups_of_values)
-    out = np.zeros(n_bootstrap)
-    for vals, w in zip(groups_of_values, weights, strict=True):
-        vals = np.asarray(vals, dtype=np.float64)
-        idx = rng.integers(0, len(vals), size=(n_bootstrap, len(vals)))
-        out += w * vals[idx].mean(axis=1)
+def mean_estimate(groups_of_values: list[np.ndarray], weights: list[float], n_bootstrap: int,
+                  rng: np.random.Generator) -> dict:
+    """A weighted combination of group means with its stratified percentile bootstrap interval.
+
+    Each group is resampled with replacement on its own (``scipy.stats.bootstrap``,
+    ``paired=False``), so the interval describes the sampling of the scored points.
+
+    Parameters
+    ----------
+    groups_of_values : list of float arrays, shape (n_g,)
+        Per-point quantities (e.g. 0/1 correct) of each group.
+    weights : list of float
+        Weight of each group's mean (sum 1 for a pooled mean).
+    n_bootstrap : int
+        Resamples (0: no interval).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict
+        As :func:`estimate`.
+    """
+    vals = tuple(np.asarray(v, dtype=np.float64) for v in groups_of_values)
+    value = float(sum(w * v.mean() for w, v in zip(weights, vals, strict=True)))
+
+    def statistic(*samples, axis=-1):
+        return sum(w * np.mean(s, axis=axis) for w, s in zip(weights, samples, strict=True))
+
+    res = _bootstrap(vals, statistic, n_bootstrap, rng)
+    out = estimate(value, None, n_bootstrap)
+    if res is not None:
+        out["ci_low"], out["ci_high"] = (float(c) for c in res.confidence_interval)
     return out
 
 
@@ -110,35 +134,58 @@ def bootstrap_means(groups_of_values: list[np.ndarray], weights: list[float] | N
 
 def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
                     balance: bool = True) -> dict:
-    """Leave-one-out 1-nearest-neighbour two-sample accuracy (Lopez-Paz & Oquab 2017).
+    """Leave-one-out 1-nearest-neighbour two-sample accuracy.
 
     Each point of the pooled set is classified by the label of its nearest other point; the
     accuracy over all points is 0.5 when the two sets are indistinguishable, 1.0 when they are
     fully separated, and below 0.5 when synthetic points copy real ones (each synthetic point's
     nearest neighbour is its real original). With ``balance`` (default) the larger set is
-    subsampled (fixed seed) to the size of the smaller one, since 0.5 is the chance level only
-    for equal sets; ``n_real`` / ``n_synthetic`` report the sizes used.
+    subsampled (the "one_nn_subsample" stream) to the size of the smaller one, since 0.5 is the
+    chance level only for equal sets.
+
+    Parameters
+    ----------
+    real, synthetic : float array, shape (n_real, d) and (n_synthetic, d)
+        Feature vectors, one row per patch, in one feature space.
+    n_bootstrap : int
+        Resamples of the interval (real and synthetic points resampled separately).
+    seed : int
+        Keys the random streams.
+    balance : bool
+
+    Returns
+    -------
+    dict
+        :class:`OneNNAccuracy`: the estimate plus ``accuracy_real``, ``accuracy_synthetic``,
+        ``n_real`` / ``n_synthetic`` (sizes used) and ``n_given`` (sizes passed).
+
+    Raises
+    ------
+    MetricsError
+        When a set is not 2-D, has fewer than 2 rows or non-finite values, or the feature
+        counts differ.
+
+    References
+    ----------
+    D. Lopez-Paz and M. Oquab, "Revisiting Classifier Two-Sample Tests", ICLR 2017.
     """
     real, synthetic = _check_pair(real, synthetic)
     n_given = (len(real), len(synthetic))
     if balance and len(real) != len(synthetic):
-        # 0.5 is the chance level only for equal sets: subsample the larger one (fixed seed)
         m = min(len(real), len(synthetic))
-        pick = np.random.default_rng(seed + 99)
+        pick = stream_rng(seed, "one_nn_subsample")
         if len(real) > m:
             real = real[np.sort(pick.choice(len(real), m, replace=False))]
         else:
             synthetic = synthetic[np.sort(pick.choice(len(synthetic), m, replace=False))]
     pooled = np.vstack([real, synthetic])
     labels = np.r_[np.zeros(len(real), dtype=int), np.ones(len(synthetic), dtype=int)]
-    d = _self_distances(pooled)
-    nn = np.argmin(d, axis=1)
+    nn = np.argmin(self_distances(pooled), axis=1)
     correct = (labels[nn] == labels).astype(float)
     c_real, c_syn = correct[: len(real)], correct[len(real):]
     n = len(correct)
-    w = [len(real) / n, len(synthetic) / n]
-    boot = bootstrap_means([c_real, c_syn], w, n_bootstrap, seed) if n_bootstrap else None
-    out = estimate(correct.mean(), boot, n_bootstrap)
+    out = mean_estimate([c_real, c_syn], [len(real) / n, len(synthetic) / n], n_bootstrap,
+                        stream_rng(seed, "one_nn_bootstrap"))
     out["accuracy_real"] = float(c_real.mean())
     out["accuracy_synthetic"] = float(c_syn.mean())
     out["n_real"], out["n_synthetic"] = len(real), len(synthetic)
@@ -150,7 +197,7 @@ def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 
 
 
 def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Precision, recall, density and coverage of Naeem et al. (2020), k-NN balls.
+    """Precision, recall, density and coverage with k-NN balls.
 
     Each real point gets a ball of radius = distance to its k-th nearest real neighbour (and
     each synthetic point one among synthetic points, for recall). Precision: share of synthetic
@@ -158,10 +205,36 @@ def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5, n_bootstrap: int =
     Density: mean number of real balls containing a synthetic point, divided by k (about 1 when
     the distributions match). Coverage: share of real balls containing at least one synthetic
     point. Identical sets give 1 for all four; disjoint sets give 0.
+
+    Parameters
+    ----------
+    real, synthetic : float array, shape (n_real, d) and (n_synthetic, d)
+    k : int
+        Neighbours defining a ball (each set needs at least k + 1 points).
+    n_bootstrap : int
+        Resamples of the scored points of each metric.
+    seed : int
+        Keys the "prdc_bootstrap" streams.
+
+    Returns
+    -------
+    dict
+        :class:`PRDC`: ``k`` and an estimate each for ``precision``, ``recall``, ``density``,
+        ``coverage``.
+
+    Raises
+    ------
+    MetricsError
+        As :func:`one_nn_accuracy`, or a set with k points or fewer.
+
+    References
+    ----------
+    M. F. Naeem, S. J. Oh, Y. Uh, Y. Choi and J. Yoo, "Reliable Fidelity and Diversity Metrics
+    for Generative Models", ICML 2020.
     """
     real, synthetic = _check_pair(real, synthetic, min_rows=k + 1)
-    r_real = np.sort(_self_distances(real), axis=1)[:, k - 1]
-    r_syn = np.sort(_self_distances(synthetic), axis=1)[:, k - 1]
+    r_real = np.sort(self_distances(real), axis=1)[:, k - 1]
+    r_syn = np.sort(self_distances(synthetic), axis=1)[:, k - 1]
     d_rs = distances(real, synthetic)  # (n_real, n_syn)
     inside = d_rs < r_real[:, None]
     precision_j = inside.any(axis=0).astype(float)
@@ -171,8 +244,7 @@ def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5, n_bootstrap: int =
     out = {"k": k}
     for name, vals, s in (("precision", precision_j, 1), ("recall", recall_i, 2),
                           ("density", density_j, 3), ("coverage", coverage_i, 4)):
-        boot = bootstrap_means([vals], [1.0], n_bootstrap, seed + s) if n_bootstrap else None
-        out[name] = estimate(vals.mean(), boot, n_bootstrap)
+        out[name] = mean_estimate([vals], [1.0], n_bootstrap, stream_rng(seed, "prdc_bootstrap", s))
     return out
 
 
@@ -180,10 +252,30 @@ def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5, n_bootstrap: int =
 
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^{1/2}) between two Gaussians.
+    """Fréchet distance between two Gaussians: ||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^{1/2}).
 
     The trace of the matrix square root is computed as the sum of square roots of the
-    eigenvalues of C1^{1/2} C2 C1^{1/2} (symmetric, so no complex round-off)."""
+    eigenvalues of C1^{1/2} C2 C1^{1/2} (symmetric, so no complex round-off).
+
+    Parameters
+    ----------
+    mu1, mu2 : float array, shape (d,)
+        Means.
+    cov1, cov2 : float array, shape (d, d)
+        Covariances (symmetric positive semi-definite).
+
+    Returns
+    -------
+    float
+        The squared Fréchet (2-Wasserstein) distance, in squared feature units.
+
+    References
+    ----------
+    D. C. Dowson and B. V. Landau, "The Fréchet distance between multivariate normal
+    distributions", J. Multivariate Analysis 12(3):450-455, 1982.
+    M. Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+    Equilibrium", NeurIPS 2017 (the FID).
+    """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     c1, c2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     w, v = np.linalg.eigh(c1)
@@ -201,13 +293,40 @@ def _fd_of_samples(a: np.ndarray, b: np.ndarray) -> float:
 
 def frechet_distance_pca(real: np.ndarray, synthetic: np.ndarray, n_components: int | None = 32,
                          n_bootstrap: int = 200, seed: int = 0) -> dict:
-    """Fréchet distance between real and synthetic in a PCA space fitted on the real set.
+    """Fréchet distance between real and synthetic sets in a PCA space fitted on the real set.
 
-    ``n_components`` dims (None: all, capped at n_real - 1 so the covariance is estimable).
-    Both sets are projected with the same PCA; the bootstrap resamples both sets (bias-shifted
-    percentile interval). Also reported, at equal (half) sample sizes because FD is biased
-    upwards in small samples: real half vs the other real half (what "no difference" looks like)
-    and the same real half vs half of the synthetic set.
+    Both sets are projected with the same PCA; the bootstrap (``scipy.stats.bootstrap``)
+    resamples both sets, and since resampling with replacement inflates the distance
+    (duplicates shrink the effective sample), the percentile interval is shifted by the
+    bootstrap bias and clipped at 0. Also reported, at equal (half) sample sizes because the
+    distance is biased upwards in small samples: real half vs the other real half (what "no
+    difference" looks like) and the same real half vs half of the synthetic set.
+
+    Parameters
+    ----------
+    real, synthetic : float array, shape (n_real, d) and (n_synthetic, d)
+    n_components : int or None
+        PCA dimensions (None: all), capped at n_real - 1 so the covariance is estimable.
+    n_bootstrap : int
+    seed : int
+        PCA ``random_state``; keys the "frechet_bootstrap" and "frechet_split" streams.
+
+    Returns
+    -------
+    dict
+        :class:`FrechetDistance`: the estimate plus ``real_split_half``,
+        ``real_half_vs_synthetic_half`` (NaN when half a set is not larger than the dimensions),
+        ``pca_dims`` and ``explained_variance`` (share of the real set's variance kept).
+
+    Raises
+    ------
+    MetricsError
+        As :func:`one_nn_accuracy`, or a set with fewer than 3 points.
+
+    References
+    ----------
+    D. C. Dowson and B. V. Landau, J. Multivariate Analysis 12(3):450-455, 1982.
+    M. Heusel et al., NeurIPS 2017.
     """
     from sklearn.decomposition import PCA
 
@@ -217,21 +336,17 @@ def frechet_distance_pca(real: np.ndarray, synthetic: np.ndarray, n_components: 
     pca = PCA(n_components=dims, random_state=seed).fit(real)
     zr, zs = pca.transform(real), pca.transform(synthetic)
     value = _fd_of_samples(zr, zs)
-    rng = np.random.default_rng(seed)
+    res = _bootstrap((np.arange(len(zr)), np.arange(len(zs))), lambda i, j: _fd_of_samples(zr[i], zs[j]),
+                     n_bootstrap, stream_rng(seed, "frechet_bootstrap"), vectorized=False)
     boot = None
-    if n_bootstrap:
-        boot = np.array([
-            _fd_of_samples(zr[rng.integers(0, len(zr), len(zr))], zs[rng.integers(0, len(zs), len(zs))])
-            for _ in range(n_bootstrap)
-        ])
-        # resampling with replacement inflates FD (duplicates shrink the effective sample);
-        # shift the percentile interval by the bootstrap bias so it brackets the estimate
+    if res is not None:
+        boot = np.asarray(res.bootstrap_distribution, dtype=np.float64)
         boot = np.maximum(boot - (boot.mean() - value), 0.0)  # a distance is never negative
     out = estimate(value, boot, n_bootstrap)
-    perm_r, perm_s = rng.permutation(len(zr)), rng.permutation(len(zs))
+    split = stream_rng(seed, "frechet_split")
+    perm_r, perm_s = split.permutation(len(zr)), split.permutation(len(zs))
     half = min(len(zr), len(zs)) // 2
     if half > dims:
-        # yardstick at equal sample sizes: real half A vs real half B, and real half A vs synthetic half
         out["real_split_half"] = _fd_of_samples(zr[perm_r[:half]], zr[perm_r[half:2 * half]])
         out["real_half_vs_synthetic_half"] = _fd_of_samples(zr[perm_r[:half]], zs[perm_s[:half]])
     else:
@@ -246,42 +361,62 @@ def frechet_distance_pca(real: np.ndarray, synthetic: np.ndarray, n_components: 
 
 def normal_neighbour_share(synthetic: np.ndarray, lesion: np.ndarray, normal: np.ndarray, k: int = 10,
                            threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Share of synthetic lesions whose k nearest real neighbours (lesions + normal tissue) are
-    mostly (> ``threshold``) normal tissue -- the paper's "synthetic outliers". "Mostly" is
-    class-balanced: each neighbour counts 1 / (size of its group), so unequal group sizes do
-    not shift the call (for equal groups it is the plain majority). The same share
-    for real lesions (leave-one-out) is the reference: a few real lesions look like normal
-    tissue too (the paper's arrowed real outlier)."""
+    """Share of synthetic lesions whose k nearest real neighbours are mostly normal tissue.
+
+    The paper's "synthetic outliers". "Mostly" (> ``threshold``) is class-balanced: each
+    neighbour counts 1 / (size of its group), so unequal group sizes do not shift the call (for
+    equal groups it is the plain majority). The same share for real lesions (leave-one-out) is
+    the reference: a few real lesions look like normal tissue too (the paper's arrowed real
+    outlier).
+
+    Parameters
+    ----------
+    synthetic : float array, shape (n_synthetic, d)
+    lesion, normal : float array, shape (n_lesion, d) and (n_normal, d)
+        The real neighbour pool.
+    k : int
+        Neighbours (capped at the pool size - 1).
+    threshold : float
+    n_bootstrap : int
+    seed : int
+        Keys the "normal_share_bootstrap" streams.
+
+    Returns
+    -------
+    dict
+        :class:`NormalNeighbourShare`: the estimate for synthetic lesions,
+        ``real_lesion_reference`` (the same for real lesions), ``k``, ``threshold`` and
+        ``per_point_synthetic`` (each synthetic point's share; kept in memory, not written).
+
+    Raises
+    ------
+    MetricsError
+        When a set is not 2-D, is empty or not finite, or the feature counts differ.
+    """
     synthetic = _check("synthetic", synthetic, 1)
     lesion, normal = _check_pair(lesion, normal, names=("lesion", "normal"), min_rows=1)
     ref = np.vstack([lesion, normal])
     is_normal = np.r_[np.zeros(len(lesion), bool), np.ones(len(normal), bool)]
     k = min(k, len(ref) - 1)
-
-    def shares(points: np.ndarray, loo: bool) -> np.ndarray:
-        d = distances(points, ref)
-        if loo:
-            d[np.arange(len(points)), np.arange(len(points))] = np.inf
-        nn = np.argpartition(d, k - 1, axis=1)[:, :k]
-        # class-balanced share (each neighbour weighted by 1 / its group size)
-        c_n = is_normal[nn].sum(axis=1) / len(normal)
-        c_l = (k - is_normal[nn].sum(axis=1)) / len(lesion)
-        return c_n / np.maximum(c_n + c_l, 1e-300)
-
-    s_syn = shares(synthetic, False)
-    s_real = shares(lesion, True)
+    s_syn = normal_share_of_neighbours(distances(synthetic, ref), is_normal, k)
+    d_real = distances(lesion, ref)
+    d_real[np.arange(len(lesion)), np.arange(len(lesion))] = np.inf  # leave one out
+    s_real = normal_share_of_neighbours(d_real, is_normal, k)
     flag_syn = (s_syn > threshold).astype(float)
     flag_real = (s_real > threshold).astype(float)
-    boot = bootstrap_means([flag_syn], [1.0], n_bootstrap, seed) if n_bootstrap else None
-    out = estimate(flag_syn.mean(), boot, n_bootstrap)
-    boot_r = bootstrap_means([flag_real], [1.0], n_bootstrap, seed + 1) if n_bootstrap else None
-    out["real_lesion_reference"] = estimate(flag_real.mean(), boot_r, n_bootstrap)
+    out = mean_estimate([flag_syn], [1.0], n_bootstrap, stream_rng(seed, "normal_share_bootstrap", 0))
+    out["real_lesion_reference"] = mean_estimate([flag_real], [1.0], n_bootstrap,
+                                                 stream_rng(seed, "normal_share_bootstrap", 1))
     out["k"], out["threshold"] = k, threshold
     out["per_point_synthetic"] = s_syn.tolist()
     return out
 
 
 # ----------------------------------------------------------------------------- memorisation
+
+
+def _median_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(x, axis=axis) / np.median(y, axis=axis)
 
 
 def memorisation_check(synthetic: np.ndarray, real_train: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
@@ -292,33 +427,51 @@ def memorisation_check(synthetic: np.ndarray, real_train: np.ndarray, n_bootstra
     DCGAN of notebook 02 trains on all real lesions of the store, so no real lesion is truly
     held out; the reference is therefore leave-one-out: each real lesion's distance to its
     nearest *other* real lesion (d_real), i.e. how far a fresh real lesion would lie from a
-    training set of n - 1. A generator that memorises gives d_syn far below d_real. Reported:
-    medians and their ratio (about 1 or above: no sign of copying), the share of synthetic
-    patches closer to a training patch than the ``quantile`` (5%) of d_real (about 5% when
-    synthetic patches behave like fresh real ones), exact duplicates, and the closest pairs.
+    training set of n - 1. A generator that memorises gives d_syn far below d_real.
+
+    Parameters
+    ----------
+    synthetic, real_train : float array, shape (n_synthetic, d) and (n_real, d)
+    n_bootstrap : int
+    seed : int
+        Keys the "memorisation_bootstrap" streams.
+    n_pairs : int
+        Closest synthetic / real pairs reported.
+    quantile : float
+        Quantile of d_real used as the "too close" cut (0.05).
+
+    Returns
+    -------
+    dict
+        :class:`Memorisation`: ``median_ratio_synthetic_to_real`` (estimate; about 1 or above:
+        no sign of copying), the two medians (feature units), the share of synthetic patches
+        closer than the ``quantile`` of d_real (estimate, key
+        ``share_synthetic_below_real_qNN``; about ``quantile`` without copying),
+        ``real_quantile_cut``, ``exact_duplicates``, ``closest_pairs`` and ``reference``.
+
+    Raises
+    ------
+    MetricsError
+        As :func:`one_nn_accuracy`.
     """
     synthetic, real_train = _check_pair(synthetic, real_train, names=("synthetic", "real training"))
     d_sr = distances(synthetic, real_train)
     nn_syn = np.argmin(d_sr, axis=1)
     d_syn = d_sr[np.arange(len(synthetic)), nn_syn]
-    d_real = np.min(_self_distances(real_train), axis=1)
+    d_real = np.min(self_distances(real_train), axis=1)
     cut = float(np.quantile(d_real, quantile))
     close = (d_syn < cut).astype(float)
-    rng = np.random.default_rng(seed)
-    boot_ratio = None
-    if n_bootstrap:
-        boot_ratio = np.array([
-            np.median(d_syn[rng.integers(0, len(d_syn), len(d_syn))])
-            / np.median(d_real[rng.integers(0, len(d_real), len(d_real))])
-            for _ in range(n_bootstrap)
-        ])
+    res = _bootstrap((d_syn, d_real), _median_ratio, n_bootstrap, stream_rng(seed, "memorisation_bootstrap", 0))
+    ratio = estimate(np.median(d_syn) / np.median(d_real), None, n_bootstrap)
+    if res is not None:
+        ratio["ci_low"], ratio["ci_high"] = (float(c) for c in res.confidence_interval)
     order = np.argsort(d_syn)[:n_pairs]
-    out = {
-        "median_ratio_synthetic_to_real": estimate(np.median(d_syn) / np.median(d_real), boot_ratio, n_bootstrap),
+    return {
+        "median_ratio_synthetic_to_real": ratio,
         "median_nn_distance_synthetic_to_train": float(np.median(d_syn)),
         "median_nn_distance_real_to_train_loo": float(np.median(d_real)),
-        f"share_synthetic_below_real_q{int(round(quantile * 100)):02d}": estimate(
-            close.mean(), bootstrap_means([close], [1.0], n_bootstrap, seed + 7) if n_bootstrap else None, n_bootstrap),
+        f"share_synthetic_below_real_q{int(round(quantile * 100)):02d}": mean_estimate(
+            [close], [1.0], n_bootstrap, stream_rng(seed, "memorisation_bootstrap", 1)),
         "real_quantile_cut": cut,
         "exact_duplicates": int(np.sum(d_syn <= 1e-6 * max(float(np.median(d_real)), 1e-12))),
         "closest_pairs": [
@@ -326,7 +479,6 @@ def memorisation_check(synthetic: np.ndarray, real_train: np.ndarray, n_bootstra
         ],
         "reference": "leave-one-out real-to-real NN distances (the DCGAN trained on all real lesions)",
     }
-    return out
 
 
 # ----------------------------------------------------------------------------- all together
@@ -334,7 +486,36 @@ def memorisation_check(synthetic: np.ndarray, real_train: np.ndarray, n_bootstra
 
 def realism_metrics(lesion: np.ndarray, synthetic: np.ndarray, normal: np.ndarray, n_bootstrap: int = 1000,
                     seed: int = 0, k_prdc: int = 5, k_neighbours: int = 10, fd_dims: int | None = 32) -> dict:
-    """All metrics for one feature space: rows are patches, the three groups in one space."""
+    """All realism metrics of one feature space.
+
+    Parameters
+    ----------
+    lesion, synthetic, normal : float array, shape (n_group, d)
+        The three groups' feature vectors (rows are patches) in one feature space.
+    n_bootstrap : int
+        Resamples of every interval (the Fréchet distance uses at most 200).
+    seed : int
+        Keys every random stream.
+    k_prdc : int
+        k of the PRDC balls (capped at each set's size - 1).
+    k_neighbours : int
+        Neighbours of the normal-neighbour share.
+    fd_dims : int or None
+        PCA dimensions of the Fréchet distance.
+
+    Returns
+    -------
+    dict
+        :class:`mammo_lib.feature_space_results.SpaceMetrics`: ``n``, ``n_features``,
+        ``one_nn_accuracy``, ``prdc``, ``frechet_distance``,
+        ``synthetic_normal_neighbour_share``, ``memorisation``.
+
+    Raises
+    ------
+    MetricsError
+        When a group is not 2-D, has fewer than 2 rows or non-finite values, or the groups'
+        feature counts differ.
+    """
     lesion = _check("lesion", lesion)
     synthetic = _check("synthetic", synthetic)
     normal = _check("normal", normal)
@@ -349,35 +530,3 @@ def realism_metrics(lesion: np.ndarray, synthetic: np.ndarray, normal: np.ndarra
                                                                    n_bootstrap=n_bootstrap, seed=seed),
         "memorisation": memorisation_check(synthetic, lesion, n_bootstrap, seed),
     }
-
-
-def summary_rows(space: str, m: dict) -> list[dict]:
-    """Flat table rows (metric, value, CI) of one feature space's metrics, for the notebook."""
-    def row(name, e, ref=""):
-        return {"feature_space": space, "metric": name, "value": e["value"], "ci_low": e["ci_low"],
-                "ci_high": e["ci_high"], "reference": ref}
-
-    fd = m["frechet_distance"]
-    nns = m["synthetic_normal_neighbour_share"]
-    mem = m["memorisation"]
-    q_key = next(k for k in mem if k.startswith("share_synthetic_below_real_q"))
-    rows = [
-        row("1-NN accuracy real vs synthetic", m["one_nn_accuracy"], "0.5 = indistinguishable, 1 = separable"),
-        row("precision", m["prdc"]["precision"], "1 = every synthetic patch looks real"),
-        row("recall", m["prdc"]["recall"], "1 = synthetic set covers real variety"),
-        row("density", m["prdc"]["density"], "about 1 when distributions match"),
-        row("coverage", m["prdc"]["coverage"], "1 = every real neighbourhood has a synthetic patch"),
-        row(f"Fréchet distance (PCA {fd['pca_dims']} dims)", fd,
-            f"at half size: real vs real {fd['real_split_half']:.4g}, "
-            f"real vs synthetic {fd['real_half_vs_synthetic_half']:.4g}"),
-        row("synthetic with mostly normal-tissue neighbours", nns,
-            f"real lesions: {nns['real_lesion_reference']['value']:.3f}"),
-        row("memorisation: median NN distance ratio synth/real", mem["median_ratio_synthetic_to_real"],
-            "<< 1 would mean copying"),
-        row(f"memorisation: share below real {q_key[-2:]}% NN distance", mem[q_key],
-            f"about {int(q_key[-2:]) / 100:.2f} if no copying"),
-    ]
-    for r in rows:
-        for key in ("value", "ci_low", "ci_high"):
-            r[key] = None if r[key] is None or (isinstance(r[key], float) and math.isnan(r[key])) else round(r[key], 4)
-    return rows

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mammo_lib import feature_space as fs
-from mammo_lib import testing
+from mammo_lib import lesion_cnn, testing, tsne, tsne_affinity
+from mammo_lib.neighbours import sq_distances
+from mammo_lib.patch_arrays import flatten_pixels
 
 
 @pytest.fixture(scope="module")
@@ -18,29 +20,29 @@ def small_groups():
 
 @pytest.fixture(scope="module")
 def small_x(small_groups):
-    return fs.flatten_pixels(np.concatenate([small_groups[g] for g in fs.GROUP_ORDER]))
+    return flatten_pixels(np.concatenate([small_groups[g] for g in fs.GROUP_ORDER]))
 
 
 def test_perplexity_policy():
-    assert fs.resolve_perplexity(30, 100) == (30.0, None)
+    assert tsne_affinity.resolve_perplexity(30, 100) == (30.0, None)
     with pytest.warns(UserWarning, match="clamped to 33"):
-        perp, note = fs.resolve_perplexity(250, 100)
+        perp, note = tsne_affinity.resolve_perplexity(250, 100)
     assert perp == 33 and "at most (n-1)/3" in note
     with pytest.raises(fs.FeatureSpaceError, match="use more patches per group or a perplexity <= 33"):
-        fs.resolve_perplexity(250, 100, policy="raise")
+        tsne_affinity.resolve_perplexity(250, 100, policy="raise")
     with pytest.raises(fs.FeatureSpaceError, match="at least 4 points"):
-        fs.resolve_perplexity(1, 3)
+        tsne_affinity.resolve_perplexity(1, 3)
     with pytest.raises(fs.FeatureSpaceError, match="unknown perplexity policy"):
-        fs.resolve_perplexity(250, 100, policy="shrug")
+        tsne_affinity.resolve_perplexity(250, 100, policy="shrug")
 
 
 def test_bad_input_errors(small_x, small_groups):
     with pytest.raises(fs.FeatureSpaceError, match="unknown t-SNE backend 'umap'"):
-        fs.run_tsne(small_x, perplexity=5, n_iter=250, backend="umap")
+        tsne.run_tsne(small_x, perplexity=5, n_iter=250, backend="umap")
     nan_x = small_x.copy()
     nan_x[3, 3] = np.nan
     with pytest.raises(fs.FeatureSpaceError, match="NaN"):
-        fs.run_tsne(nan_x, perplexity=5, n_iter=250)
+        tsne.run_tsne(nan_x, perplexity=5, n_iter=250)
     floats = small_groups["lesion"].astype(np.float32) / 255
     floats[0, 0, 0] = np.nan
     with pytest.raises(fs.FeatureSpaceError, match="1 patch\\(es\\) contain NaN"):
@@ -49,7 +51,7 @@ def test_bad_input_errors(small_x, small_groups):
     with pytest.raises(fs.FeatureSpaceError, match="different patch sizes"):
         fs.sample_groups({"lesion": small_groups["lesion"], "synthetic": other_size, "normal": small_groups["normal"]})
     with pytest.raises(fs.FeatureSpaceError, match="n_iter must be at least 250"):
-        fs.run_tsne(small_x, perplexity=5, n_iter=100)
+        tsne.run_tsne(small_x, perplexity=5, n_iter=100)
 
 
 def test_sample_groups_warns_when_short(small_groups):
@@ -62,40 +64,40 @@ def test_sample_groups_warns_when_short(small_groups):
 
 
 def test_binary_search_matches_perplexity(small_x):
-    d = fs._sq_distances(small_x)
+    d = sq_distances(small_x, centre=False, float32_above=None)
     np.fill_diagonal(d, np.inf)
     nn = np.argsort(d, axis=1)[:, :31]
-    p = fs.binary_search_perplexity(np.take_along_axis(d, nn, 1), perplexity=10)
+    p = tsne_affinity.binary_search_perplexity(np.take_along_axis(d, nn, 1), perplexity=10)
     assert np.allclose(p.sum(1), 1.0)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
     assert np.allclose(np.exp(entropy), 10, rtol=1e-3)
-    joint = fs.joint_probabilities(small_x, 10)
+    joint = tsne_affinity.joint_probabilities(small_x, 10)
     assert np.allclose(joint, joint.T) and math.isclose(joint.sum(), 1.0) and np.all(np.diag(joint) == 0)
 
 
 def test_exact_torch_matches_sklearn_and_is_deterministic(small_x):
-    ours = fs.run_tsne(small_x, perplexity=10, n_iter=500, backend="exact-torch", seed=0)
-    again = fs.run_tsne(small_x, perplexity=10, n_iter=500, backend="exact-torch", seed=0)
+    ours = tsne.run_tsne(small_x, perplexity=10, n_iter=500, backend="exact-torch", seed=0)
+    again = tsne.run_tsne(small_x, perplexity=10, n_iter=500, backend="exact-torch", seed=0)
     assert np.array_equal(ours.embedding, again.embedding) and ours.kl_divergence == again.kl_divergence
-    ref = fs.run_tsne(small_x, perplexity=10, n_iter=500, backend="sklearn", seed=0)
+    ref = tsne.run_tsne(small_x, perplexity=10, n_iter=500, backend="sklearn", seed=0)
     assert ours.embedding.shape == ref.embedding.shape == (120, 2)
     # t-SNE's early phase is chaotic (round-off differences grow ~10x per 5 iterations), so
     # exact and Barnes-Hut runs end in different, similar minima: a few % apart at this tiny N
     assert ours.kl_divergence == pytest.approx(ref.kl_divergence, rel=0.06)
-    p = fs.joint_probabilities(small_x, 10)
-    assert fs.kl_divergence_exact(p, ours.embedding) == pytest.approx(ours.kl_divergence, rel=1e-4)
+    p = tsne_affinity.joint_probabilities(small_x, 10)
+    assert tsne.kl_divergence_exact(p, ours.embedding) == pytest.approx(ours.kl_divergence, rel=1e-4)
     # the three groups separate: most points' nearest embedded neighbour is of their own group
     groups = np.repeat(np.array(fs.GROUP_ORDER), 40)
-    d = fs._sq_distances(ours.embedding)
+    d = sq_distances(ours.embedding, centre=False, float32_above=None)
     np.fill_diagonal(d, np.inf)
     assert np.mean(groups[d.argmin(1)][groups == "normal"] == "normal") > 0.8
 
 
 def test_opentsne_backend_and_scalable_path(small_x, small_groups):
-    res = fs.run_tsne(small_x, perplexity=10, n_iter=300, backend="opentsne", seed=0)
+    res = tsne.run_tsne(small_x, perplexity=10, n_iter=300, backend="opentsne", seed=0)
     assert res.embedding.shape == (120, 2) and res.kl_divergence > 0
     patches = np.concatenate([small_groups[g] for g in fs.GROUP_ORDER])
-    big = fs.embed_large(patches, perplexity=10, n_iter=300, pca_dims=10, pca_fit_max=80, chunk=50)
+    big = tsne.embed_large(patches, perplexity=10, n_iter=300, pca_dims=10, pca_fit_max=80, chunk=50)
     assert big.embedding.shape == (120, 2) and big.params["pca_dims"] == 10 and big.params["pca_fit_rows"] == 80
     assert np.isfinite(big.embedding).all()
 
@@ -113,13 +115,13 @@ def test_outliers_on_constructed_points():
 
 
 def test_lesion_cnn_features_deterministic(small_groups):
-    a = fs.train_lesion_cnn(small_groups["lesion"], small_groups["normal"], seed=1, max_epochs=2, input_size=32,
+    a = lesion_cnn.train_lesion_cnn(small_groups["lesion"], small_groups["normal"], seed=1, max_epochs=2, input_size=32,
                             n_threads=1)
-    b = fs.train_lesion_cnn(small_groups["lesion"], small_groups["normal"], seed=1, max_epochs=2, input_size=32,
+    b = lesion_cnn.train_lesion_cnn(small_groups["lesion"], small_groups["normal"], seed=1, max_epochs=2, input_size=32,
                             n_threads=1)
-    fa = fs.cnn_features(a, small_groups["synthetic"])
+    fa = lesion_cnn.cnn_features(a, small_groups["synthetic"])
     assert fa.shape == (40, 32) and np.isfinite(fa).all()
-    assert np.array_equal(fa, fs.cnn_features(b, small_groups["synthetic"]))
+    assert np.array_equal(fa, lesion_cnn.cnn_features(b, small_groups["synthetic"]))
     assert a.n_train == 80 and 0.0 <= a.train_accuracy <= 1.0
 
 
@@ -129,23 +131,23 @@ def test_exact_torch_steps_equal_sklearn_exact_optimizer(small_x):
     from scipy.spatial.distance import squareform
     from sklearn.manifold import _t_sne
 
-    p = fs.joint_probabilities(small_x, 10)
-    init = fs.pca_init(small_x, 0)
+    p = tsne_affinity.joint_probabilities(small_x, 10)
+    init = tsne.pca_init(small_x, 0)
     n = len(small_x)
     n_steps = 8
-    ours, _, _ = fs._tsne_exact_torch(p, init, n_steps, 50.0, dtype="float64", device="cpu",
+    ours, _, _ = tsne.tsne_exact_torch(p, init, n_steps, 50.0, dtype="float64", device="cpu",
                                       exploration_n_iter=n_steps)
     params, _, _ = _t_sne._gradient_descent(
         _t_sne._kl_divergence, init.ravel().astype(np.float64).copy(), it=0, max_iter=n_steps, n_iter_check=50,
         n_iter_without_progress=n_steps, momentum=0.5, learning_rate=50.0, min_gain=0.01, min_grad_norm=1e-7,
-        verbose=0, args=[squareform(p, checks=False) * fs.EARLY_EXAGGERATION, 1, n, 2], kwargs={})
+        verbose=0, args=[squareform(p, checks=False) * tsne.EARLY_EXAGGERATION, 1, n, 2], kwargs={})
     ref = params.reshape(n, 2)
     assert np.abs(ref).max() > 1e-3  # the points have moved
     assert np.allclose(ours, ref, rtol=1e-9, atol=1e-12)
 
 
 def test_exaggeration_only_run_reports_a_finite_kl(small_x):
-    res = fs.run_tsne(small_x, perplexity=5, n_iter=250, backend="exact-torch", seed=0)
+    res = tsne.run_tsne(small_x, perplexity=5, n_iter=250, backend="exact-torch", seed=0)
     assert res.n_iter <= 250 and 0 < res.kl_divergence < 10
 
 

@@ -62,6 +62,24 @@ def test_notebook_03_smoke(tmp_path):
         for o in c.get("outputs", []) if o.get("output_type") == "stream"
     )
     assert "WARNING: group 'synthetic' has only 15 patches" in text
+    # each warning shown once, no widget progress bars, no absolute paths, timings apart
+    every_output = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    assert every_output.count("has only 15 patches") == 1
+    assert "application/vnd.jupyter.widget-view+json" not in every_output
+    assert str(run_dir) not in every_output and str(run_dir) not in (stage / "metrics.json").read_text()
+    assert metrics["sample"]["sources"]["synthetic"] == "synthetic/synthetic.zarr"
+    assert metrics["tsne"]["stop_early"] is True and "seconds" not in json.dumps(metrics)
+    assert json.loads((stage / "timings.json").read_text())["tsne_seconds"] >= 0
+    assert (stage / "metrics_table.csv").stat().st_size > 200
+
+
+def test_notebook_03_holds_no_logic():
+    """Cells call mammo_lib: no function definitions, no file writes of their own."""
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "03_feature_space.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for forbidden in ("def ", "lambda", "open(", ".to_csv(", "atomic_write", "json.dump", "write_text"):
+        assert forbidden not in code, forbidden
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
 def test_notebook_03_mismatched_patch_sizes_fail_clearly(tmp_path):

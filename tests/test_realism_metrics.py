@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mammo_lib import feature_space_results as fsr
 from mammo_lib import realism_metrics as rm
 
 
@@ -99,7 +100,7 @@ def test_all_metrics_deterministic_and_bad_input():
     m1 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
     m2 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
     assert m1 == m2
-    rows = rm.summary_rows("test", m1)
+    rows = fsr.summary_rows("test", m1)
     assert len(rows) == 9 and all(r["value"] is not None for r in rows)
     bad = b.copy()
     bad[0, 0] = np.nan

@@ -1,0 +1,343 @@
+"""Stage 03's results: the realism metrics per feature space, their table, and every file the
+stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``.
+
+Files written by :func:`write_results` into ``<run>/feature_space/``:
+
+- ``embedding.csv``: one row per embedded patch (group, patch_id, t-SNE x1/x2, outlier flags
+  and class-balanced normal-neighbour shares in t-SNE, pixel and CNN space);
+- ``metrics.json``: a :class:`Stage03Metrics` (below), paths relative to the run folder;
+- ``metrics_table.csv``: the flat table of :func:`metrics_table`;
+- ``timings.json``: wall-clock seconds (the only stage-03 output that differs on a rerun
+  with the same seed and inputs).
+
+Reads nothing; the inputs are the in-memory results of ``feature_space``, ``tsne``,
+``lesion_cnn`` and ``realism_metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+import pandas as pd
+
+from mammo_lib import fileio, run_folder
+from mammo_lib import realism_metrics as rm
+from mammo_lib.feature_space import (
+    GROUP_ORDER,
+    GroupSample,
+    feature_matrices,
+    mark_outliers,
+    neighbour_normal_share,
+)
+from mammo_lib.lesion_cnn import LesionCNN
+from mammo_lib.tsne import TSNEResult
+
+# ----------------------------------------------------------------------------- metrics.json schema
+
+
+class Estimate(TypedDict):
+    """A metric with its percentile bootstrap interval (NaN written as null)."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n_bootstrap: int
+    ci_level: float  # 0.95
+
+
+class OneNNAccuracy(Estimate):
+    """1-NN two-sample accuracy (0.5 = indistinguishable, 1 = separable; Lopez-Paz & Oquab 2017)."""
+
+    accuracy_real: float
+    accuracy_synthetic: float
+    n_real: int  # sizes used (the larger set subsampled to the smaller)
+    n_synthetic: int
+    n_given: list[int]  # sizes passed in [real, synthetic]
+
+
+class PRDC(TypedDict):
+    """Precision, recall, density, coverage (Naeem et al. 2020) with k-NN balls."""
+
+    k: int
+    precision: Estimate
+    recall: Estimate
+    density: Estimate
+    coverage: Estimate
+
+
+class FrechetDistance(Estimate):
+    """Fréchet distance in a PCA space fitted on real lesions (Dowson & Landau 1982)."""
+
+    real_split_half: float | None  # real half vs other real half ("no difference" yardstick)
+    real_half_vs_synthetic_half: float | None
+    pca_dims: int
+    explained_variance: float  # share of the real set's variance in the PCA space
+
+
+class NormalNeighbourShare(Estimate):
+    """Share of synthetic lesions whose k nearest real neighbours are mostly normal tissue."""
+
+    real_lesion_reference: Estimate  # the same share for real lesions (leave-one-out)
+    k: int
+    threshold: float
+
+
+class ClosestPair(TypedDict):
+    synthetic_index: int  # row in the sample's synthetic group
+    real_index: int  # row in the sample's lesion group
+    distance: float  # Euclidean, feature units
+
+
+class Memorisation(TypedDict):
+    """Memorisation check: synthetic-to-training vs real leave-one-out NN distances. The share
+    key is named after the quantile (``share_synthetic_below_real_q05`` for 5%)."""
+
+    median_ratio_synthetic_to_real: Estimate  # << 1 would mean copying
+    median_nn_distance_synthetic_to_train: float
+    median_nn_distance_real_to_train_loo: float
+    share_synthetic_below_real_q05: Estimate  # about 0.05 without copying
+    real_quantile_cut: float
+    exact_duplicates: int
+    closest_pairs: list[ClosestPair]
+    reference: str
+
+
+class SpaceMetrics(TypedDict):
+    """Every realism metric of one feature space ("pixels" or "cnn")."""
+
+    n: dict[str, int]  # points per group: lesion, synthetic, normal
+    n_features: int  # 16,384 raw pixels for 128x128 patches; 32 CNN features
+    one_nn_accuracy: OneNNAccuracy
+    prdc: PRDC
+    frechet_distance: FrechetDistance
+    synthetic_normal_neighbour_share: NormalNeighbourShare
+    memorisation: Memorisation
+
+
+class TSNERecord(TypedDict):
+    backend: str
+    kl_divergence: float  # the backend's final KL (exact for exact-torch), nats
+    n_iter_run: int
+    n_iter_requested: int
+    perplexity_requested: float
+    perplexity_used: float  # lower when clamped to (n - 1) / 3
+    stop_early: bool
+    params: dict  # init, seed, learning_rate, gradient, n_points, n_features, ...
+    warnings: list[str]
+
+
+class SampleRecord(TypedDict):
+    n_per_group_requested: int
+    counts: dict[str, int]  # patches per group actually embedded
+    seed: int
+    lesion_classes: list[str] | None  # None: every class
+    warnings: list[str]
+    sources: dict[str, str]  # store per group, relative to the run folder
+
+
+class CNNRecord(TypedDict):
+    epochs: int
+    train_accuracy: float
+    n_train: int
+    feature_dim: int
+
+
+class Stage03Metrics(TypedDict):
+    """The whole of ``feature_space/metrics.json``."""
+
+    tsne: TSNERecord
+    sample: SampleRecord
+    outliers_tsne: dict[str, int]  # outliers per group in the t-SNE embedding
+    cnn: CNNRecord | None  # None when the "cnn" space was not requested
+    metrics: dict[str, SpaceMetrics]  # per feature space
+
+
+# ----------------------------------------------------------------------------- computing
+
+
+def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: list[str],
+                   cnn: LesionCNN | None, n_bootstrap: int = 1000, seed: int = 0, k_prdc: int = 5,
+                   k_neighbours: int = 10, fd_dims: int | None = 32) -> tuple[dict, pd.DataFrame]:
+    """Realism metrics and outlier columns in each feature space.
+
+    Parameters
+    ----------
+    sample : GroupSample
+    table : pandas.DataFrame
+        The embedding table (``feature_space.embedding_table``); not modified.
+    feature_spaces : list of {"pixels", "cnn"}
+    cnn : LesionCNN or None
+        Needed for "cnn".
+    n_bootstrap, seed, k_prdc, k_neighbours, fd_dims
+        As :func:`mammo_lib.realism_metrics.realism_metrics`.
+
+    Returns
+    -------
+    metrics : dict of str to SpaceMetrics
+    table : pandas.DataFrame
+        A copy of ``table`` with ``outlier_<space>`` and ``normal_neighbour_share_<space>``
+        columns added.
+
+    Raises
+    ------
+    FeatureSpaceError
+        For an unknown space or "cnn" without a CNN.
+    MetricsError
+        As ``realism_metrics``.
+    """
+    table = table.copy()
+    metrics = {}
+    for space in feature_spaces:
+        feats = feature_matrices(sample, space, cnn)
+        parts = {g: feats[sample.groups == g] for g in GROUP_ORDER}
+        metrics[space] = rm.realism_metrics(parts["lesion"], parts["synthetic"], parts["normal"],
+                                            n_bootstrap=n_bootstrap, seed=seed, k_prdc=k_prdc,
+                                            k_neighbours=k_neighbours, fd_dims=fd_dims)
+        table[f"outlier_{space}"] = mark_outliers(feats, sample.groups, k=k_neighbours)
+        table[f"normal_neighbour_share_{space}"] = np.round(neighbour_normal_share(feats, sample.groups,
+                                                                                    k=k_neighbours), 4)
+    return metrics, table
+
+
+def _summary_rows(space: str, m: dict) -> list[dict]:
+    def row(name, e, ref=""):
+        return {"feature_space": space, "metric": name, "value": e["value"], "ci_low": e["ci_low"],
+                "ci_high": e["ci_high"], "reference": ref}
+
+    fd = m["frechet_distance"]
+    nns = m["synthetic_normal_neighbour_share"]
+    mem = m["memorisation"]
+    q_key = next(k for k in mem if k.startswith("share_synthetic_below_real_q"))
+    rows = [
+        row("1-NN accuracy real vs synthetic", m["one_nn_accuracy"], "0.5 = indistinguishable, 1 = separable"),
+        row("precision", m["prdc"]["precision"], "1 = every synthetic patch looks real"),
+        row("recall", m["prdc"]["recall"], "1 = synthetic set covers real variety"),
+        row("density", m["prdc"]["density"], "about 1 when distributions match"),
+        row("coverage", m["prdc"]["coverage"], "1 = every real neighbourhood has a synthetic patch"),
+        row(f"Fréchet distance (PCA {fd['pca_dims']} dims)", fd,
+            f"at half size: real vs real {fd['real_split_half']:.4g}, "
+            f"real vs synthetic {fd['real_half_vs_synthetic_half']:.4g}"),
+        row("synthetic with mostly normal-tissue neighbours", nns,
+            f"real lesions: {nns['real_lesion_reference']['value']:.3f}"),
+        row("memorisation: median NN distance ratio synth/real", mem["median_ratio_synthetic_to_real"],
+            "<< 1 would mean copying"),
+        row(f"memorisation: share below real {q_key[-2:]}% NN distance", mem[q_key],
+            f"about {int(q_key[-2:]) / 100:.2f} if no copying"),
+    ]
+    for r in rows:
+        for key in ("value", "ci_low", "ci_high"):
+            r[key] = None if r[key] is None or (isinstance(r[key], float) and math.isnan(r[key])) else round(r[key], 4)
+    return rows
+
+
+def summary_rows(space: str, m: SpaceMetrics) -> list[dict]:
+    """Flat rows of one feature space's metrics.
+
+    Parameters
+    ----------
+    space : str
+    m : SpaceMetrics
+
+    Returns
+    -------
+    list of dict
+        Nine rows with ``feature_space``, ``metric``, ``value``, ``ci_low``, ``ci_high``
+        (rounded to 4 decimals; None for NaN) and ``reference`` (how to read it).
+    """
+    return _summary_rows(space, m)
+
+
+def metrics_table(metrics: dict[str, SpaceMetrics]) -> pd.DataFrame:
+    """:func:`summary_rows` of every feature space as one DataFrame (``metrics_table.csv``)."""
+    return pd.DataFrame([row for space, m in metrics.items() for row in _summary_rows(space, m)])
+
+
+def outlier_counts(table: pd.DataFrame, column: str = "outlier_tsne") -> pd.DataFrame:
+    """Outliers and their share per group (rows in :data:`GROUP_ORDER` order present)."""
+    agg = table.groupby("group")[column].agg(["sum", "mean"]).rename(columns={"sum": "outliers", "mean": "share"})
+    return agg.reindex([g for g in GROUP_ORDER if g in agg.index])
+
+
+def describe_tsne(result: TSNEResult, n_points: int, n_iter: int, stop_early: bool) -> str:
+    """One line on a t-SNE run, built from its values (nothing hard-coded)."""
+    return (f"backend {result.backend}: {n_points} points, perplexity {result.perplexity:g}, "
+            f"{result.n_iter} iterations run of {n_iter} (stop_early={stop_early}), "
+            f"final KL divergence {result.kl_divergence:.4f}")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _jsonable(obj):
+    """:func:`fileio.json_safe`, with the ``per_point*`` lists (kept in memory only) dropped."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if not str(k).startswith("per_point")}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return fileio.json_safe(obj)
+
+
+def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
+                   metrics: dict[str, SpaceMetrics], cnn: LesionCNN | None, n_per_group: int,
+                   n_iter: int, perplexity: float, seed: int, stop_early: bool) -> Stage03Metrics:
+    """The :class:`Stage03Metrics` dict of a stage-03 run (no timings in it)."""
+    return {
+        "tsne": {"backend": result.backend, "kl_divergence": result.kl_divergence, "n_iter_run": result.n_iter,
+                 "n_iter_requested": n_iter, "perplexity_requested": perplexity,
+                 "perplexity_used": result.perplexity, "stop_early": bool(stop_early), "params": result.params,
+                 "warnings": result.warnings},
+        "sample": {"n_per_group_requested": n_per_group, "counts": sample.counts(), "seed": seed,
+                   "lesion_classes": sample.lesion_classes, "warnings": sample.warnings,
+                   "sources": sample.sources},
+        "outliers_tsne": {g: int(v) for g, v in table.groupby("group")["outlier_tsne"].sum().items()},
+        "cnn": None if cnn is None else {"epochs": cnn.epochs, "train_accuracy": cnn.train_accuracy,
+                                         "n_train": cnn.n_train, "feature_dim": cnn.feature_dim},
+        "metrics": metrics,
+    }
+
+
+def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
+                  metrics: dict[str, SpaceMetrics], cnn: LesionCNN | None, *, n_per_group: int,
+                  n_iter: int, perplexity: float, seed: int, stop_early: bool) -> list[str]:
+    """Write every stage-03 output file except the figures, each atomically.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder; files go to ``<run_dir>/feature_space/``.
+    sample, result, table, metrics, cnn
+        The stage's results (``load_groups``, ``run_tsne``, ``analyse_spaces``,
+        ``train_lesion_cnn``; ``cnn`` None when not trained).
+    n_per_group, n_iter, perplexity, seed, stop_early
+        The requested parameters, recorded beside what was used.
+
+    Returns
+    -------
+    list of str
+        The files written, relative to ``run_dir``: ``embedding.csv``, ``metrics.json``,
+        ``metrics_table.csv``, ``timings.json`` (wall-clock seconds of the t-SNE and the CNN,
+        the only file that differs on a rerun with the same seed and inputs).
+
+    Raises
+    ------
+    OSError
+        When a file cannot be written (nothing half-written is left).
+    TypeError
+        When a metric holds a value JSON cannot represent.
+    """
+    out_dir = run_folder.stage_dir(run_dir, "feature_space")
+    record = metrics_record(sample, result, table, metrics, cnn, n_per_group, n_iter, perplexity, seed,
+                            stop_early)
+    timings = {"tsne_seconds": round(result.seconds, 2),
+               "cnn_seconds": None if cnn is None else round(cnn.seconds, 2)}
+    paths: list[Path] = [
+        fileio.atomic_write_text(out_dir / "embedding.csv", table.to_csv(index=False)),
+        fileio.write_json(out_dir / "metrics.json", _jsonable(record)),
+        fileio.atomic_write_text(out_dir / "metrics_table.csv", metrics_table(metrics).to_csv(index=False)),
+        fileio.write_json(out_dir / "timings.json", timings),
+    ]
+    return [os.path.relpath(p, run_dir) for p in paths]

@@ -1,0 +1,131 @@
+"""Squared distances, nearest neighbours and the class-balanced normal-tissue share.
+
+The one home of the nearest-neighbour arithmetic of stage 03: the t-SNE affinities
+(``tsne_affinity``), the outlier marks (``feature_space``) and the realism metrics
+(``realism_metrics``) all compute distances and neighbour shares here. Reads and writes no files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# above this many features (raw pixels) the cross products of sq_distances run in float32
+FLOAT32_CROSS_ABOVE = 1024
+
+
+def sq_distances(a: np.ndarray, b: np.ndarray | None = None, *, centre: bool = True,
+                 float32_above: int | None = FLOAT32_CROSS_ABOVE) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``a`` and ``b`` (``b=None``: ``a`` itself).
+
+    Computed as ``|a_i|^2 + |b_j|^2 - 2 a_i.b_j`` in float64 and clipped at 0. With
+    ``centre`` both sets are first centred on ``a``'s mean (less cancellation); with more than
+    ``float32_above`` features the cross products run in float32 for speed, accurate to ~1e-6
+    relative to the squared norms -- far below any nearest-neighbour distance between patches.
+    For ``b=None`` the diagonal is exactly 0 and the matrix symmetric.
+
+    Parameters
+    ----------
+    a : float array, shape (n, d)
+    b : float array, shape (m, d), optional
+    centre : bool
+        Centre on ``a``'s mean first.
+    float32_above : int or None
+        Feature count above which the cross products use float32 (None: always float64,
+        exact to float64 round-off; the t-SNE affinities use that).
+
+    Returns
+    -------
+    float64 array, shape (n, m) (``(n, n)`` for ``b=None``)
+        Squared distances in the units of the features, squared.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    same = b is None
+    b = a if same else np.asarray(b, dtype=np.float64)
+    if centre:
+        c = a.mean(axis=0)
+        a = a - c
+        b = a if same else b - c
+    if float32_above is not None and a.shape[1] > float32_above:
+        cross = (a.astype(np.float32) @ b.astype(np.float32).T).astype(np.float64)
+    else:
+        cross = a @ b.T
+    na = np.einsum("ij,ij->i", a, a)
+    nb = na if same else np.einsum("ij,ij->i", b, b)
+    d = na[:, None] + nb[None, :] - 2.0 * cross
+    np.maximum(d, 0.0, out=d)
+    if same:
+        np.fill_diagonal(d, 0.0)
+    return d
+
+
+def distances(a: np.ndarray, b: np.ndarray | None = None, **kwargs) -> np.ndarray:
+    """Euclidean distances: the square root of :func:`sq_distances` (same arguments).
+
+    Returns
+    -------
+    float64 array, shape (n, m)
+    """
+    return np.sqrt(sq_distances(a, b, **kwargs))
+
+
+def self_distances(a: np.ndarray) -> np.ndarray:
+    """Euclidean distances within ``a`` with ``inf`` on the diagonal (a point is not its own
+    neighbour), float64 (n, n)."""
+    d = distances(a, a)
+    np.fill_diagonal(d, np.inf)
+    return d
+
+
+def nearest(d: np.ndarray, k: int) -> np.ndarray:
+    """Indices (n, k) of the ``k`` smallest entries of each row of a distance matrix ``d``
+    (unordered within a row; ``k`` >= 1)."""
+    return np.argpartition(d, k - 1, axis=1)[:, :k]
+
+
+def balanced_share(n_normal_nn: np.ndarray, k: int, n_normal: int, n_lesion: int) -> np.ndarray:
+    """Share of normal tissue among k neighbours, class-balanced.
+
+    Each neighbour counts with weight 1 / (size of its group), so a pool with more normal than
+    lesion patches does not make every point look like normal tissue. Equals the plain share
+    when the groups are equal.
+
+    Parameters
+    ----------
+    n_normal_nn : int array, shape (n,)
+        Number of normal-tissue points among each point's k neighbours.
+    k : int
+        Neighbours per point.
+    n_normal, n_lesion : int
+        Sizes of the normal-tissue and lesion groups of the neighbour pool.
+
+    Returns
+    -------
+    float64 array, shape (n,)
+        Shares in [0, 1].
+    """
+    c_n = np.asarray(n_normal_nn, dtype=np.float64) / max(n_normal, 1)
+    c_l = (k - np.asarray(n_normal_nn, dtype=np.float64)) / max(n_lesion, 1)
+    return c_n / np.maximum(c_n + c_l, 1e-300)
+
+
+def normal_share_of_neighbours(d: np.ndarray, is_normal: np.ndarray, k: int) -> np.ndarray:
+    """Class-balanced share of normal tissue among each row's ``k`` nearest pool points.
+
+    Parameters
+    ----------
+    d : float array, shape (n, m)
+        Distances (or squared distances) of n points to the m points of the pool (lesions and
+        normal tissue); set an entry to ``inf`` to exclude it (a point itself).
+    is_normal : bool array, shape (m,)
+        Which pool points are normal tissue (the others are lesions).
+    k : int
+        Neighbours per point, 1 <= k <= m - 1.
+
+    Returns
+    -------
+    float64 array, shape (n,)
+        :func:`balanced_share` of each point's neighbours.
+    """
+    is_normal = np.asarray(is_normal, dtype=bool)
+    nn = nearest(d, k)
+    return balanced_share(is_normal[nn].sum(axis=1), k, int(is_normal.sum()), int((~is_normal).sum()))
