@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from mammo_lib import roc
+from mammo_lib import auc_stats
 
 
 def delong_pair_matrix(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -29,7 +29,7 @@ def jackknife_by_refitting(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     out = np.empty(len(scores))
     for k in range(len(scores)):
         keep[k] = False
-        out[k] = roc.auc_mann_whitney(scores[keep], truth[keep])
+        out[k] = auc_stats.auc_mann_whitney(scores[keep], truth[keep])
         keep[k] = True
     return out
 
@@ -54,16 +54,16 @@ def main() -> None:
     for n in sizes:
         truth = rng.permutation(np.r_[np.ones(n // 2, bool), np.zeros(n - n // 2, bool)])
         scores = rng.choice([0.95, 0.77, 0.59, 0.41, 0.23, 0.05], n) + 0.0
-        auc_fast, cov = roc.delong_covariance(scores, truth)
+        auc_fast, cov = auc_stats.delong_covariance(scores, truth)
         auc_ref, var_ref = delong_pair_matrix(scores, truth)
         assert abs(auc_fast[0] - auc_ref) < 1e-12 and abs(cov[0, 0] - var_ref) < 1e-12
-        t_fast = best_of(roc.delong_covariance, scores, truth)
+        t_fast = best_of(auc_stats.delong_covariance, scores, truth)
         t_ref = best_of(delong_pair_matrix, scores, truth)
         jk_n = min(n, 1000)  # the refit loop is quadratic: time it on at most 1000 cases
         jk_scores, jk_truth = scores[:jk_n], truth[:jk_n]
-        np.testing.assert_allclose(roc.jackknife_aucs(jk_scores, jk_truth)[0],
+        np.testing.assert_allclose(auc_stats.jackknife_aucs(jk_scores, jk_truth)[0],
                                    jackknife_by_refitting(jk_scores, jk_truth), atol=1e-12)
-        t_jk = best_of(roc.jackknife_aucs, jk_scores, jk_truth)
+        t_jk = best_of(auc_stats.jackknife_aucs, jk_scores, jk_truth)
         t_loop = best_of(jackknife_by_refitting, jk_scores, jk_truth, repeats=1)
         print(f"{n:>6} {t_fast * 1e3:>17.3f} {t_ref * 1e3:>17.3f} {t_ref / t_fast:>6.1f}x "
               f"{t_jk * 1e3:>20.3f} {t_loop * 1e3:>16.1f} {t_loop / t_jk:>6.0f}x"

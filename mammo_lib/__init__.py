@@ -11,8 +11,11 @@ One module per stage of the study, data flowing one way through a run folder:
 - ``feature_space``, ``tsne_affinity``, ``tsne``, ``lesion_cnn``, ``neighbours``,
   ``realism_metrics``, ``feature_space_plots``, ``feature_space_results``: stage 03, t-SNE and
   realism metrics
-- ``reader_study``, ``rating_app``: stage 04, blinded case sets, ratings, the rating page
-- ``roc``, ``mrmc``: stage 05, ROC statistics of the ratings
+- ``study_files``: the reader study's files (case set, key, ratings JSONL), read and written here only
+- ``reader_study``, ``reading_session``, ``machine_observer``, ``rating_app``: stage 04, building the
+  blinded case set, a reader's session, the machine observers, the rating page
+- ``auc_stats``, ``roc``, ``roc_figures``, ``mrmc``: stage 05, AUC statistics, the per-reader and
+  MRMC analysis of the ratings, its figures
 - ``run_folder``, ``runner``, ``plotting``: shared plumbing
 """
 

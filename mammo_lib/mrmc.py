@@ -45,7 +45,7 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
-from mammo_lib.roc import delong_covariance, jackknife_covariance
+from mammo_lib.auc_stats import delong_covariance, jackknife_covariance
 
 COVARIANCE_METHODS = ("jackknife", "delong")
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 
+from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
-from mammo_lib.reader_study import (
-    APP_VERSION,
+from mammo_lib.reading_session import ReadingSession
+from mammo_lib.study_files import (
     ReaderStudyError,
-    ReadingSession,
     default_case_set_dir,
     open_case_set,
     validate_reader_id,
@@ -43,8 +43,9 @@ except ImportError:  # pragma: no cover - ipyevents is installed with the projec
     _KeyEvent = None
 KEYS_AVAILABLE = _KeyEvent is not None
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-APP_NOTEBOOK = REPO_ROOT / "notebooks" / "apps" / "rate_patches.ipynb"
+# The Voila notebook of the page. In a checkout it is notebooks/apps/rate_patches.ipynb; an
+# installed package has no notebooks folder, so ``serve --notebook PATH`` names it explicitly.
+CHECKOUT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "apps" / "rate_patches.ipynb"
 ENV_CASE_SET = "MAMMO_CASE_SET_DIR"
 ENV_GUARD = "MAMMO_DOUBLE_ANSWER_GUARD_S"
 GREY = "#7f7f7f"
@@ -267,8 +268,22 @@ def app_from_environment() -> widgets.Widget:
 
 
 # --------------------------------------------------------------------------- serve CLI
-def voila_command(host: str, port: int, notebook: Path = APP_NOTEBOOK) -> list[str]:
-    """The Voila command line: code hidden (Voila default), no file serving, no browser."""
+def voila_command(host: str, port: int, notebook: Path = CHECKOUT_NOTEBOOK) -> list[str]:
+    """The Voila command line: code hidden (Voila default), no file serving, no browser.
+
+    Parameters
+    ----------
+    host : str
+        Interface to listen on ("127.0.0.1"; "0.0.0.0" for readers' machines).
+    port : int
+        TCP port.
+    notebook : path
+        The page's notebook (default: the checkout's ``notebooks/apps/rate_patches.ipynb``).
+
+    Returns
+    -------
+    list of str
+    """
     return [
         sys.executable, "-m", "voila", str(notebook),
         "--no-browser", f"--port={port}", f"--Voila.ip={host}", "--Voila.port_retries=0",
@@ -279,8 +294,30 @@ def voila_command(host: str, port: int, notebook: Path = APP_NOTEBOOK) -> list[s
 
 
 def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
-          double_answer_guard_s: float = 0.3) -> None:
-    """Check the case set, then replace this process with Voila serving the rating page."""
+          double_answer_guard_s: float = 0.3, notebook: Path = CHECKOUT_NOTEBOOK) -> None:
+    """Check the case set, then replace this process with Voila serving the rating page.
+
+    Parameters
+    ----------
+    case_set_dir : path
+        The ``case_set`` folder (ratings go to its sibling ``ratings/``).
+    host, port
+        Where Voila listens.
+    double_answer_guard_s : float
+        Seconds after a case appears during which answers are ignored (double clicks).
+    notebook : path
+        The page's Voila notebook.
+
+    Raises
+    ------
+    ReaderStudyError
+        If the case set is missing or incomplete, or the notebook does not exist.
+    """
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise ReaderStudyError(
+            f"the rating page's notebook {notebook} does not exist: pass --notebook PATH (in a checkout "
+            "it is notebooks/apps/rate_patches.ipynb)")
     case_set = open_case_set(case_set_dir)  # clear error for a missing/incomplete case set
     if not case_set.key_path.is_file():
         print(f"warning: no key at {case_set.key_path}; ratings can be collected but not "
@@ -289,10 +326,10 @@ def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
     env = dict(os.environ)
     env[ENV_CASE_SET] = str(Path(case_set_dir).resolve())
     env[ENV_GUARD] = str(double_answer_guard_s)
-    cmd = voila_command(host, port)
+    cmd = voila_command(host, port, notebook.resolve())
     print(f"rating page for case set {case_set.case_set_id} ({len(case_set.case_ids)} cases, "
           f"app {APP_VERSION}): http://{host}:{port}/", flush=True)
-    os.chdir(APP_NOTEBOOK.parent)
+    os.chdir(notebook.resolve().parent)
     os.execvpe(cmd[0], cmd, env)
 
 
@@ -307,7 +344,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(case_set_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None,
            double_answer_guard_s: float = 0.3, log_path: str | os.PathLike | None = None,
-           timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+           timeout_s: float = 60.0, notebook: str | os.PathLike = CHECKOUT_NOTEBOOK,
+           ) -> tuple[subprocess.Popen, str]:
     """Start ``serve`` in its own process group and wait until the page answers.
 
     Returns (process, url). Stop it with :func:`stop`. Used by the browser test and the
@@ -320,10 +358,10 @@ def launch(case_set_dir: str | os.PathLike, host: str = "127.0.0.1", port: int |
     port = port or free_port(host)
     cmd = [sys.executable, "-m", "mammo_lib.rating_app", "serve", "--case-set-dir",
            str(Path(case_set_dir).resolve()), "--host", host, "--port", str(port),
-           "--double-answer-guard", str(double_answer_guard_s)]
+           "--double-answer-guard", str(double_answer_guard_s), "--notebook", str(Path(notebook).resolve())]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=str(REPO_ROOT))
+                            cwd=str(Path(notebook).resolve().parent))
     url = f"http://{host}:{port}/"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -366,12 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--double-answer-guard", type=float, default=0.3,
                    help="seconds after a case appears during which answers are ignored")
+    p.add_argument("--notebook", default=str(CHECKOUT_NOTEBOOK),
+                   help="the page's Voila notebook (default: this checkout's notebooks/apps/rate_patches.ipynb; "
+                        "required when mammo_lib is installed without the checkout)")
     args = parser.parse_args(argv)
     if not args.case_set_dir and not args.run_dir:
         parser.error("give --run-dir or --case-set-dir")
     case_set_dir = Path(args.case_set_dir) if args.case_set_dir else default_case_set_dir(args.run_dir)
     try:
-        serve(case_set_dir.resolve(), args.host, args.port, args.double_answer_guard)
+        serve(case_set_dir.resolve(), args.host, args.port, args.double_answer_guard, Path(args.notebook))
     except ReaderStudyError as exc:
         print(f"cannot serve the rating page: {exc}", file=sys.stderr)
         return 1

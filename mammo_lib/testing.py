@@ -162,7 +162,7 @@ def write_simulated_study(
     pd.DataFrame({"case_id": case_ids, "image": [f"images/{c}.png" for c in case_ids]}).sort_values(
         "case_id").to_csv(root / "case_set" / "cases.csv", index=False)
     pd.DataFrame({"case_id": case_ids, "truth": truth,
-                  "store": np.where(truth == "real", "patches/lesion.zarr", "synthetic/synthetic.zarr"),
+                  "store": np.where(truth == "real", "lesion.zarr", "synthetic.zarr"),  # store folder names, as build_case_set writes
                   "patch_id": [f"p{k}" for k in range(n)]}).sort_values("case_id").to_csv(
         root / "key" / "key.csv", index=False)
     cuts = np.array([-0.9, -0.3, 0.3, 0.9, 1.5])  # latent -> options 6 (lowest) ... 1 (highest)

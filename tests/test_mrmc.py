@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_lib import mrmc, roc
+from mammo_lib import auc_stats, mrmc
 from mammo_lib.fileio import json_safe
 
 # Printed precision of the OR-DBM MRMC 2.51 output: AUCs, mean squares, (co)variances and
@@ -132,8 +132,8 @@ def test_jackknife_covariance_by_definition_on_small_data():
     rng = np.random.default_rng(0)
     truth = np.r_[np.ones(6, bool), np.zeros(7, bool)]
     scores = rng.integers(1, 6, size=(4, 13)).astype(float)
-    _, cov = roc.jackknife_covariance(scores, truth)
-    loo = np.array([[roc.auc_mann_whitney(s[np.arange(13) != k], truth[np.arange(13) != k]) for k in range(13)]
+    _, cov = auc_stats.jackknife_covariance(scores, truth)
+    loo = np.array([[auc_stats.auc_mann_whitney(s[np.arange(13) != k], truth[np.arange(13) != k]) for k in range(13)]
                     for s in scores])
     centred = loo - loo.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(cov, 12 / 13 * centred @ centred.T, atol=1e-14)

@@ -8,14 +8,14 @@ import json
 import nbformat
 from conftest import execute_notebook
 
-from mammo_lib import reader_study as rs
+from mammo_lib import study_files as sf
 from mammo_lib import testing
 
 
 def test_notebook_04_smoke(tmp_path):
     testing.write_example_stores(tmp_path, 20, 20, size=16, seed=4)
     out = execute_notebook("04_reader_study", tmp_path, profile="smoke")
-    cs = rs.open_case_set(tmp_path / "reader_study" / "case_set")
+    cs = sf.open_case_set(tmp_path / "reader_study" / "case_set")
     assert cs.study["n_real"] == cs.study["n_synthetic"] == 4
     assert len(cs.study["practice_ids"]) == 2
     ratings = sorted(p.name for p in (tmp_path / "reader_study" / "ratings").glob("*.jsonl"))
@@ -30,6 +30,6 @@ def test_notebook_04_smoke(tmp_path):
     assert "machine observer" not in text or "skipped" not in text
     # a rerun keeps the case set and adds no ratings
     execute_notebook("04_reader_study", tmp_path, profile="smoke")
-    assert rs.open_case_set(cs.case_set_dir).case_set_id == cs.case_set_id
+    assert sf.open_case_set(cs.case_set_dir).case_set_id == cs.case_set_id
     lines = (tmp_path / "reader_study" / "ratings" / "machine-pixels.jsonl").read_text().splitlines()
     assert len(lines) == 8

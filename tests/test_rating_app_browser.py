@@ -20,6 +20,7 @@ import pytest
 
 from mammo_lib import rating_app, testing
 from mammo_lib import reader_study as rs
+from mammo_lib import study_files as sf
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,7 +62,7 @@ def test_rate_kill_restart_resume_in_chromium(tmp_path):
 
     testing.write_example_stores(tmp_path, 16, 16, size=32, seed=3)
     cs = rs.build_case_set(tmp_path, 5, 5, n_practice=0, seed=11)
-    key = rs.load_key(cs)
+    key = sf.load_key(cs)
     n = len(cs.case_ids)
     secrets = ["key.csv", str(cs.key_path.parent), "truth", "lesion.zarr", "synthetic.zarr",
                "held_out", *key["patch_id"]]

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_lib import rating_scale, testing
+from mammo_lib import machine_observer as mo
+from mammo_lib import rating_scale, reading_session, testing
 from mammo_lib import reader_study as rs
+from mammo_lib import study_files as sf
 from mammo_lib.rating_app import RatingApp
 
 
@@ -49,12 +51,12 @@ def test_draw_sample_balanced_reproducible_and_disjoint():
 
 
 def test_draw_sample_too_few_is_an_error_or_shrinks_with_a_warning():
-    with pytest.raises(rs.ReaderStudyError, match="do not fit"):
+    with pytest.raises(sf.ReaderStudyError, match="do not fit"):
         rs.draw_sample(100, 20, 75, 75)
     s = rs.draw_sample(100, 20, 75, 75, shrink_to_fit=True, min_held_out=5)
     assert len(s.real_cases) == len(s.synthetic_cases) == 15
     assert s.warnings and "15 + 15" in s.warnings[0]
-    with pytest.raises(rs.ReaderStudyError, match="positive"):
+    with pytest.raises(sf.ReaderStudyError, match="positive"):
         rs.draw_sample(10, 10, 0, 5)
 
 
@@ -72,7 +74,7 @@ def test_case_set_layout_blinding_and_key(case_set, run_dir):
         assert "lesion-" not in text and "synthetic-" not in text and "truth" not in text
     png = rs.read_png(cs.image_path(cs.case_ids[0]))
     assert png.shape == (32, 32)  # 16 px patch at display scale 2
-    key = rs.load_key(cs)
+    key = sf.load_key(cs)
     assert cs.key_path.parent.name == "key" and cs.key_path.parent != cs.case_set_dir
     assert (key["truth"] == "real").sum() == (key["truth"] == "synthetic").sum() == 6
     # a case PNG is exactly its source patch, upscaled
@@ -93,15 +95,15 @@ def test_case_set_is_reproducible_and_protected(case_set, run_dir):
     assert other.case_set_id != case_set.case_set_id
     assert (run_dir / "other" / "key" / "key.csv").is_file()
     # once someone has rated, a different case set may not replace it
-    session = rs.ReadingSession(case_set, "R01", double_answer_guard_s=0)
+    session = reading_session.ReadingSession(case_set, "R01", double_answer_guard_s=0)
     session.skip_practice()
     session.answer(session.current_id, 2)
-    with pytest.raises(rs.ReaderStudyError, match="human readers rated.*--name"):
+    with pytest.raises(sf.ReaderStudyError, match="human readers rated.*--name"):
         rs.build_case_set(run_dir, 5, 5, seed=5, display_scale=2)
-    assert rs.open_case_set(case_set.case_set_dir).case_set_id == case_set.case_set_id
+    assert sf.open_case_set(case_set.case_set_dir).case_set_id == case_set.case_set_id
     # a lost key with ratings present: rebuilding would orphan them, so it is refused
     case_set.key_path.unlink()
-    with pytest.raises(rs.ReaderStudyError, match="no key"):
+    with pytest.raises(sf.ReaderStudyError, match="no key"):
         rs.build_case_set(run_dir, 6, 6, n_practice=2, seed=5, display_scale=2, min_held_out=5)
     assert case_set.ratings_path("R01").read_text().count("\n") == 1
 
@@ -125,13 +127,13 @@ def test_reader_orders(case_set):
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 33, "../etc", "r/1", "é"])
 def test_bad_reader_ids(bad):
-    with pytest.raises(rs.ReaderStudyError, match="not valid"):
-        rs.validate_reader_id(bad)
+    with pytest.raises(sf.ReaderStudyError, match="not valid"):
+        sf.validate_reader_id(bad)
 
 
 # --------------------------------------------------------------------------- ratings files
 def _session(cs, reader="R01", clock=None, guard=0.0):
-    s = rs.ReadingSession(cs, reader, double_answer_guard_s=guard, clock=clock or FakeClock())
+    s = reading_session.ReadingSession(cs, reader, double_answer_guard_s=guard, clock=clock or FakeClock())
     s.skip_practice()
     return s
 
@@ -147,7 +149,7 @@ def test_answers_are_appended_and_a_new_session_resumes(case_set):
     assert rec["value"] == 0.95 and rec["label"] == "extremely confident real"
     assert rec["reader_kind"] == "human" and rec["case_set_id"] == case_set.case_set_id
     # "restarted kernel": a new session starts at the first unanswered case, no practice again
-    s2 = rs.ReadingSession(case_set, "R01", double_answer_guard_s=0)
+    s2 = reading_session.ReadingSession(case_set, "R01", double_answer_guard_s=0)
     assert not s2.in_practice
     assert s2.index == 3 and s2.progress_text() == "Case 4 of 12"
     assert s2.current_id == s.order[3]
@@ -178,9 +180,9 @@ def test_go_back_revises_and_keeps_both_lines(case_set):
     assert s.go_back() and s.current_id == a["case_id"]
     r = s.answer(s.current_id, 5)
     assert r["event"] == "revise" and s.index == 2
-    recs = rs.read_ratings(s.path, case_set).records
+    recs = sf.read_ratings(s.path, case_set).records
     assert [x["event"] for x in recs] == ["answer", "answer", "revise"]
-    assert rs.read_ratings(s.path).last_per_case()[a["case_id"]]["option"] == 5
+    assert sf.read_ratings(s.path).last_per_case()[a["case_id"]]["option"] == 5
 
 
 def test_truncated_last_line_is_reported_and_complete_lines_kept(case_set):
@@ -191,14 +193,14 @@ def test_truncated_last_line_is_reported_and_complete_lines_kept(case_set):
     intact = path.read_bytes()
     with open(path, "ab") as fh:  # a power cut in the middle of the third line
         fh.write(b'{"reader": "R01", "reader_kind": "hum')
-    log = rs.read_ratings(path, case_set)
+    log = sf.read_ratings(path, case_set)
     assert len(log.records) == 2 and "truncated last line 3" in log.problems[0]
-    s2 = rs.ReadingSession(case_set, "R01", double_answer_guard_s=0)
+    s2 = reading_session.ReadingSession(case_set, "R01", double_answer_guard_s=0)
     assert s2.problems and s2.index == 2
     s2.answer(s2.current_id, 6)
     raw = path.read_bytes()
     assert raw.startswith(intact + b'{"reader": "R01", "reader_kind": "hum\n'), "never overwritten"
-    log = rs.read_ratings(path, case_set)
+    log = sf.read_ratings(path, case_set)
     assert [r["option"] for r in log.records] == [1, 2, 6]
     assert "damaged line 3" in log.problems[0]
 
@@ -206,43 +208,43 @@ def test_truncated_last_line_is_reported_and_complete_lines_kept(case_set):
 def test_foreign_ratings_are_errors_and_left_untouched(case_set, run_dir):
     path = case_set.ratings_path("R09")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = rs.make_record("R09", "human", "cs-other", case_set.case_ids[0], 2, rs.now_iso())
+    rec = sf.make_record("R09", "human", "cs-other", case_set.case_ids[0], 2, sf.now_iso())
     path.write_text(json.dumps(rec) + "\n")
     before = path.read_bytes()
-    with pytest.raises(rs.ReaderStudyError, match="another study"):
-        rs.ReadingSession(case_set, "R09")
-    rec = rs.make_record("R09", "human", case_set.case_set_id, "c-not-there", 2, rs.now_iso())
+    with pytest.raises(sf.ReaderStudyError, match="another study"):
+        reading_session.ReadingSession(case_set, "R09")
+    rec = sf.make_record("R09", "human", case_set.case_set_id, "c-not-there", 2, sf.now_iso())
     path.write_text(json.dumps(rec) + "\n")
     before = path.read_bytes()
-    with pytest.raises(rs.ReaderStudyError, match="not in case set"):
-        rs.ReadingSession(case_set, "R09")
+    with pytest.raises(sf.ReaderStudyError, match="not in case set"):
+        reading_session.ReadingSession(case_set, "R09")
     assert path.read_bytes() == before
 
 
 def test_missing_image_and_missing_key(case_set):
     victim = case_set.image_path(case_set.case_ids[3])
     victim.unlink()
-    with pytest.raises(rs.ReaderStudyError, match="lacks 1 image"):
-        rs.open_case_set(case_set.case_set_dir)
-    with pytest.raises(rs.ReaderStudyError, match="is missing"):
+    with pytest.raises(sf.ReaderStudyError, match="lacks 1 image"):
+        sf.open_case_set(case_set.case_set_dir)
+    with pytest.raises(sf.ReaderStudyError, match="is missing"):
         case_set.image_bytes(case_set.case_ids[3])
     case_set.key_path.unlink()
-    with pytest.raises(rs.ReaderStudyError, match="has no key"):
-        rs.load_key(case_set)
-    with pytest.raises(rs.ReaderStudyError, match="not a case set"):
-        rs.open_case_set(case_set.case_set_dir / "nowhere")
+    with pytest.raises(sf.ReaderStudyError, match="has no key"):
+        sf.load_key(case_set)
+    with pytest.raises(sf.ReaderStudyError, match="not a case set"):
+        sf.open_case_set(case_set.case_set_dir / "nowhere")
 
 
 # --------------------------------------------------------------------------- machine observer
 def test_machine_observers_rate_every_case_once(case_set, run_dir):
-    key = rs.load_key(case_set)
-    for reader in rs.DEFAULT_MACHINE_OBSERVERS:
-        result = rs.run_machine_observer(case_set, run_dir, reader)
+    key = sf.load_key(case_set)
+    for reader in mo.DEFAULT_MACHINE_OBSERVERS:
+        result = mo.run_machine_observer(case_set, run_dir, reader)
         assert result.written == 12 and result.n_train_real == result.n_train_synthetic == 23
-        again = rs.run_machine_observer(case_set, run_dir, reader)
+        again = mo.run_machine_observer(case_set, run_dir, reader)
         assert again.written == 0 and "nothing added" in again.note
-    table = rs.ratings_table(case_set)
-    assert set(table["reader"]) == set(rs.DEFAULT_MACHINE_OBSERVERS)
+    table = sf.ratings_table(case_set)
+    assert set(table["reader"]) == set(mo.DEFAULT_MACHINE_OBSERVERS)
     assert (table["reader_kind"] == "machine").all() and len(table) == 24
     assert table["option"].between(1, 6).all()
     # the example "synthetic" patches carry an artefact: the spectrum observer finds it
@@ -253,8 +255,8 @@ def test_machine_observers_rate_every_case_once(case_set, run_dir):
 
 def test_machine_observer_needs_held_out_patches(run_dir):
     cs = rs.build_case_set(run_dir, 28, 28, seed=1, case_set_dir=run_dir / "big" / "case_set")
-    with pytest.raises(rs.ReaderStudyError, match="held-out"):
-        rs.run_machine_observer(cs, run_dir, "machine-pixels")
+    with pytest.raises(sf.ReaderStudyError, match="held-out"):
+        mo.run_machine_observer(cs, run_dir, "machine-pixels")
 
 
 def test_value_mapping_of_machine_probabilities():
@@ -300,7 +302,7 @@ def test_rating_widget_flow(case_set):
     app.end_back_button.click()
     assert app.progress.value.startswith("Case 12 of 12")
     app.option_buttons[5].click()
-    recs = rs.read_ratings(case_set.ratings_path("R05"), case_set).records
+    recs = sf.read_ratings(case_set.ratings_path("R05"), case_set).records
     assert len(recs) == 14 and sum(r["event"] == "revise" for r in recs) == 2
     assert sorted({r["case_id"] for r in recs}) == sorted(case_set.case_ids)
     # the same reader in a new app (restarted kernel) lands on the end screen
@@ -314,7 +316,7 @@ def test_app_reports_a_broken_case_set(case_set):
     from mammo_lib.rating_app import app_from_environment
 
     case_set.image_path(case_set.case_ids[0]).unlink()
-    with pytest.raises(rs.ReaderStudyError):
+    with pytest.raises(sf.ReaderStudyError):
         RatingApp(case_set.case_set_dir)
     with warnings.catch_warnings():
         import os
@@ -329,7 +331,7 @@ def test_app_reports_a_broken_case_set(case_set):
 def test_ratings_table_is_readable_by_pandas(case_set):
     s = _session(case_set)
     s.answer(s.current_id, 3)
-    table = rs.ratings_table(case_set)
+    table = sf.ratings_table(case_set)
     assert isinstance(table, pd.DataFrame) and table.loc[0, "value"] == 0.59
 
 
@@ -350,7 +352,7 @@ def test_case_set_draws_real_patches_only_from_the_chosen_classes(run_dir):
                            lesion_classes=["mass"])
     assert cs.case_set_id != every.case_set_id
     assert cs.study["request"]["lesion_classes"] == ["mass"] and cs.study["lesion_classes"] == ["mass"]
-    key = rs.load_key(cs)
+    key = sf.load_key(cs)
     key_dir = cs.key_path.parent
     assert set(key.loc[key["truth"] == "real", "patch_id"]) <= masses
     practice = pd.read_csv(key_dir / "practice_sources.csv")
@@ -358,10 +360,10 @@ def test_case_set_draws_real_patches_only_from_the_chosen_classes(run_dir):
     held = pd.read_csv(key_dir / "held_out.csv")
     held_real = held.loc[held["store"] == real.path.name, "row"]
     assert len(held_real) == 10 - 6 - 1 and set(manifest["lesion_class"].iloc[held_real]) == {"mass"}
-    r = rs.run_machine_observer(cs, run_dir, "machine-pixels", min_train_per_class=2)
+    r = mo.run_machine_observer(cs, run_dir, "machine-pixels", min_train_per_class=2)
     assert r.n_train_real == 3 and r.written == 12
 
     with pytest.raises(LesionClassError, match=r"'spiculated'.*calcification: 20, mass: 10"):
         rs.build_case_set(run_dir, 6, 6, lesion_classes=["spiculated"])
-    with pytest.raises(rs.ReaderStudyError, match=r"do not fit.*lesion_classes=\['mass'\].*lesion.zarr.*mass: 10"):
+    with pytest.raises(sf.ReaderStudyError, match=r"do not fit.*lesion_classes=\['mass'\].*lesion.zarr.*mass: 10"):
         rs.build_case_set(run_dir, 12, 12, lesion_classes=["mass"])

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from mammo_lib import roc, testing
+from mammo_lib import auc_stats, roc, roc_figures, study_files, testing
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
 
 # ------------------------------------------------------------------------------ helpers
@@ -65,9 +65,9 @@ def test_hanley_mcneil_1982_auc_and_both_standard_errors(roc_reference_dir):
     in the last published digit."""
     scores, truth = hanley_mcneil_data(roc_reference_dir)
     assert truth.sum() == 51 and (~truth).sum() == 58
-    auc, cov = roc.delong_covariance(scores, truth)
+    auc, cov = auc_stats.delong_covariance(scores, truth)
     assert auc[0] == pytest.approx(0.893, abs=5e-4)
-    assert roc.hanley_mcneil_se(auc[0], 51, 58) == pytest.approx(0.032, abs=5e-4)
+    assert auc_stats.hanley_mcneil_se(auc[0], 51, 58) == pytest.approx(0.032, abs=5e-4)
     assert math.sqrt(cov[0, 0]) == pytest.approx(0.031, abs=5e-4)
     # the same area from two independent libraries
     assert auc[0] == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
@@ -81,11 +81,11 @@ def test_clopper_pearson_and_binomial_test_textbook_values():
     closed forms: for 0 of n the upper limit is 1 - 0.025^(1/n), and the exact two-sided p of 7
     of 10 against 0.5 is 2 * (120 + 45 + 10 + 1)/1024 = 0.34375."""
     for k, n, low, high in ((15, 148, 0.0578, 0.1617), (0, 20, 0.0, 0.1684), (1, 29, 0.0009, 0.1776)):
-        res = roc.accuracy_test(k, n)
+        res = auc_stats.accuracy_test(k, n)
         assert res["ci_low"] == pytest.approx(low, abs=5e-5)
         assert res["ci_high"] == pytest.approx(high, abs=5e-5)
-    assert roc.accuracy_test(0, 10)["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-9)
-    assert roc.accuracy_test(7, 10)["p_value_vs_0.5"] == pytest.approx(0.34375, abs=1e-12)
+    assert auc_stats.accuracy_test(0, 10)["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-9)
+    assert auc_stats.accuracy_test(7, 10)["p_value_vs_0.5"] == pytest.approx(0.34375, abs=1e-12)
 
 
 def test_kappa_cohen_1968_table_1_and_fleiss_cohen_identity():
@@ -97,14 +97,14 @@ def test_kappa_cohen_1968_table_1_and_fleiss_cohen_identity():
     a = np.concatenate([np.full(counts[i, j], i + 1) for i in range(3) for j in range(3)])
     b = np.concatenate([np.full(counts[i, j], j + 1) for i in range(3) for j in range(3)])
     assert cohen_kappa_score(a, b) == pytest.approx(0.492, abs=5e-4)
-    table = roc.pairwise_kappa(pd.DataFrame({"A": a, "B": b}))
+    table = auc_stats.pairwise_kappa(pd.DataFrame({"A": a, "B": b}))
     assert table.loc[0, "kappa_unweighted"] == pytest.approx(0.492, abs=5e-4)
 
     rng = np.random.default_rng(3)
     x = rng.integers(1, 7, 80)
     y = np.clip(x + rng.integers(-2, 3, 80), 1, 6)
     identity = 2 * np.mean((x - x.mean()) * (y - y.mean())) / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
-    row = roc.pairwise_kappa(pd.DataFrame({"r1": x, "r2": y})).iloc[0]
+    row = auc_stats.pairwise_kappa(pd.DataFrame({"r1": x, "r2": y})).iloc[0]
     assert row["kappa_quadratic"] == pytest.approx(identity, abs=1e-12)
     # linear weights from the definition: 1 - sum w*obs / sum w*expected, w = |i - j|
     obs = pd.crosstab(x, y).reindex(index=range(1, 7), columns=range(1, 7), fill_value=0).to_numpy() / 80
@@ -118,7 +118,7 @@ def test_kappa_cohen_1968_table_1_and_fleiss_cohen_identity():
 def test_perfect_separation_gives_auc_one_and_zero_delong_variance():
     values = np.r_[np.full(10, 0.95), np.full(5, 0.77), np.full(12, 0.23), np.full(3, 0.05)]
     truth = np.r_[np.ones(15, bool), np.zeros(15, bool)]
-    auc, cov = roc.delong_covariance(values, truth)
+    auc, cov = auc_stats.delong_covariance(values, truth)
     assert auc[0] == 1.0 and cov[0, 0] == 0.0
     s = roc.reader_statistics(values, truth, n_bootstrap=200)
     assert s["auc"] == 1.0 and s["accuracy"]["estimate"] == 1.0
@@ -129,8 +129,8 @@ def test_swapping_truth_gives_one_minus_auc():
     rng = np.random.default_rng(1)
     values = rng.choice(list(OPTION_VALUE.values()), 60)
     truth = rng.random(60) < 0.5
-    auc, cov = roc.delong_covariance(values, truth)
-    auc_swapped, cov_swapped = roc.delong_covariance(values, ~truth)
+    auc, cov = auc_stats.delong_covariance(values, truth)
+    auc_swapped, cov_swapped = auc_stats.delong_covariance(values, ~truth)
     assert auc_swapped[0] == pytest.approx(1 - auc[0], abs=1e-12)
     assert cov_swapped[0, 0] == pytest.approx(cov[0, 0], rel=1e-12)
 
@@ -143,7 +143,7 @@ def test_fast_delong_matches_brute_force_on_small_random_data_with_ties():
         truth[rng.choice(n_cases, int(rng.integers(2, n_cases - 2)), replace=False)] = True
         scores = rng.integers(1, 7, size=(3, n_cases)).astype(float)  # three readers, many ties
         scores[1] += truth * rng.normal(1, 0.5, n_cases).round(1)
-        auc, cov = roc.delong_covariance(scores, truth)
+        auc, cov = auc_stats.delong_covariance(scores, truth)
         auc_bf, cov_bf = brute_force_delong(scores, truth)
         np.testing.assert_allclose(auc, auc_bf, atol=1e-12, err_msg=f"trial {trial}")
         np.testing.assert_allclose(cov, cov_bf, atol=1e-12, err_msg=f"trial {trial}")
@@ -153,7 +153,7 @@ def test_fast_jackknife_matches_leaving_each_case_out():
     rng = np.random.default_rng(11)
     truth = np.r_[np.ones(7, bool), np.zeros(9, bool)]
     scores = rng.integers(1, 6, size=(2, 16)).astype(float)
-    jk = roc.jackknife_aucs(scores, truth)
+    jk = auc_stats.jackknife_aucs(scores, truth)
     for k in range(16):
         keep = np.arange(16) != k
         for r in range(2):
@@ -172,7 +172,7 @@ def test_bootstrap_interval_covers_the_delong_centre_and_agrees_in_width():
     assert boot["se"] == pytest.approx(dl["se"], rel=0.2)
     assert "stratified" in boot["method"] and "BCa" in boot["method"]
     # same seed, same interval
-    assert roc.bootstrap_auc_ci(values, truth, 300, seed=4) == roc.bootstrap_auc_ci(values, truth, 300, seed=4)
+    assert auc_stats.bootstrap_auc_ci(values, truth, 300, seed=4) == auc_stats.bootstrap_auc_ci(values, truth, 300, seed=4)
 
 
 def test_reader_statistics_counts_roc_and_binormal():
@@ -212,8 +212,8 @@ def test_load_valid_study_revisions_and_truncated_last_line(tmp_path):
                    event="revise")
     # a revision, then a line cut off by a power cut
     write_lines(path, records + [revised], tail='{"reader": "machine-a", "reader_kind": "mach')
-    case_set = roc.load_case_set(case_set_dir)
-    load = roc.load_ratings(roc.ratings_files(ratings_dir), case_set)
+    case_set = study_files.load_case_set(case_set_dir)
+    load = study_files.load_ratings(study_files.ratings_files(ratings_dir), case_set)
     assert load.revised == {"machine-a": 1, "machine-b": 0}
     row = load.ratings[(load.ratings.reader == "machine-a") & (load.ratings.case_id == first["case_id"])]
     assert len(row) == 1 and int(row["option"].iloc[0]) == new_option  # the last answer counts
@@ -239,8 +239,8 @@ def test_bad_rating_lines_are_reported_with_file_and_line(tmp_path, mutate, mess
     records = read_lines(path)
     records[3] = mutate(records[3])
     write_lines(path, records)
-    with pytest.raises(roc.RatingsError) as err:
-        roc.load_ratings(roc.ratings_files(path.parent), roc.load_case_set(case_set_dir))
+    with pytest.raises(study_files.RatingsError) as err:
+        study_files.load_ratings(study_files.ratings_files(path.parent), study_files.load_case_set(case_set_dir))
     assert message in str(err.value)
     assert f"{path}:4" in str(err.value)
 
@@ -253,7 +253,7 @@ def test_fragment_followed_by_later_answers_is_skipped_and_reported(tmp_path):
     lines = path.read_text().splitlines()
     lines.insert(3, lines[2][:20])
     path.write_text("\n".join(lines) + "\n")
-    load = roc.load_ratings([path], roc.load_case_set(case_set_dir))
+    load = study_files.load_ratings([path], study_files.load_case_set(case_set_dir))
     assert any("machine-a.jsonl:4: damaged line skipped" in n for n in load.notes)
     assert len(load.ratings) == 10 and load.revised == {"machine-a": 0}
 
@@ -263,8 +263,8 @@ def test_two_files_claiming_one_reader_id(tmp_path):
     ratings_dir = tmp_path / "reader_study" / "ratings"
     records = [dict(r, reader="machine-a") for r in read_lines(ratings_dir / "machine-b.jsonl")]
     write_lines(ratings_dir / "machine-b.jsonl", records)
-    with pytest.raises(roc.RatingsError, match="reader id 'machine-a' appears in two files"):
-        roc.load_ratings(roc.ratings_files(ratings_dir), roc.load_case_set(case_set_dir))
+    with pytest.raises(study_files.RatingsError, match="reader id 'machine-a' appears in two files"):
+        study_files.load_ratings(study_files.ratings_files(ratings_dir), study_files.load_case_set(case_set_dir))
 
 
 def test_missing_cases_are_reported_and_the_rest_analysed(tmp_path):
@@ -284,10 +284,10 @@ def test_case_set_and_key_must_match(tmp_path):
     key_path = tmp_path / "reader_study" / "key" / "key.csv"
     key = pd.read_csv(key_path, dtype={"case_id": str})
     key.iloc[1:].to_csv(key_path, index=False)
-    with pytest.raises(roc.RatingsError, match="no truth for 1 case"):
-        roc.load_case_set(case_set_dir)
-    with pytest.raises(roc.RatingsError, match="study.json does not exist"):
-        roc.load_case_set(tmp_path / "nowhere")
+    with pytest.raises(study_files.RatingsError, match="no truth for 1 case"):
+        study_files.load_case_set(case_set_dir)
+    with pytest.raises(study_files.RatingsError, match="study.json does not exist"):
+        study_files.load_case_set(tmp_path / "nowhere")
 
 
 def test_single_reader_skips_agreement_and_mrmc_with_a_note(tmp_path):
@@ -307,12 +307,12 @@ def test_single_reader_skips_agreement_and_mrmc_with_a_note(tmp_path):
 
 def test_machine_only_study_without_machines_is_a_clear_error(tmp_path):
     case_set_dir = make_study(tmp_path, n_real=5, n_synthetic=5)
-    with pytest.raises(roc.RatingsError, match="only machine readers .* include_machine is False"):
+    with pytest.raises(study_files.RatingsError, match="only machine readers .* include_machine is False"):
         roc.analyse_study(case_set_dir, tmp_path / "reader_study" / "ratings", include_machine=False)
-    with pytest.raises(roc.RatingsError, match="nothing-here-yet does not exist"):
+    with pytest.raises(study_files.RatingsError, match="nothing-here-yet does not exist"):
         roc.analyse_study(case_set_dir, tmp_path / "nothing-here-yet")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(roc.RatingsError, match="no \\*.jsonl ratings files"):
+    with pytest.raises(study_files.RatingsError, match="no \\*.jsonl ratings files"):
         roc.analyse_study(case_set_dir, tmp_path / "empty")
 
 
@@ -330,7 +330,7 @@ def test_full_analysis_metrics_tables_and_figures(tmp_path):
     metrics = json.loads(path.read_text())
     assert metrics["positive_class"] == "real" and metrics["n_cases"] == 30
     assert metrics["mrmc"]["all readers"]["RRRC"]["single_modality"]["all readers"]["df"] > 0
-    figures = roc.save_all_figures(analysis, tmp_path / "run")
+    figures = roc_figures.save_all_figures(analysis, tmp_path / "run")
     assert {p.name for p in figures.values()} == {"roc_curves.png", "ratings_by_truth.png",
                                                    "confusion_matrices.png", "auc_forest.png"}
     assert all(p.stat().st_size > 5000 for p in figures.values())
