@@ -3,10 +3,11 @@
 Reading (:func:`read_dicom_pixels`) returns a float32 image in one convention for every
 source: *higher value = more attenuating = brighter tissue*. To get there it
 
-- applies Rescale Slope / Rescale Intercept when present (Modality LUT, linear case),
-- inverts MONOCHROME1 images (where the *stored* value grows towards black) over the full
-  stored range, so a MONOCHROME1 file and a MONOCHROME2 file holding the same picture read
-  back identically,
+- applies the Modality LUT through ``pydicom.pixels.apply_modality_lut`` (Rescale Slope /
+  Intercept, or a Modality LUT Sequence),
+- inverts MONOCHROME1 images (where the *stored* value grows towards black) over the output
+  range of the full stored range, so a MONOCHROME1 file and a MONOCHROME2 file holding the same
+  picture read back identically,
 - decodes compressed transfer syntaxes (RLE Lossless, JPEG 2000, JPEG-LS, JPEG Lossless)
   through pydicom 3's pixel-data plugins; RLE needs nothing beyond numpy, the JPEG family
   needs ``pylibjpeg`` with ``pylibjpeg-openjpeg`` (JPEG 2000) and ``pylibjpeg-libjpeg``
@@ -132,14 +133,64 @@ def _stored_range(ds: Dataset) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+def modality_values(stored: np.ndarray, ds: Dataset, photometric: str | None) -> np.ndarray:
+    """Stored values through the Modality LUT, MONOCHROME1 inverted, as float32.
+
+    The Modality LUT is ``pydicom.pixels.apply_modality_lut``: Rescale Slope/Intercept, or a
+    Modality LUT Sequence when the file has one. A MONOCHROME1 image is then inverted within
+    the output range of the stored range, ``out = m(lo) + m(hi) - m(stored)`` (``m`` the
+    Modality LUT, ``lo..hi`` the stored range), so a MONOCHROME1 file and a MONOCHROME2 file
+    of the same picture read back the same.
+
+    Parameters
+    ----------
+    stored : integer array, shape (rows, cols)
+        Stored pixel values (``Dataset.pixel_array``).
+    ds : pydicom.Dataset
+        The dataset (its Modality LUT attributes, Bits Stored, Pixel Representation).
+    photometric : str or None
+        Photometric Interpretation.
+
+    Returns
+    -------
+    float32 array, shape (rows, cols)
+        Output values (modality units), brighter = denser.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    if photometric == "MONOCHROME1":
+        lo, hi = _stored_range(ds)
+        ends = np.asarray(apply_modality_lut(np.array([lo, hi]), ds), dtype=np.float64)
+        values = (ends[0] + ends[1]) - values
+    return values.astype(np.float32)
+
+
 def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a single-frame grey-scale DICOM image into float32, brighter = denser tissue.
 
-    Returns ``(pixels, meta)``; ``meta`` holds manufacturer, model_name, photometric,
-    bits_stored, rows, cols, laterality, view, pixel_spacing (``None`` when absent) and
-    transfer_syntax. MONOCHROME1 is inverted over the stored range
-    (``out = slope * (max_stored + min_stored - stored) + intercept``), so that writing the
-    same picture as MONOCHROME1 or MONOCHROME2 reads back the same.
+    Parameters
+    ----------
+    path : str or path-like
+        The DICOM file.
+
+    Returns
+    -------
+    pixels : float32 array, shape (rows, cols)
+        Output (modality) values after :func:`modality_values`: Modality LUT applied,
+        MONOCHROME1 inverted (for rescale: ``slope * (max_stored + min_stored - stored) +
+        intercept``), so the same picture written as MONOCHROME1 or MONOCHROME2 reads the same.
+    meta : dict
+        ``manufacturer``, ``model_name``, ``photometric``, ``bits_stored``, ``rows``, ``cols``,
+        ``laterality``, ``view``, ``pixel_spacing`` (mm, ``None`` when absent) and
+        ``transfer_syntax`` (:func:`dicom_header_meta`).
+
+    Raises
+    ------
+    DicomReadError
+        (a ``ValueError``) naming the file when it is missing, not DICOM, truncated, has no or
+        undecodable pixel data (the message says what to install when a decoder is missing),
+        is a colour image, is not 2-D, or its Modality LUT cannot be applied.
     """
     path = Path(path)
     if not path.is_file():
@@ -198,16 +249,12 @@ def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, An
         stored = stored[0]
     if stored.ndim != 2:
         raise DicomReadError(f"{path}: expected a 2-D image, got pixel array of shape {stored.shape}")
-    pixels = stored.astype(np.float32)
-    if meta["photometric"] == "MONOCHROME1":
-        lo, hi = _stored_range(ds)
-        pixels = np.float32(hi + lo) - pixels
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    if slope != 1.0:
-        pixels *= np.float32(slope)
-    if intercept != 0.0:
-        pixels += np.float32(intercept)
+    try:
+        pixels = modality_values(stored, ds, meta["photometric"])
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        raise DicomReadError(
+            f"{path}: the Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) cannot "
+            f"be applied ({type(exc).__name__}: {exc})") from exc
     return pixels, meta
 
 

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from mammo_lib.dicom_io import deterministic_uid, write_mammogram_dicom
-from mammo_lib.fileio import atomic_write_text
+from mammo_lib.fileio import atomic_write_text, file_sha256
 
 PHANTOM_VERSION = "1"
 
@@ -416,9 +416,9 @@ def generate_phantom(
     views = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
     iterator = range(n_images)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm  # plain text: reads right in an executed notebook, offline
 
-        iterator = tqdm(iterator, desc="phantom images", unit="img")
+        iterator = tqdm(iterator, desc="phantom images", unit="img", mininterval=30.0, ascii=True)
     for index in iterator:
         rng = np.random.default_rng([seed, index])
         client = index // 4
@@ -483,11 +483,12 @@ def generate_phantom(
 
 
 def collection_digest(root: str | os.PathLike) -> str:
-    """sha256 over every file under ``root`` (relative path + bytes), for determinism checks."""
+    """sha256 over every file under ``root`` (relative path + the file's own sha256, through
+    :func:`mammo_lib.fileio.file_sha256`), for determinism checks."""
     root = Path(root)
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(b"\0")
-        h.update(path.read_bytes())
+        h.update(file_sha256(path).encode())
     return h.hexdigest()
