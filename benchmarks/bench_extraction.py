@@ -4,7 +4,7 @@ Prints two ratios against references measured in the same run:
 
 (a) patches/s of the full extraction (decode + breast mask + normalisation + cutting + zarr
     writes + compaction, in one process) over patches/s of *decoding the same DICOM files
-    alone* (``datasets.load_image_pixels``). Target >= 0.8: extraction should cost little more
+    alone* (``images.load_image_pixels``). Target >= 0.8: extraction should cost little more
     than reading the images.
 (b) extraction throughput with 2 Dask workers over 1 worker (LocalCluster, one thread per
     worker process). Target >= 1.7x. Cluster start-up (a fixed cost of a few seconds, paid once
@@ -32,13 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mammo_lib import datasets, patches, phantom  # noqa: E402
+from mammo_lib import datasets, images, patches, phantom  # noqa: E402
 
 
 def _decode_all(records) -> float:
     t0 = time.perf_counter()
     for record in records:
-        datasets.load_image_pixels(record)
+        images.load_image_pixels(record)
     return time.perf_counter() - t0
 
 

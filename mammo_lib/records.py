@@ -1,8 +1,10 @@
 """Common record types that every collection reader (OMI-DB-like, CBIS-DDSM, MIAS, phantom)
-produces, so that patch extraction never needs to know where an image came from."""
+produces, so that patch extraction never needs to know where an image came from, and the one
+vendor filter every stage applies to them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,3 +67,59 @@ class SkippedFile:
     path: str
     problem: str
     stage: str = ""
+
+
+@dataclass
+class Collection:
+    """What a collection reader found: usable records, skipped files, vendor exclusions."""
+
+    kind: str
+    root: Path
+    records: list[ImageRecord] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    excluded_by_vendor: int = 0
+
+    def n_lesions(self) -> int:
+        """Number of annotated lesions over all records."""
+        return sum(len(r.lesions) for r in self.records)
+
+    def lesion_counts(self) -> dict[str, int]:
+        """Number of lesions per class, sorted by class name."""
+        counts: dict[str, int] = {}
+        for record in self.records:
+            for lesion in record.lesions:
+                counts[lesion.lesion_class] = counts.get(lesion.lesion_class, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def vendor_needles(vendor_filter: str | Sequence[str] | None) -> list[str]:
+    """The filter as lower-case, stripped, non-empty names (one name or a list of names)."""
+    if vendor_filter is None:
+        return []
+    names = [vendor_filter] if isinstance(vendor_filter, str) else list(vendor_filter)
+    return [str(v).strip().lower() for v in names if str(v).strip()]
+
+
+def vendor_matches(vendor_filter: str | Sequence[str] | None, manufacturer: str | None,
+                   model_name: str | None) -> bool:
+    """Whether an image passes the vendor filter.
+
+    Parameters
+    ----------
+    vendor_filter : str, sequence of str or None
+        One name or several (e.g. ``["Selenia Dimensions"]``); an image passes when any name
+        occurs, case-insensitively, in its Manufacturer or ManufacturerModelName. ``None``, an
+        empty string or an empty list lets every image pass.
+    manufacturer, model_name : str or None
+        The image's DICOM Manufacturer (0008,0070) and ManufacturerModelName (0008,1090).
+
+    Returns
+    -------
+    bool
+        True when the image is kept. An image with neither tag never passes a non-empty filter.
+    """
+    needles = vendor_needles(vendor_filter)
+    if not needles:
+        return True
+    texts = [(text or "").lower() for text in (manufacturer, model_name)]
+    return any(needle in text for needle in needles for text in texts)

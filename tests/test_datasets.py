@@ -13,15 +13,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from mammo_lib.datasets import (
-    COLLECTION_KINDS,
-    breast_mask,
-    load_image_pixels,
-    open_collection,
-    vendor_matches,
-)
+from mammo_lib.datasets import COLLECTION_KINDS, open_collection
 from mammo_lib.dicom_io import DicomReadError, write_mammogram_dicom
+from mammo_lib.images import breast_mask, load_image_pixels
 from mammo_lib.phantom import generate_phantom
+from mammo_lib.records import vendor_matches
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,16 @@ run (determinism across workers), bad input and the rerun check against a refere
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from mammo_lib import patches
+from mammo_lib import patch_core, patches, reference_manifest
+from mammo_lib.patch_core import ExtractionParams, extract_image_patches, place_window
 from mammo_lib.patch_store import open_patch_store
-from mammo_lib.patches import ExtractionParams, extract_image_patches, place_window
-from mammo_lib.records import ImageRecord, LesionAnnotation
+from mammo_lib.records import ImageRecord, LesionAnnotation, vendor_matches
 
 
 def _disk(shape, center, radius, value=1.0, base=0.2):
@@ -107,20 +109,20 @@ def test_normal_patches_avoid_lesions_and_each_other_and_are_mostly_breast():
     got = extract_image_patches(_record(lesions, "breast"), img, params,
                                 mask_fn=lambda a: a > 0.05)
     assert len(got.normal_rows) >= 6
-    boxes = [patches.lesion_box(les) for les in lesions]
+    boxes = [patch_core.lesion_box(les) for les in lesions]
     windows = []
     for row in got.normal_rows:
         r0, c0 = row["center_row"] - 24, row["center_col"] - 24
         win = (r0, c0, r0 + 48, c0 + 48)
         for b in boxes:  # clear of every lesion box grown by the margin
             grown = (b[0] - 10, b[1] - 10, b[2] + 10, b[3] + 10)
-            assert not patches._boxes_overlap(win, grown), (row["patch_id"], b)
+            assert not patch_core._boxes_overlap(win, grown), (row["patch_id"], b)
         assert breast[r0:r0 + 48, c0:c0 + 48].mean() >= 0.85  # mostly breast at full resolution
         assert row["breast_fraction"] >= 0.9
         windows.append(win)
     for i, a in enumerate(windows):  # normal windows do not overlap each other
         for b in windows[i + 1:]:
-            assert not patches._boxes_overlap(a, b)
+            assert not patch_core._boxes_overlap(a, b)
     # deterministic per (seed, image id); another seed draws other windows
     again = extract_image_patches(_record(lesions, "breast"), img, params, mask_fn=lambda a: a > 0.05)
     assert [r["center_row"] for r in again.normal_rows] == [r["center_row"] for r in got.normal_rows]
@@ -154,7 +156,7 @@ def test_lesion_annotated_in_the_background_is_reported_not_extracted():
 def test_annotation_outside_image_raises_naming_the_lesion():
     img, _ = _breast_image()
     lesion = LesionAnnotation("far", "mass", 900.0, 50.0, radius=5)
-    with pytest.raises(patches.AnnotationError, match="'far'.*outside"):
+    with pytest.raises(patch_core.AnnotationError, match="'far'.*outside"):
         extract_image_patches(_record([lesion]), img, ExtractionParams(patch_size=48),
                               mask_fn=lambda a: a > 0.05)
 
@@ -212,15 +214,15 @@ def test_extraction_identical_in_process_and_on_two_dask_workers(phantom_collect
 
     # the rerun check: identical run -> no mismatch; a changed reference checksum is reported
     ref = tmp_path / "reference"
-    patches.write_reference_manifest(tmp_path / "w0", ref)
-    assert patches.verify_against_manifest(tmp_path / "w2", ref) == []
+    reference_manifest.write_reference_manifest(tmp_path / "w0", ref)
+    assert reference_manifest.verify_against_manifest(tmp_path / "w2", ref) == []
     table = pd.read_csv(ref / "normal_manifest.csv", dtype=str, keep_default_na=False)
     table.loc[0, "checksum"] = "0" * 16
     table.to_csv(ref / "normal_manifest.csv", index=False)
-    assert patches.verify_against_manifest(tmp_path / "w2", ref) == [table.loc[0, "patch_id"]]
+    assert reference_manifest.verify_against_manifest(tmp_path / "w2", ref) == [table.loc[0, "patch_id"]]
     # another seed, rerun into the same folder: the old stores are replaced, other normal patches
     r_other = patches.extract_patches(phantom_collection, tmp_path / "w0", n_workers=0, seed=6, **RUN_KW)
-    assert patches.verify_against_manifest(r_other.out_dir, ref)
+    assert reference_manifest.verify_against_manifest(r_other.out_dir, ref)
     assert all(store.verify_checksums() == [] for store in _load_all(tmp_path / "w0"))
     assert patches.read_summary(tmp_path / "w0")["parameters"]["seed"] == 6
 
@@ -244,9 +246,11 @@ def test_bad_files_become_skipped_rows_and_the_run_goes_on(phantom_collection, t
     skipped = pd.read_csv(result.skipped_path, keep_default_na=False)
     assert len(skipped) == 3
     by_path = dict(zip(skipped["path"], skipped["problem"], strict=True))
-    assert "not found" in by_path[str(tmp_path / "nope.dcm")]
-    assert str(truncated) in by_path and by_path[str(truncated)]
-    assert "outside" in by_path[str(src.path)]
+    # paths in skipped_files.csv (and in the messages) are relative to the run folder (tmp_path)
+    assert "not found" in by_path["nope.dcm"]
+    assert "truncated.dcm" in by_path and by_path["truncated.dcm"]
+    assert "outside" in by_path[os.path.relpath(src.path.resolve(), tmp_path.resolve())]
+    assert not any(str(tmp_path) in text for text in skipped["problem"])
     assert set(skipped["stage"]) == {"01_extract_patches:read", "01_extract_patches:extract"}
     assert result.n_images == len(good) + 3 and result.n_images_used == len(good)
     assert result.n_lesion == phantom_collection.n_lesions()
@@ -265,8 +269,8 @@ def test_vendor_filter_keeps_only_matching_images(phantom_collection, tmp_path):
     assert result.excluded_by_vendor == len(phantom_collection.records) - len(expected)
     lesion, normal = _load_all(tmp_path / "v")
     assert set(normal.manifest["model_name"]) == {vendor}
-    assert patches.vendor_matches(expected[0], vendor.upper())  # one name as a plain string
-    assert not patches.vendor_matches(expected[0], "zz")
+    assert vendor_matches(vendor.upper(), expected[0].manufacturer, expected[0].model_name)  # one name as a plain string
+    assert not vendor_matches(["zz"], expected[0].manufacturer, expected[0].model_name)
     with pytest.raises(patches.ExtractionError, match="vendor filter"):
         patches.extract_patches(phantom_collection, tmp_path / "none", n_workers=0,
                                 vendor_filter=["No Such Vendor"], **RUN_KW)

@@ -1,0 +1,70 @@
+"""What several collection readers share: header checks, pseudonymous ids, bounds checks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from mammo_lib.dicom_io import DicomReadError, read_dicom_header
+from mammo_lib.records import Collection, LesionAnnotation, SkippedFile
+
+#: The ``stage`` of skipped-file rows written while reading a collection.
+STAGE = "datasets"
+
+
+def annotated_image_header(collection: Collection, image_path: Path, where: str) -> dict | None:
+    """Header of the image an annotation points at, or None with a skipped-file row saying why
+    (missing image: the annotation's place is named; unreadable DICOM: the image is)."""
+    if not image_path.is_file():
+        collection.skipped.append(
+            SkippedFile(where, f"annotation points at a missing image {image_path}", STAGE))
+        return None
+    try:
+        _, meta = read_dicom_header(image_path)
+    except DicomReadError as exc:
+        collection.skipped.append(SkippedFile(str(image_path), str(exc), STAGE))
+        return None
+    return meta
+
+
+def pseudonymous_id(root: Path, path: Path) -> str:
+    """First 16 hex digits of sha256 of ``path`` relative to ``root`` (POSIX form)."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        rel = Path(path).as_posix()
+    return hashlib.sha256(rel.encode("utf-8")).hexdigest()[:16]
+
+
+def lesion_in_bounds(lesion: LesionAnnotation, rows: int | None, cols: int | None) -> bool:
+    """Whether the lesion centre lies inside a ``rows`` x ``cols`` image (True when unknown)."""
+    if rows is None or cols is None:
+        return True
+    return 0 <= lesion.center_row < rows and 0 <= lesion.center_col < cols
+
+
+def out_of_bounds_problem(lesion: LesionAnnotation, rows: int, cols: int) -> str:
+    """The skipped-file message for a lesion centre outside its image."""
+    return (
+        f"annotation {lesion.lesion_id} centre (row {lesion.center_row:.1f}, col "
+        f"{lesion.center_col:.1f}) lies outside the {rows}x{cols} image; fix or remove the annotation"
+    )
+
+
+def clip_bbox(bbox: tuple[int, int, int, int] | None, rows: int | None,
+              cols: int | None) -> tuple[int, int, int, int] | None:
+    """``bbox`` (row0, col0, row1, col1) clipped to the image (unchanged when the size is unknown)."""
+    if bbox is None or rows is None or cols is None:
+        return bbox
+    r0, c0, r1, c1 = bbox
+    return (max(0, r0), max(0, c0), min(rows, r1), min(cols, c1))
+
+
+def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
+    """``items``, wrapped in a plain-text tqdm bar when ``enabled`` (reads right offline)."""
+    if not enabled:
+        return items
+    from tqdm.std import tqdm
+
+    return tqdm(items, desc=desc, unit="file", mininterval=30.0, ascii=True)
