@@ -121,6 +121,14 @@ def update_notebook_entry(run_dir: str | os.PathLike, entry: dict) -> Path:
     return write_json(path, record)
 
 
+def update_results(run_dir: str | os.PathLike, stem: str, results: dict) -> Path:
+    """Put one stage's headline figures into ``run.json``'s ``results`` (replacing earlier ones)."""
+    path = Path(run_dir) / RECORD_NAME
+    record = read_json_or_empty(path)
+    record.setdefault("results", {})[stem] = results
+    return write_json(path, record)
+
+
 def update_timings(run_dir: str | os.PathLike, **fields: Any) -> Path:
     """Merge ``fields`` into ``timings.json`` (``notebooks`` merged per notebook)."""
     path = Path(run_dir) / TIMINGS_NAME

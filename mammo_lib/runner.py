@@ -32,6 +32,7 @@ from mammo_lib.parameters import (
     parameter_specs,
     split_override,
 )
+from mammo_lib.report_sections import headline_results
 
 #: the checkout this module sits in; an installed package passes ``--notebooks`` instead
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -294,6 +295,8 @@ def run_study(
             entry["error"] = error
         provenance.update_notebook_entry(run_dir, entry)
         provenance.update_timings(run_dir, notebooks={nb.name: {"seconds": round(time.perf_counter() - t0, 1)}})
+        if not error:
+            provenance.update_results(run_dir, nb.stem, headline_results(run_dir, nb.stem))
         if error:
             log(f"[{k}/{len(planned)}] {nb.stem} FAILED")
             raise StudyError(
