@@ -145,8 +145,13 @@ def single_modality_rrrc(auc_i: np.ndarray, ms_r_i: float, cov2_i: float, alpha:
     df = denom**2 / (ms_r_i**2 / (r - 1)) if ms_r_i > 0 else math.inf
     tstat = _ratio(mean - null_auc, se) if mean >= null_auc else -_ratio(null_auc - mean, se)
     p = 2 * (stats.t.sf(abs(tstat), df) if np.isfinite(df) else stats.norm.sf(abs(tstat)))
-    return {"auc": mean, "se": se, "df": float(df), "ci": _t_ci(mean, se, df, alpha),
-            "t_vs_0.5": float(tstat), "p_vs_0.5": float(p), "ms_r": float(ms_r_i), "cov2": float(cov2_i)}
+    out = {"auc": mean, "se": se, "df": float(df), "ci": _t_ci(mean, se, df, alpha),
+           "t_vs_0.5": float(tstat), "p_vs_0.5": float(p), "ms_r": float(ms_r_i), "cov2": float(cov2_i),
+           "degenerate": not se > 0}
+    if not se > 0:
+        out["note"] = ("degenerate: the readers' AUCs do not vary (e.g. perfect or reversed separation), so the "
+                       "SE is 0 and the test and CI say nothing")
+    return out
 
 
 def or_analysis(
@@ -199,7 +204,8 @@ def or_analysis(
         se_f = math.sqrt((comp.var_error_per_modality[i] + (r - 1) * max(comp.cov2_per_modality[i], 0.0)) / r)
         zf = _ratio(mean - 0.5, se_f) if mean >= 0.5 else -_ratio(0.5 - mean, se_f)
         frrc_single[m] = {"auc": mean, "se": se_f, "ci": [mean - z * se_f, mean + z * se_f],
-                          "z_vs_0.5": float(zf), "p_vs_0.5": float(2 * stats.norm.sf(abs(zf)))}
+                          "z_vs_0.5": float(zf), "p_vs_0.5": float(2 * stats.norm.sf(abs(zf))),
+                          "degenerate": not se_f > 0}
         se_rf = math.sqrt(comp.ms_r_per_modality[i] / r)
         rrfc_single[m] = {"auc": mean, "se": se_rf, "df": r - 1, "ci": _t_ci(mean, se_rf, r - 1, alpha)}
     out["RRRC"] = {"single_modality": rrrc_single}

@@ -63,6 +63,7 @@ from mammo_lib.study_files import (
     load_case_set,
     load_ratings,
     ratings_files,
+    relative_text,
     run_relative,
     update_timings,
 )
@@ -210,7 +211,7 @@ def reader_statistics(
         "auc_hanley_mcneil_se": hanley_mcneil_se(auc, m, n),
         "auc_bootstrap": bootstrap_auc_ci(values, is_pos, n_resamples=n_bootstrap, seed=seed),
     }
-    if binormal and options is not None:
+    if binormal and options is not None and min(m, n) >= 2:
         try:
             out["binormal"] = binormal_fit(options, is_pos)
         except Exception as exc:  # an optional extra must never sink the analysis
@@ -244,14 +245,17 @@ class StudyAnalysis:
     seed: int
     mrmc_covariance: str
     seconds: float = 0.0
+    run_dir: Path | None = None
 
     @property
     def human_readers(self) -> list[str]:
         return [r for r, k in self.reader_kind.items() if k == "human"]
 
     def to_metrics(self, run_dir: str | os.PathLike | None = None) -> RocMetrics:
-        """The :class:`RocMetrics` dict; paths relative to ``run_dir`` when given."""
+        """The :class:`RocMetrics` dict; paths relative to ``run_dir`` (default: the analysis' run folder)."""
+        run_dir = run_dir if run_dir is not None else self.run_dir
         per_reader = {r: {**s, "file": run_relative(s["file"], run_dir)} for r, s in self.per_reader.items()}
+        notes = [relative_text(n, run_dir) for n in self.notes]
         return json_safe({
             "stage": "05_roc_analysis",
             "case_set_id": self.case_set.case_set_id,
@@ -269,7 +273,7 @@ class StudyAnalysis:
             "human_readers": len(self.human_readers),
             "revised_answers": self.load.revised,
             "unrated_cases": {r: len(v) for r, v in self.load.missing.items()},
-            "notes": self.notes,
+            "notes": notes,
             "readers": per_reader,
             "reading_time": reading_time_summary(self.load),
             "agreement": (None if self.kappa is None else {
@@ -315,7 +319,7 @@ def _one_reader(sub: pd.DataFrame, reader: str, kind: str, load: RatingsLoad, n_
     if "undefined" in stats_r["auc_delong"]:
         notes.append(f"reader {reader!r}: {stats_r['auc_delong']['undefined']}; the AUC's SE, CI and test are "
                      "undefined (NaN) until more cases are rated")
-    if stats_r["auc_delong"]["degenerate"]:
+    if stats_r["auc_delong"]["degenerate"] and "undefined" not in stats_r["auc_delong"]:
         notes.append(f"reader {reader!r}: AUC {stats_r['auc']:.2f}, {stats_r['auc_delong'].get('note', 'degenerate')}")
     stats_r.update({"reader_kind": kind, "revised_answers": load.revised.get(reader, 0),
                     "file": load.files[reader],
@@ -346,7 +350,7 @@ def _agreement_and_mrmc(df: pd.DataFrame, analysed: list[str], kind: dict, case_
 def analyse_study(
     case_set_dir: str | Path, ratings: str | Path | Sequence[str | Path], n_bootstrap: int = 2000,
     seed: int = 0, include_machine: bool = True, mrmc_covariance: str = "jackknife",
-    key_path: str | Path | None = None,
+    key_path: str | Path | None = None, run_dir: str | Path | None = None,
 ) -> StudyAnalysis:
     """Load and validate a case set and its ratings, then compute every statistic of stage 05.
 
@@ -364,6 +368,8 @@ def analyse_study(
         Analyse the machine observers too.
     mrmc_covariance : {"jackknife", "delong"}
     key_path : path, optional
+    run_dir : path, optional
+        The run folder: notes and metrics name files relative to it.
 
     Returns
     -------
@@ -398,9 +404,11 @@ def analyse_study(
         notes.append("no human reader has rated this case set yet: every result below comes from machine "
                      "observers only")
     kappa, mrmc = _agreement_and_mrmc(df, list(per_reader), kind, case_set, mrmc_covariance, notes)
+    notes = [relative_text(n, run_dir) for n in notes]
     return StudyAnalysis(case_set=case_set, load=load, per_reader=per_reader, reader_kind=kind, kappa=kappa,
                          mrmc=mrmc, notes=notes, n_bootstrap=n_bootstrap, seed=seed,
-                         mrmc_covariance=mrmc_covariance, seconds=time.perf_counter() - started)
+                         mrmc_covariance=mrmc_covariance, seconds=time.perf_counter() - started,
+                         run_dir=Path(run_dir) if run_dir is not None else None)
 
 
 def who_rated(analysis: StudyAnalysis) -> str:
@@ -465,7 +473,8 @@ def mrmc_table(analysis: StudyAnalysis) -> pd.DataFrame:
                          "95% CI": f"{s['ci'][0]:.3f} to {s['ci'][1]:.3f}", "t vs 0.5": s["t_vs_0.5"],
                          "p vs 0.5": s["p_vs_0.5"],
                          "95% CI, these readers only": f"{f['ci'][0]:.3f} to {f['ci'][1]:.3f}",
-                         "p vs 0.5, these readers only": f["p_vs_0.5"], "covariance": res["covariance"]})
+                         "p vs 0.5, these readers only": f["p_vs_0.5"], "covariance": res["covariance"],
+                         "degenerate": s.get("degenerate", False)})
     return pd.DataFrame(rows)
 
 

@@ -43,3 +43,28 @@ def test_notebook_05_smoke(tmp_path):
     assert images >= 4  # figures shown inline as well as saved
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+def test_notebook_05_on_interim_ratings_one_real_and_one_synthetic_case(tmp_path):
+    """Interim analysis never crashes: R01 has answered one real and one synthetic case so far."""
+    import pandas as pd
+
+    run_dir = tmp_path / "run"
+    root = run_dir / "reader_study"
+    testing.write_simulated_study(root, n_real=12, n_synthetic=12, seed=5, readers={
+        "machine-pixels": ("machine", 1.2), "machine-spectrum": ("machine", 0.6), "R01": ("human", 0.2)})
+    truth = dict(pd.read_csv(root / "key" / "key.csv")[["case_id", "truth"]].itertuples(index=False))
+    lines = (root / "ratings" / "R01.jsonl").read_text().splitlines()
+    keep = [next(line for line in lines if truth[json.loads(line)["case_id"]] == t) for t in ("real", "synthetic")]
+    (root / "ratings" / "R01.jsonl").write_text("\n".join(keep) + "\n")
+
+    out = execute_notebook("05_roc_analysis", run_dir, profile="smoke")
+
+    metrics = json.loads((run_dir / "roc" / "metrics.json").read_text())
+    assert metrics["readers"]["R01"]["n_cases"] == 2 and metrics["readers"]["R01"]["auc_delong"]["se"] is None
+    assert any("reader 'R01'" in n and "undefined" in n for n in metrics["notes"])
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "1 human reader(s) (R01)" in text and str(tmp_path) not in text

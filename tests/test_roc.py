@@ -334,3 +334,48 @@ def test_full_analysis_metrics_tables_and_figures(tmp_path):
     assert {p.name for p in figures.values()} == {"roc_curves.png", "ratings_by_truth.png",
                                                    "confusion_matrices.png", "auc_forest.png"}
     assert all(p.stat().st_size > 5000 for p in figures.values())
+
+
+def test_option_true_and_nan_values_are_refused_with_file_and_line(tmp_path):
+    case_set_dir = make_study(tmp_path, n_real=5, n_synthetic=5)
+    path = tmp_path / "reader_study" / "ratings" / "machine-b.jsonl"
+    records = read_lines(path)
+    records[1] = dict(records[1], option=True, value=OPTION_VALUE[1], label=OPTION_LABEL[1])
+    records[2] = dict(records[2], value=float("nan"))
+    write_lines(path, records)
+    with pytest.raises(study_files.RatingsError) as err:
+        study_files.load_ratings(study_files.ratings_files(path.parent), study_files.load_case_set(case_set_dir))
+    assert f"{path}:2: option True is not on the six-option scale" in str(err.value)
+    assert f"{path}:3: value nan does not match option" in str(err.value)
+
+
+def test_interim_reader_with_one_case_per_class_is_analysed_with_undefined_statistics(tmp_path):
+    case_set_dir = make_study(tmp_path, n_real=10, n_synthetic=10, readers={
+        "machine-a": ("machine", 1.0), "machine-b": ("machine", 0.5), "R01": ("human", 0.3)})
+    ratings_dir = tmp_path / "reader_study" / "ratings"
+    key = pd.read_csv(tmp_path / "reader_study" / "key" / "key.csv")
+    truth = dict(zip(key["case_id"], key["truth"], strict=True))
+    records = read_lines(ratings_dir / "R01.jsonl")
+    first = {t: next(r for r in records if truth[r["case_id"]] == t) for t in ("real", "synthetic")}
+    write_lines(ratings_dir / "R01.jsonl", [first["real"], first["synthetic"]])
+    analysis = roc.analyse_study(case_set_dir, ratings_dir, n_bootstrap=50, run_dir=tmp_path)
+    r01 = analysis.per_reader["R01"]
+    assert r01["n_cases"] == 2 and math.isnan(r01["auc_delong"]["se"])
+    assert math.isnan(r01["auc_bootstrap"]["low"])
+    assert any("reader 'R01': 1 real and 1 synthetic" in n and "undefined" in n for n in analysis.notes)
+    assert analysis.per_reader["machine-a"]["auc_delong"]["se"] > 0
+    assert any("has not rated 18 of 20" in n and "reader_study/ratings/R01.jsonl" in n
+               and str(tmp_path) not in n for n in analysis.notes)
+    metrics = json.loads(roc.write_metrics(analysis, tmp_path).read_text())
+    assert metrics["readers"]["R01"]["auc_delong"]["se"] is None and metrics["human_readers"] == 1
+    assert metrics["ratings_files"]["R01"] == "reader_study/ratings/R01.jsonl"
+    assert str(tmp_path) not in json.dumps(metrics)
+    assert len(roc_figures.save_all_figures(analysis, tmp_path)) == 4
+
+
+def test_machine_only_study_says_so_plainly(tmp_path):
+    case_set_dir = make_study(tmp_path, n_real=6, n_synthetic=6)
+    analysis = roc.analyse_study(case_set_dir, tmp_path / "reader_study" / "ratings", n_bootstrap=50)
+    assert roc.who_rated(analysis).startswith("**No human reader has rated this case set yet.**")
+    assert any("no human reader has rated" in n for n in analysis.notes)
+    assert analysis.to_metrics()["human_readers"] == 0

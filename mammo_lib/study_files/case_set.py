@@ -106,6 +106,16 @@ def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike | None) -> 
     return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
 
 
+def relative_text(text: str, run_dir: str | os.PathLike | None) -> str:
+    """``text`` with every mention of the run folder's absolute path made relative to it (notes
+    that name files, written to metrics.json)."""
+    if run_dir is None:
+        return text
+    for prefix in {str(Path(run_dir).resolve()), str(Path(run_dir).absolute())}:
+        text = text.replace(prefix + os.sep, "").replace(prefix, ".")
+    return text
+
+
 def stable_rng(*parts: object) -> np.random.Generator:
     """A generator seeded from a SHA-256 of the parts (not Python's salted hash)."""
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
