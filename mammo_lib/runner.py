@@ -208,7 +208,28 @@ def _execute(nb: Path, run_dir: Path, params: dict) -> dict | None:
                 "message": str(exc.evalue)}
     finally:
         os.environ.pop(provenance.RUNNER_ENV, None)
+        _canonical_executed_copy(nb, run_dir / nb.name)
     return None
+
+
+def _canonical_executed_copy(source: Path, executed: Path) -> None:
+    """Make an executed notebook independent of where the run folder is: papermill's input and
+    output paths relative (to the checkout and the run folder) and a fixed id for its injected
+    parameters cell (papermill draws a random one), so reruns compare byte for byte."""
+    import nbformat
+
+    from mammo_lib.fileio import atomic_write_text
+
+    if not executed.exists():
+        return
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"] = f"{source.parent.name}/{source.name}"
+    meta["output_path"] = executed.name
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"
+    atomic_write_text(executed, nbformat.writes(nb))
 
 
 def run_study(
