@@ -41,6 +41,8 @@ def test_notebook_05_smoke(tmp_path):
     nb = nbformat.read(out, as_version=4)
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 4  # figures shown inline as well as saved
+    exports = sorted(p.name for p in (run_dir / "roc" / "exports").iterdir())
+    assert exports == ["case_ids.csv", "ratings.imrmc", "ratings_long.csv", "reader_ids.csv"]
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
 
