@@ -133,3 +133,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     """
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_json_or_empty(path: str | os.PathLike) -> dict:
+    """A JSON object from ``path``, or ``{}`` when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

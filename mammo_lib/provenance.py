@@ -28,14 +28,13 @@ timings are kept apart so that two runs with the same seed and inputs give byte-
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from mammo_lib.fileio import write_json
+from mammo_lib.fileio import read_json_or_empty, write_json
 
 RECORD_NAME = "run.json"
 TIMINGS_NAME = "timings.json"
@@ -90,15 +89,6 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def read_json_or_empty(path: Path) -> dict:
-    """A JSON object from ``path``, or ``{}`` when the file is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def update_notebook_entry(run_dir: str | os.PathLike, entry: dict) -> Path:
     """Put one notebook's entry into ``run.json`` (replacing its earlier one), atomically.
 
@@ -141,13 +131,13 @@ def update_timings(run_dir: str | os.PathLike, **fields: Any) -> Path:
     return write_json(path, timings)
 
 
-def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, parameters: dict) -> str:
+def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, namespace: dict) -> str:
     """Called by a notebook's last cell: record a rerun that the runner did not make.
 
     Under the runner (``MAMMO_STUDY_RUNNER`` set) this does nothing, since the runner records the
     stage itself. Opened in JupyterLab and rerun, the stage's entry in ``run.json`` is replaced by
-    ``status: "ok (rerun interactively)"`` with the parameters the notebook used, and the code
-    state is refreshed, so the record never silently describes an older run of the stage.
+    ``status: "ok (rerun interactively)"`` with the parameter values the notebook used, and the
+    stage's headline results are refreshed, so the record never silently describes an older run.
 
     Parameters
     ----------
@@ -155,25 +145,39 @@ def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, par
         The run folder the notebook wrote into.
     notebook_stem : str
         E.g. ``"03_feature_space"``.
-    parameters : dict
-        The values of the notebook's parameters as it ran.
+    namespace : dict
+        The notebook's globals (``globals()``); the values of the parameters its ``parameters``
+        cell declares are taken from it (the notebook is found in the working directory, where
+        JupyterLab runs it, else in the checkout's ``notebooks/``).
 
     Returns
     -------
     str
         A sentence for the notebook to show: what was recorded, or that the runner records it.
     """
+    from mammo_lib.parameters import ParameterError, parameter_specs
+    from mammo_lib.run_results import headline_results
+
     if os.environ.get(RUNNER_ENV):
-        return f"recorded by the study runner in {RECORD_NAME}"
+        return f"this stage is recorded by the study runner in {RECORD_NAME}"
     run_dir = Path(run_dir)
     if not (run_dir / RECORD_NAME).exists():
-        return (f"{RECORD_NAME} does not exist in this run folder: this stage was run outside the "
-                "study runner and is not recorded")
+        return (f"{RECORD_NAME} does not exist in {run_dir}: this stage was run outside the study runner "
+                "and is not recorded")
+    source = next((p for p in (Path.cwd() / f"{notebook_stem}.ipynb",
+                               Path(__file__).resolve().parent.parent / "notebooks" / f"{notebook_stem}.ipynb")
+                   if p.exists()), None)
+    try:
+        names = list(parameter_specs(source)) if source else []
+    except ParameterError:
+        names = []
+    parameters = {name: namespace[name] for name in names if name in namespace}
     update_notebook_entry(run_dir, {"notebook": f"{notebook_stem}.ipynb", "status": "ok (rerun interactively)",
                                     "parameters": parameters})
+    update_results(run_dir, notebook_stem, headline_results(run_dir, notebook_stem))
     update_timings(run_dir, notebooks={f"{notebook_stem}.ipynb": {"rerun_interactively_at": now_iso()}})
     return (f"{RECORD_NAME} updated: this stage was rerun interactively with the parameters above; "
-            "stages after it were not rerun and may be stale")
+            "stages after it were not rerun and may no longer match it")
 
 
 def base_record(profile: str, seed: int, overrides: dict, repo: str | os.PathLike) -> dict:

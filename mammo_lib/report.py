@@ -30,8 +30,8 @@ from typing import Any
 import pandas as pd
 
 from mammo_lib import report_sections as sections
-from mammo_lib.fileio import atomic_write_text
-from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME, read_json_or_empty
+from mammo_lib.fileio import atomic_write_text, read_json_or_empty
+from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME
 
 TEMPLATES = Path(__file__).with_name("report_templates")
 REPORT_DIRNAME = "report"

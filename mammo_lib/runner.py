@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from mammo_lib import provenance
-from mammo_lib.fileio import write_json
+from mammo_lib.fileio import read_json_or_empty, write_json
 from mammo_lib.parameters import (
     ParameterError,
     ParameterSpec,
@@ -32,7 +32,7 @@ from mammo_lib.parameters import (
     parameter_specs,
     split_override,
 )
-from mammo_lib.report_sections import headline_results
+from mammo_lib.run_results import headline_results
 
 #: the checkout this module sits in; an installed package passes ``--notebooks`` instead
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -300,7 +300,7 @@ def run_study(
     planned = [(nb, *_notebook_parameters(nb, specs[nb], profile, typed, seed, run_dir)) for nb in notebooks]
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = provenance.read_json_or_empty(run_dir / provenance.RECORD_NAME)  # kept on --from/--only
+    previous = read_json_or_empty(run_dir / provenance.RECORD_NAME)  # kept on --from/--only
     record = provenance.base_record(profile, seed, typed, REPO_ROOT)
     record["notebooks"] = [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
     record["results"] = previous.get("results", {})

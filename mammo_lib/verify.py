@@ -16,8 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from mammo_lib.fileio import write_json
-from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME, now_iso, read_json_or_empty
+from mammo_lib.fileio import read_json_or_empty, write_json
+from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME, now_iso
 
 VERIFY_NAME = "verify.json"
 #: files and folders never compared (relative to the run folder)

@@ -127,10 +127,11 @@ def test_an_interactive_rerun_updates_the_record(tmp_path, notebook_dir, monkeyp
 
     run = run_study("smoke", name="i", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, report=False,
                     log=lambda s: None)
+    monkeypatch.chdir(notebook_dir)  # JupyterLab runs a notebook in its own folder
     monkeypatch.setenv(provenance.RUNNER_ENV, "1")
-    assert "runner" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9})
+    assert "runner" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9, "other": 1})
     monkeypatch.delenv(provenance.RUNNER_ENV)
-    assert "updated" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9})
+    assert "updated" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9, "other": 1})
     entry = json.loads((run / "run.json").read_text())["notebooks"][1]
     assert entry == {"notebook": "02_second.ipynb", "status": "ok (rerun interactively)", "parameters": {"factor": 9}}
     assert "not recorded" in provenance.record_interactive_rerun(tmp_path, "02_second", {})

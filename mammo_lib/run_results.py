@@ -1,0 +1,82 @@
+"""The headline results of each stage, read from the files the stage wrote.
+
+The study runner stores them in ``run.json`` (``results``) after each notebook, and a notebook
+rerun interactively does the same (:func:`mammo_lib.provenance.record_interactive_rerun`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mammo_lib.fileio import read_json_or_empty
+
+
+def manifest_rows(store: Path) -> int | None:
+    manifest = store / "manifest.csv"
+    if not manifest.exists():
+        return None
+    with open(manifest, encoding="utf-8") as fh:
+        return max(0, sum(1 for _ in fh) - 1)
+
+
+def synthetic_stores(run_dir: Path) -> list[Path]:
+    """Every ``synthetic/*.zarr`` store of the run (one per generator)."""
+    return sorted((run_dir / "synthetic").glob("*.zarr"))
+
+
+def _pick(data: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def headline_results(run_dir: Path, stem: str) -> dict:
+    """The headline figures of one stage, for ``run.json``'s ``results`` (empty when unknown).
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+        The run folder.
+    stem : str
+        The notebook's stem, e.g. ``"03_feature_space"``.
+
+    Returns
+    -------
+    dict
+        Stage 01: patch counts and skipped files; 02: iterations and synthetic patches; 03: t-SNE
+        KL and each feature space's 1-NN accuracy, precision, recall and Fréchet distance; 04: the
+        case set; 05: each reader's accuracy and AUC and the MRMC reader-averaged AUC.
+    """
+    if stem.startswith("01"):
+        ext = read_json_or_empty(run_dir / "patches" / "extraction.json")
+        counts = ext.get("counts") or {}
+        return {k: counts.get(k) for k in ("images", "images_used", "images_skipped", "lesion_patches",
+                                           "normal_patches") if k in counts}
+    if stem.startswith("02"):
+        summary = read_json_or_empty(run_dir / "dcgan" / "training_summary.json")
+        out = {k: summary.get(k) for k in ("iterations_done", "stopped") if k in summary}
+        out["synthetic_patches"] = {s.stem: manifest_rows(s) for s in synthetic_stores(run_dir)}
+        return out
+    if stem.startswith("03"):
+        fs = read_json_or_empty(run_dir / "feature_space" / "metrics.json")
+        out: dict[str, Any] = {"tsne_kl": _pick(fs, "tsne", "kl_divergence")}
+        for space, m in (fs.get("metrics") or {}).items():
+            if isinstance(m, dict):
+                out[space] = {"one_nn_accuracy": _pick(m, "one_nn_accuracy", "value"),
+                              "precision": _pick(m, "prdc", "precision", "value"),
+                              "recall": _pick(m, "prdc", "recall", "value"),
+                              "frechet_distance": _pick(m, "frechet_distance", "value")}
+        return out
+    if stem.startswith("04"):
+        study = read_json_or_empty(run_dir / "reader_study" / "case_set" / "study.json")
+        return {k: study.get(k) for k in ("case_set_id", "n_real", "n_synthetic") if k in study}
+    if stem.startswith("05"):
+        roc = read_json_or_empty(run_dir / "roc" / "metrics.json")
+        out = {r: {"kind": s.get("reader_kind"), "accuracy": _pick(s, "accuracy", "estimate"), "auc": s.get("auc")}
+               for r, s in (roc.get("readers") or {}).items()}
+        mrmc = {label: _pick(res, "RRRC", "single_modality") for label, res in (roc.get("mrmc") or {}).items()}
+        return {"readers": out, "mrmc_rrrc": mrmc}
+    return {}
