@@ -85,7 +85,7 @@ def test_compare_run_folders_ignores_only_timings(tmp_path):
         (root / "timings.json").write_text(json.dumps({"started": t}))
         (root / "x" / "timings.json").write_text(json.dumps({"seconds": t}))
         nb = nbformat.v4.new_notebook()
-        cell = nbformat.v4.new_code_cell("1")
+        cell = nbformat.v4.new_code_cell("1", id="c1")  # source cells keep their ids
         cell.metadata["papermill"] = {"start_time": t, "duration": 1.0, "status": "completed"}
         cell.metadata["execution"] = {"iopub.execute_input": t}
         nb.cells = [cell]
