@@ -31,6 +31,14 @@ Deviations from the reference
   (see :mod:`mammo_lib.dcgan_training`).
 - Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
   only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
+- Options for small data sets, off by default and in the ``paper`` profile (see
+  :mod:`mammo_lib.dcgan_extras` for the training-side ones): ``upsampling="resize_conv"`` makes G
+  upsample by nearest-neighbour doubling followed by a 3x3 convolution instead of a 4x4
+  transposed convolution, against the checkerboard artefacts of transposed convolutions
+  (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016);
+  ``spectral_norm=True`` puts spectral normalisation on every convolution of D and drops D's
+  batch norm, as in the SN-GAN discriminators (Miyato, Kataoka, Koyama & Yoshida, "Spectral
+  Normalization for Generative Adversarial Networks", ICLR 2018).
 - Initial weights come from an explicit ``torch.Generator`` (the ``"init"`` stream of
   :mod:`mammo_lib.dcgan_rng`), not from torch's global random state.
 
@@ -40,26 +48,21 @@ Figures of stage 02 are in :mod:`mammo_lib.dcgan_figures`, training in
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
-import warnings
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from mammo_lib.dcgan_rng import stream_seed
-from mammo_lib.fileio import atomic_write_bytes, file_sha256
-from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+from mammo_lib.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "mammo-dcgan-checkpoint/1"
 MAX_WIDTH_MULTIPLIER = 8
+UPSAMPLING = ("transposed", "resize_conv")
 
 
 class CheckpointError(ValueError):
@@ -68,18 +71,28 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Architecture:
-    """Everything that fixes the shapes of G and D; stored in every checkpoint."""
+    """Everything that fixes the shapes of G and D; stored in every checkpoint.
+
+    ``upsampling`` is ``"transposed"`` (DCGAN's strided transposed convolutions) or
+    ``"resize_conv"`` (nearest-neighbour upsampling + 3x3 convolution, Odena et al. 2016);
+    ``spectral_norm`` puts spectral normalisation on D's convolutions and drops D's batch norm
+    (Miyato et al. 2018). The defaults are the paper's DCGAN.
+    """
 
     image_size: int = 128
     latent_dim: int = 200
     ngf: int = 64
     ndf: int = 64
     channels: int = 1
+    upsampling: str = "transposed"
+    spectral_norm: bool = False
 
     def __post_init__(self) -> None:
         size = self.image_size
         if size < 32 or size & (size - 1):
             raise ValueError(f"image_size must be a power of two >= 32, got {size}")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -125,6 +138,32 @@ def _init_all(model: nn.Module, rng: torch.Generator | None) -> None:
         init_dcgan_weights(module, rng)
 
 
+def _transposed_block(w_in: int, w_out: int) -> list[nn.Module]:
+    """x2 upsampling as in DCGAN: a 4x4 transposed convolution of stride 2."""
+    return [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False)]
+
+
+def _upsample_block(w_in: int, w_out: int) -> list[nn.Module]:
+    """x2 upsampling by resize-convolution: nearest-neighbour doubling, then a 3x3 convolution."""
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, 1, 1, bias=False)]
+
+
+@torch.no_grad()
+def _add_spectral_norm(layers: nn.Sequential, rng: torch.Generator | None) -> None:
+    """Spectral normalisation on every convolution; its power-iteration vectors drawn from ``rng``."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in layers:
+        if not isinstance(module, nn.Conv2d):
+            continue
+        spectral_norm(module)
+        sn = module.parametrizations.weight[0]
+        weight = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
+        for vector, length in ((sn._u, weight.shape[0]), (sn._v, weight.shape[1])):
+            vector.copy_(nn.functional.normalize(torch.randn(length, generator=rng), dim=0, eps=sn.eps))
+        sn._power_method(weight, 15)
+
+
 class Generator(nn.Module):
     """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1].
 
@@ -135,14 +174,15 @@ class Generator(nn.Module):
         super().__init__()
         self.arch = arch or Architecture()
         widths = _widths(self.arch.ngf, self.arch.image_size)
+        up = _upsample_block if self.arch.upsampling == "resize_conv" else _transposed_block
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.arch.latent_dim, widths[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], self.arch.channels, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [*up(w_in, w_out), nn.BatchNorm2d(w_out), nn.ReLU(True)]
+        layers += [*up(widths[-1], self.arch.channels), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         _init_all(self, rng)
 
@@ -166,11 +206,14 @@ class Discriminator(nn.Module):
             nn.Conv2d(self.arch.channels, widths[0], 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
         ]
+        norm = (lambda w: []) if self.arch.spectral_norm else (lambda w: [nn.BatchNorm2d(w)])
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), *norm(w_out), nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
         _init_all(self, rng)
+        if self.arch.spectral_norm:
+            _add_spectral_norm(self.main, rng)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()
@@ -265,6 +308,11 @@ def check_architecture(state: dict, requested: Architecture, path: str | os.Path
         )
 
 
+def synthesis_weights_key(state: dict) -> str:
+    """``"generator_ema"`` when the checkpoint holds an EMA of G (synthesis uses it), else ``"generator"``."""
+    return "generator_ema" if "generator_ema" in state else "generator"
+
+
 def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
                    expected: Architecture | None = None) -> tuple[Generator, dict]:
     """G from a checkpoint, in eval mode, plus the checkpoint's metadata (no optimiser state).
@@ -281,9 +329,11 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
     Returns
     -------
     generator : Generator
-        In eval mode (batch-norm running statistics).
+        In eval mode (batch-norm running statistics), with the weights synthesis uses: the
+        exponential moving average of G when training kept one (``ema_decay`` > 0), else G.
     meta : dict
-        ``iteration``, ``epoch``, ``architecture`` and ``config`` of the checkpoint.
+        ``iteration``, ``epoch``, ``architecture`` and ``config`` of the checkpoint, and
+        ``weights`` ("generator_ema" or "generator").
 
     Raises
     ------
@@ -296,193 +346,12 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
     if expected is not None:
         check_architecture(state, expected, checkpoint)
     generator = Generator(arch)
+    weights = synthesis_weights_key(state)
     try:
-        generator.load_state_dict(state["generator"])
+        generator.load_state_dict(state[weights])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {checkpoint}: generator weights do not fit {arch}: {exc}") from exc
     generator.to(resolve_device(device)).eval()
     meta = {k: state.get(k) for k in ("iteration", "epoch", "architecture", "config")}
+    meta["weights"] = weights
     return generator, meta
-
-
-# ---------------------------------------------------------------- synthesis
-
-
-LATENT_SEED_RULE = (
-    "latent_seed = mammo_lib.dcgan_rng.stream_seed(seed, 'synthesis', index) (numpy SeedSequence); "
-    "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))"
-)
-
-
-def latent_seed_for(seed: int, index: int) -> int:
-    """The seed of synthetic patch ``index``'s latent vector (stored in the manifest).
-
-    A pure function of ``(seed, index)`` through :func:`mammo_lib.dcgan_rng.stream_seed`
-    (purpose ``"synthesis"``); see :data:`LATENT_SEED_RULE`.
-    """
-    return stream_seed(seed, "synthesis", index)
-
-
-def generator_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 of G's weights: every tensor's name, dtype, shape and bytes, in name order.
-
-    Unlike the checkpoint file's digest it depends on nothing but the weights, so the same
-    training gives the same digest (synthetic patch ids use it).
-
-    Parameters
-    ----------
-    state_dict : mapping of str to torch.Tensor
-        ``Generator.state_dict()`` or a checkpoint's ``"generator"`` entry.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _relative_to(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it, else absolute (records stay portable)."""
-    path, root = Path(path).resolve(), Path(root).resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
-    """z ~ N(0, 1) of length ``latent_dim``, a pure function of ``latent_seed``."""
-    gen = torch.Generator().manual_seed(int(latent_seed))
-    return torch.randn(latent_dim, generator=gen)
-
-
-@torch.no_grad()
-def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds: Iterable[int], device: str = "cpu",
-                       batch_size: int = 64) -> np.ndarray:
-    """Re-create synthetic patches from a checkpoint and their manifest ``latent_seed`` values.
-
-    Parameters
-    ----------
-    checkpoint : str or os.PathLike
-        The checkpoint named in the synthetic store's attributes.
-    latent_seeds : iterable of int
-        The manifest's ``latent_seed`` values of the patches wanted.
-    device : str
-        Where G runs; CPU reproduces a CPU synthesis bit for bit.
-    batch_size : int
-        Latent vectors per forward pass (does not change the result).
-
-    Returns
-    -------
-    uint8 array, shape (len(latent_seeds), image_size, image_size)
-        Grey levels 0-255.
-
-    Raises
-    ------
-    CheckpointError
-        As :func:`load_generator`.
-    """
-    generator, _ = load_generator(checkpoint, device=device)
-    seeds = [int(s) for s in latent_seeds]
-    out = []
-    dev = next(generator.parameters()).device
-    for start in range(0, len(seeds), batch_size):
-        z = torch.stack([latent_vector(s, generator.arch.latent_dim) for s in seeds[start:start + batch_size]])
-        out.append(model_to_uint8(generator(z.to(dev))))
-    size = generator.arch.image_size
-    return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
-
-
-def generate_synthetic_patches(
-    checkpoint: str | os.PathLike,
-    n: int,
-    seed: int,
-    out_store: str | os.PathLike,
-    device: str = "auto",
-    batch_size: int = 64,
-) -> Path:
-    """Write ``n`` synthetic lesion patches from G of ``checkpoint`` into a patch store.
-
-    Patch ``i`` comes from the latent vector seeded with ``latent_seed_for(seed, i)``; the
-    manifest records the checkpoint's SHA-256, the digest of G's weights, the latent seed and
-    the index, so any patch can be traced to its model and regenerated with
-    :func:`regenerate_patches`. Patch ids are ``dcgan-<first 8 hex digits of
-    generator_digest>-s<seed>-<index>``: the same weights and seed give the same ids.
-
-    Parameters
-    ----------
-    checkpoint : str or os.PathLike
-        A training checkpoint (``dcgan/checkpoints/last.pt``).
-    n : int
-        Number of patches, >= 1.
-    seed : int
-        Study seed (>= 0); fixes the latent vectors.
-    out_store : str or os.PathLike
-        The patch store to write (``synthetic/synthetic.zarr``), replaced when it exists.
-    device : str
-        Where G runs (``"auto"``: CUDA when present). On a GPU a warning says that a CPU
-        regeneration may differ by one grey level in rare pixels.
-    batch_size : int
-        Latent vectors per forward pass (does not change the result).
-
-    Returns
-    -------
-    pathlib.Path
-        The store written: uint8 patches, shape (n, image_size, image_size), and its manifest
-        (the study's manifest columns plus ``checkpoint_sha256``, ``generator_sha256``,
-        ``latent_seed``, ``index``, ``trained_on_lesion_classes`` and the training options).
-        Paths in its attributes are relative to the run folder (the store's grandparent).
-
-    Raises
-    ------
-    ValueError
-        When ``n`` < 1 or ``seed`` < 0.
-    CheckpointError
-        As :func:`load_generator`.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1 synthetic patches, got {n}")
-    checkpoint = Path(checkpoint)
-    sha = file_sha256(checkpoint) if checkpoint.exists() else ""
-    seeds = [latent_seed_for(seed, i) for i in range(n)]
-    dev = resolve_device(device)
-    patches = regenerate_patches(checkpoint, seeds, device=str(dev), batch_size=batch_size)
-    state = load_checkpoint(checkpoint)
-    weights_sha = generator_digest(state["generator"])
-    # which real lesion classes G was trained on (None: all), so the synthetic store is traceable
-    trained_on = (state.get("config") or {}).get("lesion_classes")
-    manifest = pd.DataFrame({
-        "patch_id": [f"dcgan-{weights_sha[:8]}-s{seed}-{i:06d}" for i in range(n)],
-        "group": "synthetic",
-        "source_kind": "dcgan",
-        "image_id": "",
-        "lesion_id": "",
-        "lesion_class": "synthetic",
-        "center_row": -1,
-        "center_col": -1,
-        "normalisation": "none",
-        "checksum": "",
-        "checkpoint_sha256": sha,
-        "generator_sha256": weights_sha,
-        "latent_seed": seeds,
-        "index": list(range(n)),
-        "trained_on_lesion_classes": ";".join(trained_on) if trained_on else "all",
-    })
-    assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
-    attrs = {
-        "stage": "02_train_dcgan",
-        "checkpoint": _relative_to(checkpoint, Path(out_store).parent.parent),
-        "checkpoint_sha256": sha,
-        "generator_sha256": weights_sha,
-        "checkpoint_iteration": state.get("iteration"),
-        "trained_on_lesion_classes": list(trained_on) if trained_on else None,
-        "seed": int(seed),
-        "latent_seed_rule": LATENT_SEED_RULE,
-        "generator_mode": "eval",
-    }
-    if dev.type != "cpu":
-        warnings.warn("synthesis on a GPU: regenerating on CPU may differ by one grey level in rare pixels", stacklevel=2)
-    return write_patch_store(out_store, patches, manifest, attrs=attrs)

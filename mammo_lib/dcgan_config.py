@@ -18,10 +18,13 @@ import types
 import typing
 from dataclasses import dataclass, fields
 
+from mammo_lib.dcgan import UPSAMPLING
+from mammo_lib.dcgan_extras import parse_policy
 from mammo_lib.lesion_classes import normalise_lesion_classes
 
 # settings whose change makes a resumed run differ from one uninterrupted run
-REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise")
+REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise",
+                   "diffaugment", "ema_decay", "r1_gamma")
 
 
 @dataclass
@@ -63,6 +66,23 @@ class TrainConfig:
         Report progress (a bar on a terminal, plain lines elsewhere).
     lesion_classes : list of str or None
         Train only on these lesion classes (None: all).
+    upsampling : {"transposed", "resize_conv"}
+        G's x2 upsampling: DCGAN's transposed convolutions, or nearest-neighbour upsampling +
+        3x3 convolution against checkerboard artefacts (Odena et al., Distill 2016).
+    spectral_norm : bool
+        Spectral normalisation of D's convolutions, without batch norm in D (Miyato et al.,
+        ICLR 2018).
+    diffaugment : str
+        Comma-separated DiffAugment policies applied to every image D sees, real and fake:
+        ``color``, ``translation``, ``cutout`` ("" off; Zhao et al., NeurIPS 2020).
+    ema_decay : float
+        Decay of an exponential moving average of G's weights, used for samples and synthesis
+        (0 off; e.g. 0.999; Karras et al., ICLR 2018).
+    r1_gamma : float
+        Weight gamma of the R1 penalty gamma/2 E||grad_x D(x)||^2 on real images (0 off;
+        Mescheder et al., ICML 2018); single process only.
+
+    Two time-scale learning rates (Heusel et al., NeurIPS 2017) are ``lr_d`` != ``lr_g``.
     """
 
     epochs: int = 25
@@ -88,9 +108,22 @@ class TrainConfig:
     collapse_threshold: float = 1e-3
     progress: bool = True
     lesion_classes: list[str] | None = None  # train only on these lesion classes (None: all)
+    # options for few training patches (issue 15), all off in the paper's DCGAN
+    upsampling: str = "transposed"  # or "resize_conv" (Odena et al. 2016)
+    spectral_norm: bool = False  # spectral normalisation in D, no batch norm there (Miyato et al. 2018)
+    diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
+    ema_decay: float = 0.0  # > 0: synthesise from an EMA of G's weights (Karras et al. 2018)
+    r1_gamma: float = 0.0  # > 0: R1 penalty gamma/2 E|grad D(x)|^2 on real images (Mescheder et al. 2018)
 
     def __post_init__(self) -> None:
         self.lesion_classes = normalise_lesion_classes(self.lesion_classes)
+        self.diffaugment = ",".join(parse_policy(self.diffaugment))
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
+        if self.r1_gamma < 0:
+            raise ValueError(f"r1_gamma must be >= 0 (0: off), got {self.r1_gamma}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):
@@ -168,7 +201,15 @@ _DEVIATION_TEXT = {
                        "(Salimans et al. 2016)",
     "instance_noise": "instance noise on D's inputs, standard deviation {v:g} annealed linearly to 0 "
                       "(Sønderby et al. 2017)",
+    "upsampling": "G upsamples by nearest-neighbour doubling + 3x3 convolution instead of transposed "
+                  "convolutions (resize-convolution, Odena et al. 2016)",
+    "spectral_norm": "spectral normalisation in D, without batch norm there (Miyato et al. 2018)",
+    "diffaugment": "DiffAugment ({v}) of every image D sees, real and synthetic (Zhao et al. 2020)",
+    "ema_decay": "samples and synthetic patches from an exponential moving average of G's weights, "
+                 "decay {v:g} (Karras et al. 2018)",
+    "r1_gamma": "R1 gradient penalty on real images, gamma {v:g} (Mescheder et al. 2018)",
 }
+
 
 
 def deviations_from_paper(cfg: TrainConfig) -> list[str]:
@@ -188,7 +229,10 @@ def deviations_from_paper(cfg: TrainConfig) -> list[str]:
     for name, text in _DEVIATION_TEXT.items():
         value, paper = getattr(cfg, name), getattr(PAPER_CONFIG, name)
         if value != paper:
-            out.append(text.format(v=value, p=paper, one_minus=1.0 - float(value)))
+            one_minus = 1.0 - value if name == "label_smoothing" else None
+            out.append(text.format(v=value, p=paper, one_minus=one_minus))
+    if cfg.lr_d != cfg.lr_g:
+        out.append(f"two time-scale update rule: D learns at {cfg.lr_d:g}, G at {cfg.lr_g:g} (Heusel et al. 2017)")
     return out
 
 

@@ -81,6 +81,7 @@ from mammo_lib.dcgan_config import (
     add_config_options,
     config_from_args,
 )
+from mammo_lib.dcgan_extras import GeneratorEMA, diff_augment, parse_policy, r1_penalty
 from mammo_lib.dcgan_figures import save_sample_grid
 from mammo_lib.dcgan_files import (
     LossLog,
@@ -237,7 +238,11 @@ class _Session:
         self.paths = dcgan_paths(out_dir)
         data = load_training_patches(store_path, cfg.lesion_classes)
         self.n = int(data.shape[0])
-        self.arch = Architecture(image_size=int(data.shape[1]), latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf)
+        self.arch = Architecture(image_size=int(data.shape[1]), latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
+                                 upsampling=cfg.upsampling, spectral_norm=cfg.spectral_norm)
+        if cfg.r1_gamma > 0 and world > 1:
+            raise ValueError("r1_gamma > 0 needs one process: the R1 penalty's double backward is not "
+                             "synchronised by DistributedDataParallel")
         self.iters_per_epoch = _iterations_per_epoch(self.n, cfg, world, store_path)
         self.total = int(cfg.max_iterations) if cfg.max_iterations else cfg.epochs * self.iters_per_epoch
         self.fingerprint = training_data_fingerprint(store_path, cfg.lesion_classes)
@@ -249,6 +254,8 @@ class _Session:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.fixed_noise = torch.randn(cfg.n_fixed_samples, self.arch.latent_dim,
                                        generator=torch_stream(cfg.seed, "fixed_noise"))
+        self.policy = parse_policy(cfg.diffaugment)
+        self.ema = GeneratorEMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.criterion = nn.BCEWithLogitsLoss()
         b = cfg.batch_size
         self.targets = (torch.full((b,), 1.0 - cfg.label_smoothing, device=device),
@@ -288,6 +295,8 @@ class _Session:
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(state.get("generator_ema", state["generator"]))
         self.fixed_noise = state["fixed_noise"].cpu()
         self.start_it = int(state["iteration"])
         self.resumed = True
@@ -314,6 +323,14 @@ class _Session:
             return images
         return images + sigma * torch.randn(images.shape, generator=rng).to(self.device)
 
+    def _aug(self, images: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
+        return diff_augment(images, self.policy, rng) if rng is not None else images
+
+    def _r1_term(self, real_in: torch.Tensor) -> torch.Tensor | float:
+        if self.cfg.r1_gamma <= 0:
+            return 0.0
+        return 0.5 * self.cfg.r1_gamma * r1_penalty(self.discriminator, real_in)
+
     def step(self, it: int) -> tuple[list[float], int, int]:
         """Iteration ``it`` (0-based): D on a real and a fake batch, then G; returns the log values."""
         cfg = self.cfg
@@ -322,24 +339,28 @@ class _Session:
                         generator=torch_stream(cfg.seed, "latent", self.rank, it)).to(self.device)
         sigma = cfg.instance_noise * max(0.0, 1.0 - it / self.total)
         noise_rng = torch_stream(cfg.seed, "instance_noise", self.rank, it) if sigma > 0 else None
+        aug_rng = torch_stream(cfg.seed, "augment", self.rank, it) if self.policy else None
         real_target, fake_target, gen_target = self.targets
 
-        # (1) D: maximise log D(x) + log(1 - D(G(z)))
+        # (1) D: maximise log D(x) + log(1 - D(G(z))); DiffAugment on every image D sees
         self.opt_d.zero_grad(set_to_none=True)
-        out_real = self.d_train(self._noisy(real, sigma, noise_rng))
+        real_in = self._aug(self._noisy(real, sigma, noise_rng), aug_rng)
+        out_real = self.d_train(real_in)
         err_d_real = self.criterion(out_real, real_target)
-        err_d_real.backward()
+        (err_d_real + self._r1_term(real_in)).backward()
         fake = self._noisy(self.g_train(z), sigma, noise_rng)
-        out_fake = self.d_train(fake.detach())
+        out_fake = self.d_train(self._aug(fake.detach(), aug_rng))
         err_d_fake = self.criterion(out_fake, fake_target)
         err_d_fake.backward()
         self.opt_d.step()
         # (2) G: maximise log D(G(z)) (non-saturating)
         self.opt_g.zero_grad(set_to_none=True)
-        out_gen = self.d_train(fake)
+        out_gen = self.d_train(self._aug(fake, aug_rng))
         err_g = self.criterion(out_gen, gen_target)
         err_g.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
 
         stats = torch.stack([
             (err_d_real + err_d_fake).detach(), err_g.detach(),
@@ -400,13 +421,16 @@ class _Session:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "fixed_noise": self.fixed_noise,
+            **({"generator_ema": self.ema.model.state_dict()} if self.ema is not None else {}),
             "random_streams": {"rule": RANDOM_STREAMS_RULE, "seed": cfg.seed},
         }, self.paths["last"])
 
     def sample(self, iteration: int) -> None:
-        self.generator.eval()
+        """Fixed-noise samples from the generator synthesis will use (the EMA one when on)."""
+        model = self.ema.model if self.ema is not None else self.generator
+        model.eval()
         with torch.no_grad():
-            images = model_to_uint8(self.generator(self.fixed_noise.to(self.device)))
+            images = model_to_uint8(model(self.fixed_noise.to(self.device)))
         self.generator.train()
         self.paths["samples"].mkdir(parents=True, exist_ok=True)
         np.save(self.paths["samples"] / f"iter_{iteration:06d}.npy", images)

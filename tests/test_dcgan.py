@@ -12,11 +12,10 @@ from mammo_lib.dcgan import (
     CheckpointError,
     Discriminator,
     Generator,
-    generate_synthetic_patches,
     load_generator,
-    regenerate_patches,
     save_checkpoint_atomic,
 )
+from mammo_lib.dcgan_synthesis import generate_synthetic_patches, regenerate_patches
 from mammo_lib.fileio import file_sha256
 from mammo_lib.patch_store import MANIFEST_COLUMNS, open_patch_store
 from mammo_lib.testing import toy_lesion_patches

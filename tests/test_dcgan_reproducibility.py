@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from mammo_lib.dcgan import generate_synthetic_patches, generator_digest, load_checkpoint
+from mammo_lib.dcgan import load_checkpoint
 from mammo_lib.dcgan_config import TrainConfig, deviations_from_paper, training_plan_markdown
 from mammo_lib.dcgan_figures import tile_patches
 from mammo_lib.dcgan_files import LOG_COLUMNS, dcgan_paths
 from mammo_lib.dcgan_rng import epoch_order, stream_seed, torch_stream
+from mammo_lib.dcgan_synthesis import generate_synthetic_patches, generator_digest
 from mammo_lib.dcgan_training import _parse_args, train_dcgan
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.testing import write_toy_lesion_store

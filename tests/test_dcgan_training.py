@@ -205,8 +205,8 @@ def test_resume_on_changed_patches_starts_afresh(toy_store, tmp_path):
 
 
 def test_lesion_classes_filter_training_data_fingerprint_and_cli(toy_store, tmp_path):
-    from mammo_lib.dcgan import generate_synthetic_patches
     from mammo_lib.dcgan_files import load_training_patches, training_data_fingerprint
+    from mammo_lib.dcgan_synthesis import generate_synthetic_patches
     from mammo_lib.dcgan_training import _parse_args
     from mammo_lib.lesion_classes import LesionClassError
     from mammo_lib.patch_store import open_patch_store

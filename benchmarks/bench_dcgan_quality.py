@@ -1,0 +1,202 @@
+"""Benchmark: how realistic are the DCGAN's lesions for the same CPU time, per training option?
+
+Trains the baseline (stage 02's settings before issue 15: the ``default`` profile's widths,
+batch, label smoothing and instance noise, transposed convolutions) and candidate combinations of
+the options of issue 15 (DiffAugment, EMA of G, resize-convolution G, spectral norm in D, TTUR,
+R1) for the same CPU time on one thread, on the lesion patches of a run folder where stage 01 has
+run (the phantom of the default study, or MIAS: run stage 01 with ``-p source_kind=mias``). Each
+candidate first trains a few iterations to measure its CPU seconds per iteration
+(``time.process_time``, which other processes on the machine do not inflate), then trains
+``budget / cost`` iterations from scratch, so schedules such as the annealing of instance noise
+run to their end and the iteration count does not depend on the machine's load.
+
+For every candidate it synthesises ``--n-synthetic`` patches and prints, all computed by the
+study's own stage 03/04 code:
+
+- ``1nn_px`` / ``1nn_cnn``: leave-one-out 1-NN two-sample accuracy (0.5: indistinguishable) on
+  raw pixels and on the lesion CNN's features (``realism_metrics.one_nn_accuracy``;
+  ``lesion_cnn.train_lesion_cnn`` on real lesion vs normal patches, trained once);
+- ``fd/yard``: the pixel-space Fréchet distance of half the real set vs half the synthetic set,
+  over the real split-half yardstick (``realism_metrics.frechet_distance_pca``; 1 means "as
+  different as two halves of the real set");
+- ``P R D C``: precision, recall, density, coverage in pixel space (``realism_metrics.prdc``);
+- ``auc_px`` / ``auc_spec``: the two machine observers of stage 04 (``patch_features`` "pixels" and
+  "spectrum" with stage 04's logistic regression), trained on half the real and synthetic patches
+  and scored on the other half; AUC (``auc_stats.auc_mann_whitney``) of P(real), 0.5 is chance.
+
+Every line carries the machine's load (``os.getloadavg``) at that moment: on a shared machine CPU
+figures are noisy, the quality figures are not (training is bit-reproducible for a given
+iteration count).
+
+    .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default          # 240 s each
+    .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default --quick  # 60 s each
+    .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/mias --candidates baseline,chosen
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mammo_lib.dcgan_config import TrainConfig
+from mammo_lib.dcgan_rng import numpy_stream
+from mammo_lib.dcgan_synthesis import generate_synthetic_patches
+from mammo_lib.dcgan_training import train_dcgan
+from mammo_lib.patch_store import open_patch_store
+from mammo_lib.run_folder import lesion_store_path, normal_store_path
+
+REPO = Path(__file__).resolve().parents[1]
+AUGMENT = "color,translation,cutout"
+# each candidate: overrides of the baseline settings
+CANDIDATES = {
+    "baseline": {},
+    "diffaug": {"diffaugment": AUGMENT},
+    "ema": {"ema_decay": 0.99},
+    "resize": {"upsampling": "resize_conv"},
+    "sn": {"spectral_norm": True},
+    "ttur": {"lr_d": 4e-4, "lr_g": 1e-4},
+    "r1": {"r1_gamma": 1.0},
+    "diffaug+ema": {"diffaugment": AUGMENT, "ema_decay": 0.99},
+    "diffaug+ema+resize": {"diffaugment": AUGMENT, "ema_decay": 0.99, "upsampling": "resize_conv"},
+    "chosen": {},  # filled from the default profile in notebooks/params/02_train_dcgan.json
+}
+BASELINE = dict(batch_size=16, latent_dim=200, ngf=16, ndf=16, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+                label_smoothing=0.1, instance_noise=0.3)
+
+
+def load() -> str:
+    return "load {:.2f}/{:.2f}/{:.2f}".format(*os.getloadavg())
+
+
+def default_profile_config() -> dict:
+    """The default profile's TrainConfig fields (what notebook 02 would train)."""
+    table = json.loads((REPO / "notebooks" / "params" / "02_train_dcgan.json").read_text())["default"]
+    names = set(TrainConfig.__dataclass_fields__) - {"max_iterations", "epochs", "time_budget_s", "num_threads",
+                                                     "checkpoint_every", "sample_every", "device", "lesion_classes"}
+    return {k: v for k, v in table.items() if k in names}
+
+
+def cpu_seconds_per_iteration(store: Path, cfg: TrainConfig, out: Path, iterations: int) -> float:
+    """CPU seconds of one iteration of ``cfg`` (after one warm-up iteration)."""
+    probe = TrainConfig(**{**cfg.__dict__, "max_iterations": 1, "checkpoint_every": 10**6, "sample_every": 10**6})
+    train_dcgan(store, out, probe, resume=False)
+    probe.max_iterations = iterations + 1
+    start = time.process_time()
+    train_dcgan(store, out, probe, resume=True)
+    return (time.process_time() - start) / iterations
+
+
+def machine_observer_auc(real: np.ndarray, synthetic: np.ndarray, kind: str, seed: int) -> float:
+    """Stage 04's machine observer (features and classifier) trained on half, AUC on the other half."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mammo_lib.auc_stats import auc_mann_whitney
+    from mammo_lib.machine_observer import patch_features
+
+    rng = numpy_stream(seed, "figure")
+    pr, ps = rng.permutation(len(real)), rng.permutation(len(synthetic))
+    hr, hs = len(real) // 2, len(synthetic) // 2
+    fr, fs = patch_features(real, kind), patch_features(synthetic, kind)
+    x_train = np.concatenate([fr[pr[:hr]], fs[ps[:hs]]])
+    y_train = np.r_[np.ones(hr), np.zeros(hs)]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000,
+                                                               random_state=seed))
+    model.fit(x_train, y_train)
+    x_test = np.concatenate([fr[pr[hr:]], fs[ps[hs:]]])
+    y_test = np.r_[np.ones(len(real) - hr), np.zeros(len(synthetic) - hs)]
+    return float(auc_mann_whitney(model.predict_proba(x_test)[:, 1], y_test))
+
+
+def quality(real: np.ndarray, synthetic: np.ndarray, cnn, seed: int) -> dict:
+    from mammo_lib import realism_metrics as rm
+    from mammo_lib.lesion_cnn import cnn_features
+    from mammo_lib.patch_arrays import flatten_pixels
+
+    px_r, px_s = flatten_pixels(real).astype(np.float64), flatten_pixels(synthetic).astype(np.float64)
+    fd = rm.frechet_distance_pca(px_r, px_s, 32, n_bootstrap=20, seed=seed)
+    prdc = rm.prdc(px_r, px_s, k=5, n_bootstrap=20, seed=seed)
+    return {
+        "1nn_px": rm.one_nn_accuracy(px_r, px_s, n_bootstrap=20, seed=seed)["value"],
+        "1nn_cnn": rm.one_nn_accuracy(cnn_features(cnn, real), cnn_features(cnn, synthetic), n_bootstrap=20,
+                                      seed=seed)["value"],
+        "fd": fd["real_half_vs_synthetic_half"], "yard": fd["real_split_half"],
+        "P": prdc["precision"]["value"], "R": prdc["recall"]["value"],
+        "D": prdc["density"]["value"], "C": prdc["coverage"]["value"],
+        "auc_px": machine_observer_auc(real, synthetic, "pixels", seed),
+        "auc_spec": machine_observer_auc(real, synthetic, "spectrum", seed),
+    }
+
+
+def run_candidate(name: str, overrides: dict, store: Path, real: np.ndarray, cnn, args, tmp: Path) -> dict:
+    base = {**BASELINE, "seed": args.seed, "num_threads": 1, "progress": False, "device": "cpu"}
+    cfg = TrainConfig(**{**base, **overrides, "max_iterations": 10, "checkpoint_every": 10**6,
+                         "sample_every": 10**6})
+    per_it = cpu_seconds_per_iteration(store, cfg, tmp / f"{name}-probe", args.probe_iterations)
+    iterations = max(1, int(args.budget / per_it))
+    cfg.max_iterations, cfg.time_budget_s = iterations, 4 * args.budget  # the wall-clock limit is a safety net
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    result = train_dcgan(store, tmp / name, cfg, resume=False)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    synthetic_path = generate_synthetic_patches(result.checkpoint, n=args.n_synthetic, seed=args.seed,
+                                                out_store=tmp / f"{name}-synthetic.zarr", device="cpu")
+    metrics = quality(real, open_patch_store(synthetic_path).load(), cnn, args.seed)
+    return {"name": name, "iterations": result.iterations_done, "stopped": result.stopped, "cpu_s": cpu,
+            "wall_s": wall, "s_per_it": per_it, **metrics}
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['name']:<20} it {r['iterations']:>5} cpu {r['cpu_s']:6.1f}s wall {r['wall_s']:6.1f}s | "
+            f"1nn_px {r['1nn_px']:.3f} 1nn_cnn {r['1nn_cnn']:.3f} fd/yard {r['fd']:.1f}/{r['yard']:.1f}"
+            f"={r['fd'] / r['yard']:.2f} | P {r['P']:.2f} R {r['R']:.2f} D {r['D']:.2f} C {r['C']:.2f} | "
+            f"auc_px {r['auc_px']:.3f} auc_spec {r['auc_spec']:.3f} | {r['stopped']} | {load()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", default=str(REPO / "runs" / "default"),
+                        help="run folder with patches/lesion.zarr and normal.zarr from stage 01")
+    parser.add_argument("--budget", type=float, default=240.0, help="CPU seconds of training per candidate")
+    parser.add_argument("--quick", action="store_true", help="60 CPU seconds per candidate")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
+    parser.add_argument("--n-synthetic", type=int, default=500)
+    parser.add_argument("--probe-iterations", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.quick:
+        args.budget = 60.0
+    run_dir = Path(args.run_dir)
+    store = lesion_store_path(run_dir)
+    if not store.exists():
+        sys.exit(f"{store} does not exist: run stage 01 first, e.g. .venv/bin/python -m mammo_lib.runner "
+                 f"--profile default --name {run_dir.name} --only 01")
+    CANDIDATES["chosen"] = {k: v for k, v in default_profile_config().items() if k not in ("seed",)}
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        sys.exit(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    torch.set_num_threads(1)
+    from mammo_lib.lesion_cnn import train_lesion_cnn
+
+    real = open_patch_store(store).load()
+    normal = open_patch_store(normal_store_path(run_dir)).load()
+    cnn = train_lesion_cnn(real, normal, seed=args.seed, n_threads=1)
+    print(f"{len(real)} real lesion patches of {real.shape[1]} px from {store}; {args.n_synthetic} synthetic per "
+          f"candidate; {args.budget:g} CPU s of training each on 1 thread; {load()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(format_row(run_candidate(name, CANDIDATES[name], store, real, cnn, args, Path(tmp))), flush=True)
+    print("targets (default profile): auc_spec <= 0.90, 1nn_px <= 0.65, fd/yard <= 1.3")
+
+
+if __name__ == "__main__":
+    main()

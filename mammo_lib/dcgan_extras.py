@@ -1,0 +1,167 @@
+"""Stage 02 options for data-efficient GAN training on few lesions: DiffAugment, EMA of G, R1.
+
+Each is off unless chosen in :class:`mammo_lib.dcgan_config.TrainConfig`; the paper's DCGAN uses
+none of them. All randomness comes from the explicit ``torch.Generator`` passed in (the
+``"augment"`` stream of :mod:`mammo_lib.dcgan_rng`), so training stays bit-identical on resume.
+
+- :func:`diff_augment`: differentiable augmentation of *both* real and generated images
+  whenever D sees them (in D's and in G's update), so D cannot memorise the few real patches
+  and G is not pushed to reproduce the augmentations (Zhao, Liu, Lin, Zhu & Han, "Differentiable
+  Augmentation for Data-Efficient GAN Training", NeurIPS 2020). Policies as in that paper, for
+  single-channel images in [-1, 1]: ``color`` (brightness shift U(-0.5, 0.5), contrast factor
+  U(0.5, 1.5) around each image's mean; the paper's saturation has no meaning for one channel),
+  ``translation`` (shift by up to 1/8 of the side, filled with 0 = mid grey), ``cutout`` (one
+  square of half the side set to 0). Written here in plain torch: kornia's random augmentations
+  draw from torch's global generator and accept no ``generator=`` (kornia issue #4427), which
+  would break the keyed random streams and the bit-identical resume.
+- :class:`GeneratorEMA`: an exponential moving average of G's weights, used for samples and
+  synthesis (Karras, Aila, Laine & Lehtinen, "Progressive Growing of GANs", ICLR 2018;
+  Yazıcı et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019).
+- :func:`r1_penalty`: gamma/2 * E ||grad_x D(x)||^2 on real images (Mescheder, Geiger &
+  Nowozin, "Which Training Methods for GANs do actually Converge?", ICML 2018).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str | None) -> tuple[str, ...]:
+    """``"color,translation"`` -> ``("color", "translation")``; ``""``/None -> ``()``.
+
+    Raises
+    ------
+    ValueError
+        When a name is not one of :data:`AUGMENT_POLICIES`.
+    """
+    names = tuple(p.strip() for p in (policy or "").split(",") if p.strip())
+    unknown = [p for p in names if p not in AUGMENT_POLICIES]
+    if unknown:
+        raise ValueError(f"unknown DiffAugment policy {unknown}; choose from {list(AUGMENT_POLICIES)} "
+                         "(comma-separated, e.g. 'color,translation,cutout')")
+    return names
+
+
+def _uniform(n: int, rng: torch.Generator, low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, 1, 1, 1, generator=rng)
+
+
+def _color(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    x = x + _uniform(n, rng, -0.5, 0.5).to(x.device)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * _uniform(n, rng, 0.5, 1.5).to(x.device) + mean
+
+
+def _translation(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+    n, _, h, w = x.shape
+    sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    ty = torch.randint(-sy, sy + 1, (n, 1), generator=rng).to(x.device)
+    tx = torch.randint(-sx, sx + 1, (n, 1), generator=rng).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + ty + sy).clamp(0, h + 2 * sy - 1)  # (n, h)
+    cols = (torch.arange(w, device=x.device)[None, :] + tx + sx).clamp(0, w + 2 * sx - 1)  # (n, w)
+    padded = nn.functional.pad(x, (sx, sx, sy, sy))
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2)
+
+
+def _cutout(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=rng).to(x.device)
+    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=rng).to(x.device)
+    yy = torch.arange(h, device=x.device)[None, :, None]
+    xx = torch.arange(w, device=x.device)[None, None, :]
+    top, left = cy - ch // 2, cx - cw // 2  # the square may reach past the edge, as in Zhao et al.
+    inside = (yy >= top) & (yy < top + ch) & (xx >= left) & (xx < left + cw)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+_OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
+
+
+def diff_augment(images: torch.Tensor, policy: tuple[str, ...], rng: torch.Generator) -> torch.Tensor:
+    """Differentiable augmentation of a batch, one random draw per image (Zhao et al. 2020).
+
+    Parameters
+    ----------
+    images : float tensor, shape (B, 1, H, W)
+        Images in G's scale [-1, 1] (real or generated; gradients flow through).
+    policy : tuple of str
+        Policies from :func:`parse_policy`, applied in the order color, translation, cutout.
+    rng : torch.Generator
+        CPU generator of the augmentation parameters.
+
+    Returns
+    -------
+    float tensor, shape (B, 1, H, W)
+        ``images`` itself when ``policy`` is empty.
+
+    References
+    ----------
+    S. Zhao, Z. Liu, J. Lin, J.-Y. Zhu, S. Han, "Differentiable Augmentation for Data-Efficient
+    GAN Training", NeurIPS 2020.
+    """
+    for name in AUGMENT_POLICIES:
+        if name in policy:
+            images = _OPS[name](images, rng)
+    return images
+
+
+class GeneratorEMA:
+    """An exponential moving average of G: after each G step, ``ema = decay * ema + (1 - decay) * G``
+    for the weights; batch-norm running statistics are copied from G.
+
+    References
+    ----------
+    T. Karras, T. Aila, S. Laine, J. Lehtinen, "Progressive Growing of GANs for Improved
+    Quality, Stability, and Variation", ICLR 2018.
+    """
+
+    def __init__(self, generator: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.model = copy.deepcopy(generator).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, generator: nn.Module) -> None:
+        """Move the average one step towards ``generator``'s current weights."""
+        for avg, cur in zip(self.model.parameters(), generator.parameters(), strict=True):
+            avg.lerp_(cur.detach(), 1.0 - self.decay)
+        for avg, cur in zip(self.model.buffers(), generator.buffers(), strict=True):
+            avg.copy_(cur)
+
+
+def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 over a real batch (multiply by gamma / 2 for the R1 term).
+
+    Parameters
+    ----------
+    discriminator : torch.nn.Module
+        D, returning one logit per image.
+    real : float tensor, shape (B, 1, H, W)
+        The real images D saw (augmented if augmentation is on).
+
+    Returns
+    -------
+    scalar tensor
+        Differentiable with respect to D's weights.
+
+    References
+    ----------
+    L. Mescheder, A. Geiger, S. Nowozin, "Which Training Methods for GANs do actually
+    Converge?", ICML 2018.
+    """
+    real = real.detach().requires_grad_(True)
+    out = discriminator(real)
+    (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()

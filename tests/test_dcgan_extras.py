@@ -1,0 +1,142 @@
+"""Stage 02 options for few training patches (issue 15): DiffAugment, EMA of G, R1, resize-convolution
+G, spectral norm in D; each recorded in checkpoint and synthetic store, each resumable bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mammo_lib.dcgan import Architecture, Discriminator, Generator, load_checkpoint, load_generator
+from mammo_lib.dcgan_config import TrainConfig, deviations_from_paper
+from mammo_lib.dcgan_extras import GeneratorEMA, diff_augment, parse_policy, r1_penalty
+from mammo_lib.dcgan_synthesis import generate_synthetic_patches, generator_digest
+from mammo_lib.dcgan_training import train_dcgan
+from mammo_lib.patch_store import open_patch_store
+from mammo_lib.testing import write_toy_lesion_store
+
+TINY = dict(batch_size=8, latent_dim=16, ngf=8, ndf=8, num_threads=1, progress=False, sample_every=1000)
+ALL_OPTIONS = dict(upsampling="resize_conv", spectral_norm=True, diffaugment="color,translation,cutout",
+                   ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4)
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory):
+    return write_toy_lesion_store(tmp_path_factory.mktemp("store") / "lesion.zarr", n=64, size=32, seed=0)
+
+
+def _rng(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_policy_parsing():
+    assert parse_policy("") == () and parse_policy(None) == ()
+    assert parse_policy(" cutout, color ") == ("cutout", "color")
+    with pytest.raises(ValueError, match="unknown DiffAugment policy \\['colour'\\]"):
+        parse_policy("colour")
+    with pytest.raises(ValueError, match="DiffAugment"):
+        TrainConfig(diffaugment="flip")
+
+
+def test_diff_augment_ops_are_differentiable_and_keyed():
+    x = torch.linspace(-1, 1, 4 * 32 * 32).reshape(4, 1, 32, 32).requires_grad_(True)
+    assert diff_augment(x, (), _rng()) is x
+    out = diff_augment(x, ("color", "translation", "cutout"), _rng(1))
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    again = diff_augment(x.detach(), ("color", "translation", "cutout"), _rng(1))
+    assert torch.equal(out.detach(), again)
+    assert not torch.equal(again, diff_augment(x.detach(), ("color", "translation", "cutout"), _rng(2)))
+
+
+def test_translation_shifts_and_cutout_blanks_half_the_side():
+    img = torch.zeros(1, 1, 32, 32)
+    img[0, 0, 16, 16] = 1.0
+    moved = [diff_augment(img, ("translation",), _rng(s)) for s in range(20)]
+    positions = {tuple(torch.nonzero(m[0, 0])[0].tolist()) for m in moved if m.sum() == 1}
+    assert len(positions) > 5 and all(abs(r - 16) <= 4 and abs(c - 16) <= 4 for r, c in positions)
+    ones = torch.ones(40, 1, 32, 32)
+    cut = diff_augment(ones, ("cutout",), _rng(0))
+    zeros_per_image = (cut == 0).flatten(1).sum(1)
+    assert (zeros_per_image > 0).all() and zeros_per_image.max() == 16 * 16  # squares of half the side
+    assert ((cut == 0) | (cut == 1)).all()
+    colour = diff_augment(ones, ("color",), _rng(0))
+    assert not torch.allclose(colour.mean((1, 2, 3)), ones.mean((1, 2, 3)))
+
+
+def test_ema_follows_generator_and_r1_is_a_gradient_norm():
+    arch = Architecture(image_size=32, latent_dim=8, ngf=4, ndf=4)
+    generator = Generator(arch, rng=_rng(0))
+    ema = GeneratorEMA(generator, decay=0.75)
+    before = [p.clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(1.0)
+    ema.update(generator)
+    for old, avg in zip(before, ema.model.parameters(), strict=True):
+        torch.testing.assert_close(avg, old + 0.25)
+    with pytest.raises(ValueError, match="ema_decay"):
+        GeneratorEMA(generator, decay=1.0)
+    discriminator = Discriminator(arch, rng=_rng(1))
+    penalty = r1_penalty(discriminator, torch.rand(4, 1, 32, 32) * 2 - 1)
+    assert penalty.item() > 0
+    penalty.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in discriminator.parameters())
+
+
+def test_resize_conv_generator_and_spectral_norm_discriminator():
+    arch = Architecture(image_size=64, latent_dim=8, ngf=4, ndf=4, upsampling="resize_conv", spectral_norm=True)
+    generator = Generator(arch, rng=_rng(0))
+    transposed = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.stride for m in transposed] == [(1, 1)]  # only the 1x1 -> 4x4 projection
+    assert sum(isinstance(m, torch.nn.Upsample) for m in generator.modules()) == 4
+    assert generator(torch.randn(2, 8)).shape == (2, 1, 64, 64)
+    torch.manual_seed(1)
+    d1 = Discriminator(arch, rng=_rng(3))
+    torch.manual_seed(2)  # the global generator does not matter
+    d2 = Discriminator(arch, rng=_rng(3))
+    for (name, a), b in zip(d1.state_dict().items(), d2.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d1.modules())
+    weight = d1.main[0].weight  # the normalised weight: largest singular value about 1
+    assert abs(torch.linalg.matrix_norm(weight.flatten(1), ord=2).item() - 1.0) < 0.05
+    with pytest.raises(ValueError, match="upsampling"):
+        Architecture(upsampling="bilinear")
+
+
+def test_all_options_train_resume_bit_identically_and_are_recorded(toy_store, tmp_path):
+    cfg = TrainConfig(max_iterations=6, checkpoint_every=3, seed=0, **TINY, **ALL_OPTIONS)
+    straight = train_dcgan(toy_store, tmp_path / "straight", cfg)
+    half = TrainConfig(**{**cfg.__dict__, "max_iterations": 3})
+    train_dcgan(toy_store, tmp_path / "resumed", half)
+    resumed = train_dcgan(toy_store, tmp_path / "resumed", cfg)
+    assert (resumed.start_iteration, resumed.iterations_done) == (3, 6)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key in ("generator", "generator_ema", "discriminator"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name}"
+    assert a["architecture"]["upsampling"] == "resize_conv" and a["architecture"]["spectral_norm"] is True
+    assert {k: a["config"][k] for k in ALL_OPTIONS} == ALL_OPTIONS
+    assert generator_digest(a["generator_ema"]) != generator_digest(a["generator"])
+
+    generator, meta = load_generator(straight.checkpoint)
+    assert meta["weights"] == "generator_ema"
+    store = open_patch_store(generate_synthetic_patches(straight.checkpoint, 4, 0, tmp_path / "syn.zarr",
+                                                        device="cpu"))
+    manifest = store.manifest
+    assert set(manifest["generator_weights"]) == {"generator_ema"}
+    assert set(manifest["generator_sha256"]) == {generator_digest(a["generator_ema"])}
+    assert set(manifest["dcgan_upsampling"]) == {"resize_conv"} and set(manifest["dcgan_ema_decay"]) == {0.9}
+    assert set(manifest["dcgan_diffaugment"]) == {"color,translation,cutout"}
+    assert store.attrs["training_options"]["r1_gamma"] == 1.0
+    with torch.no_grad():
+        ema_out = generator(torch.zeros(1, 16))
+    assert ema_out.shape == (1, 1, 32, 32) and np.isfinite(ema_out.numpy()).all()
+
+
+def test_deviation_list_names_every_option_with_its_source():
+    text = " | ".join(deviations_from_paper(TrainConfig(**ALL_OPTIONS)))
+    for source in ("Odena et al. 2016", "Miyato et al. 2018", "Zhao et al. 2020", "Karras et al. 2018",
+                   "Mescheder et al. 2018", "Heusel et al. 2017"):
+        assert source in text
