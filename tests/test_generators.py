@@ -11,13 +11,13 @@ from PIL import Image
 
 from mammo_lib.dicom_io import write_mammogram_dicom
 from mammo_lib.fileio import file_sha256
-from mammo_lib.generators import (
+from mammo_lib.generator_contract import (
     GeneratorError,
     GeneratorSpec,
-    import_generator,
     parse_generators,
     to_study_uint8,
 )
+from mammo_lib.generators import import_generator
 from mammo_lib.patch_store import open_patch_store
 
 SIZE = 16
