@@ -8,7 +8,7 @@ calls on the workers).
 Collection kinds (``source_kind``) and the modules that read them (each module's docstring
 shows the folder layout it expects):
 
-- ``"phantom"`` / ``"omidb"``: the OMI-DB-like layout the built-in phantom writes
+- ``"phantom"`` / ``"omidb-like"``: the OMI-DB-like layout the built-in phantom writes
   (:mod:`mammo_lib.readers.omidb_like`);
 - ``"cbis-ddsm"``: CBIS-DDSM description CSVs, image and ROI-mask DICOMs
   (:mod:`mammo_lib.readers.cbis_ddsm`);
@@ -43,15 +43,27 @@ __all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "open_collection",
            "pseudonymous_id", "source_folder", "vendor_table"]
 
 #: Collection kinds :func:`open_collection` understands.
-COLLECTION_KINDS = ("phantom", "omidb", "cbis-ddsm", "mias")
+COLLECTION_KINDS = ("phantom", "omidb-like", "cbis-ddsm", "mias")
 
-_KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omi-db": "omidb", "omi_db": "omidb",
+_KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omidb_like": "omidb-like",
                  "mini-mias": "mias", "minimias": "mias"}
+
+
+_READERS = {
+    "phantom": read_omidb_like,
+    "omidb-like": read_omidb_like,
+    "cbis-ddsm": read_cbis_ddsm,
+    "mias": read_mias,
+}
 
 
 def _check_root(kind: str, path: str | os.PathLike) -> tuple[str, Path]:
     kind_norm = str(kind).strip().lower()
     kind_norm = _KIND_ALIASES.get(kind_norm, kind_norm)
+    if kind_norm in ("omidb", "omi-db", "omi_db"):
+        raise ValueError(
+            f"collection kind {kind!r}: the real OPTIMAM (OMI-DB) layout is not readable yet; the "
+            "one-JSON-per-image layout of the built-in phantom is kind 'omidb-like'")
     if kind_norm not in COLLECTION_KINDS:
         raise ValueError(f"unknown collection kind {kind!r}; expected one of {', '.join(COLLECTION_KINDS)}")
     root = Path(path)
@@ -70,6 +82,7 @@ def open_collection(
     *,
     vendor_filter: str | Sequence[str] | None = None,
     progress: bool = False,
+    keep_for_processing: bool = False,
 ) -> Collection:
     """List the images and annotations of a collection (no pixel decoding).
 
@@ -85,6 +98,9 @@ def open_collection(
         ``excluded_by_vendor``. ``None`` keeps every image.
     progress : bool
         Show a plain-text tqdm bar over the annotation files (worth it for large collections).
+    keep_for_processing : bool
+        Keep FOR PROCESSING (raw) images; by default they are skipped with that reason
+        (:func:`mammo_lib.dicom_checks.usability_problem`).
 
     Returns
     -------
@@ -103,21 +119,19 @@ def open_collection(
         When ``path`` is a file.
     """
     kind, root = _check_root(kind, path)
-    if kind in ("phantom", "omidb"):
-        collection = read_omidb_like(kind, root, vendor_filter, progress)
-    elif kind == "cbis-ddsm":
-        collection = read_cbis_ddsm(root, vendor_filter, progress)
-    else:
-        collection = read_mias(root, vendor_filter)
+    reader = _READERS[kind]
+    collection = Collection(kind=kind, root=root, keep_for_processing=bool(keep_for_processing))
+    reader(collection, vendor_filter, progress)
     collection.records.sort(key=lambda r: (str(r.path), r.image_id))
     if not collection.records:
-        why = "; ".join(f"{s.path}: {s.problem}" for s in collection.skipped[:5])
-        if collection.excluded_by_vendor and not collection.skipped:
+        problems = [s for s in collection.skipped if s.kind != "vendor filter"]
+        why = "; ".join(f"{s.path}: {s.problem}" for s in problems[:5])
+        if collection.excluded_by_vendor and not problems:
             why = f"all {collection.excluded_by_vendor} images were excluded by vendor_filter={vendor_filter!r}"
         raise ValueError(
             f"no usable images in {root} (kind {kind!r}); "
             + (why or "no annotation files in the expected layout were found")
-            + (f" (and {len(collection.skipped) - 5} more skipped files)" if len(collection.skipped) > 5 else "")
+            + (f" (and {len(problems) - 5} more skipped files)" if len(problems) > 5 else "")
             + "; see mammo_lib.datasets for the layout each kind expects"
         )
     return collection

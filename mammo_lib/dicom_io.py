@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,29 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     UID,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
 )
 
+from mammo_lib.dicom_checks import (
+    DicomWarning,
+    clean_message,
+    decoder_problem,
+    describe_unreadable,
+    header_facts,
+    looks_like_raw_dataset,
+    pixel_length_problem,
+    structure_problem,
+    usability_problem,
+)
 from mammo_lib.fileio import atomic_write_bytes
+
+__all__ = ["DicomReadError", "DicomWarning", "read_dicom_header", "read_dicom_pixels",
+           "usability_problem", "write_mammogram_dicom"]
 
 #: SOP Class UID of "Digital Mammography X-Ray Image Storage - For Presentation".
 DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
@@ -50,15 +67,21 @@ DIGITAL_MAMMOGRAPHY_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 #: Root of the deterministic UIDs this project writes ("2.25." = UUID-derived, no registration).
 DEFAULT_UID_ROOT = "2.25."
 
-#: Packages that add decoders to pydicom, by transfer-syntax family (for error messages).
-_DECODER_HINT = (
-    "install the pixel-data plugins: `pip install pylibjpeg pylibjpeg-openjpeg "
-    "pylibjpeg-libjpeg` (JPEG 2000, JPEG-LS, JPEG Lossless) or `pip install python-gdcm`"
-)
+#: The keys of the ``meta`` :func:`read_dicom_pixels` returns (the header reader gives more).
+PIXEL_META_KEYS = ("manufacturer", "model_name", "photometric", "bits_stored", "rows", "cols",
+                   "laterality", "view", "pixel_spacing", "transfer_syntax")
 
 
 class DicomReadError(ValueError):
-    """A DICOM file could not be read; the message names the file and the problem."""
+    """A DICOM file could not be used; the message names the file and the problem, ``kind``
+    names the kind of problem (see :mod:`mammo_lib.dicom_checks`)."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # picklable with its kind (errors cross Dask worker boundaries)
+        return (type(self), (str(self), self.kind))
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,30 +123,84 @@ def dicom_header_meta(ds: Dataset) -> dict[str, Any]:
         "view": _tag_text(ds, "ViewPosition"),
         "pixel_spacing": spacing,
         "transfer_syntax": str(ts) if ts is not None else None,
+        "bits_allocated": int(ds.BitsAllocated) if "BitsAllocated" in ds else None,
+        **header_facts(ds),
     }
+
+
+def _fill_transfer_syntax(ds: Dataset) -> None:
+    """Give a data set read without file meta the transfer syntax it was encoded in."""
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit or implicit is None:
+        ts = ImplicitVRLittleEndian
+    else:
+        ts = ExplicitVRLittleEndian if little or little is None else ExplicitVRBigEndian
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+
+
+def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
+    """``pydicom.dcmread`` with every failure named: a non-Part-10 file (no preamble or no file
+    meta) is read with a :class:`DicomWarning`; anything else that is not DICOM raises."""
+    if not path.is_file():
+        raise DicomReadError(f"{path}: file not found (check the path and the collection folder)",
+                             "file not found")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError as exc:
+        with open(path, "rb") as fh:
+            head = fh.read(600)
+        if not looks_like_raw_dataset(head):
+            kind, message = describe_unreadable(path, exc)
+            raise DicomReadError(f"{path}: {message}", kind) from exc
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        except Exception as exc2:  # pydicom raises many types on damaged files
+            kind, message = describe_unreadable(path, exc2)
+            raise DicomReadError(f"{path}: {message}", kind) from exc2
+        warnings.warn(f"{path}: not a Part-10 file (no 128-byte preamble and 'DICM' marker); "
+                      "read anyway", DicomWarning, stacklevel=3)
+    except Exception as exc:  # pydicom raises many types on damaged files
+        kind, message = describe_unreadable(path, exc)
+        raise DicomReadError(f"{path}: {message}", kind) from exc
+    if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
+        if "PixelData" in ds or stop_before_pixels:
+            warnings.warn(f"{path}: not a Part-10 file (no file meta information); read with the "
+                          "transfer syntax it is encoded in", DicomWarning, stacklevel=3)
+        _fill_transfer_syntax(ds)
+    return ds
 
 
 def read_dicom_header(path: str | os.PathLike) -> tuple[Dataset, dict[str, Any]]:
     """Read only the header of a DICOM file (``stop_before_pixels``): fast, never decodes.
 
-    Raises :class:`DicomReadError` naming the file when it is missing, not DICOM or unreadable.
+    Parameters
+    ----------
+    path : str or path-like
+        The DICOM file.
+
+    Returns
+    -------
+    ds : pydicom.Dataset
+        The header.
+    meta : dict
+        :func:`dicom_header_meta`: vendor, geometry, photometric interpretation, Modality, SOP
+        class, Presentation Intent Type, Pixel Intensity Relationship, number of frames.
+
+    Raises
+    ------
+    DicomReadError
+        Naming the file: missing, empty, another format (PNG, JPEG, gzip, text, ...), a header
+        cut short, Rows or Columns 0, or implausible dimensions (``kind`` says which).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DicomReadError(f"{path}: file not found (check the path and the collection folder)")
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError as exc:
-        raise DicomReadError(
-            f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble: {exc}); "
-            "remove it from the collection or convert it to DICOM"
-        ) from exc
-    except Exception as exc:  # pydicom raises many types on damaged files
-        raise DicomReadError(
-            f"{path}: unreadable or truncated DICOM header ({type(exc).__name__}: {exc}); "
-            "re-copy or re-export the file"
-        ) from exc
-    return ds, dicom_header_meta(ds)
+    ds = _read_dataset(path, stop_before_pixels=True)
+    meta = dicom_header_meta(ds)
+    problem = structure_problem(meta)
+    if problem is not None:
+        raise DicomReadError(f"{path}: {problem[1]}", problem[0])
+    return ds, meta
 
 
 def _stored_range(ds: Dataset) -> tuple[int, int]:
@@ -131,6 +208,15 @@ def _stored_range(ds: Dataset) -> tuple[int, int]:
     if int(ds.get("PixelRepresentation", 0)) == 1:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
+
+
+def _shape_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
+    """The structural kinds of :func:`usability_problem` (not an image, multi-frame, colour):
+    whatever the study keeps, such a file cannot be read as one 2-D grey image."""
+    problem = usability_problem(meta, keep_for_processing=True)
+    if problem is not None and problem[0] in ("not an image", "multi-frame", "colour"):
+        return problem
+    return None
 
 
 def modality_values(stored: np.ndarray, ds: Dataset, photometric: str | None) -> np.ndarray:
@@ -181,9 +267,9 @@ def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, An
         MONOCHROME1 inverted (for rescale: ``slope * (max_stored + min_stored - stored) +
         intercept``), so the same picture written as MONOCHROME1 or MONOCHROME2 reads the same.
     meta : dict
-        ``manufacturer``, ``model_name``, ``photometric``, ``bits_stored``, ``rows``, ``cols``,
-        ``laterality``, ``view``, ``pixel_spacing`` (mm, ``None`` when absent) and
-        ``transfer_syntax`` (:func:`dicom_header_meta`).
+        :data:`PIXEL_META_KEYS` of :func:`dicom_header_meta`: ``manufacturer``,
+        ``model_name``, ``photometric``, ``bits_stored``, ``rows``, ``cols``, ``laterality``,
+        ``view``, ``pixel_spacing`` (mm, ``None`` when absent) and ``transfer_syntax``.
 
     Raises
     ------
@@ -193,69 +279,45 @@ def read_dicom_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, An
         is a colour image, is not 2-D, or its Modality LUT cannot be applied.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DicomReadError(f"{path}: file not found (check the path and the collection folder)")
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise DicomReadError(
-            f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble: {exc}); "
-            "remove it from the collection or convert it to DICOM"
-        ) from exc
-    except Exception as exc:
-        raise DicomReadError(
-            f"{path}: unreadable or truncated DICOM file ({type(exc).__name__}: {exc}); "
-            "re-copy or re-export the file"
-        ) from exc
+    ds = _read_dataset(path, stop_before_pixels=False)
     meta = dicom_header_meta(ds)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if "Rows" in ds or "BitsAllocated" in ds:
             raise DicomReadError(
                 f"{path}: DICOM file has no pixel data although its header describes an image "
                 f"({ds.get('Rows', '?')}x{ds.get('Columns', '?')}): the file looks truncated; "
-                "re-copy or re-export it"
-            )
+                "re-copy or re-export it", "header cut short")
         raise DicomReadError(
             f"{path}: DICOM file has no pixel data (truncated, or not an image: e.g. a "
             "structured report, a presentation state or a header-only copy); it cannot be used "
-            "as a mammogram"
-        )
-    ts = meta["transfer_syntax"] or "unknown"
+            "as a mammogram", "not an image")
+    problem = (structure_problem(meta) or _shape_problem(meta)
+               or decoder_problem(meta["transfer_syntax"]) or pixel_length_problem(ds, meta))
+    if problem is not None:
+        raise DicomReadError(f"{path}: {problem[1]}", problem[0])
+    if meta["photometric"] is None and meta["samples_per_pixel"] == 1:
+        warnings.warn(f"{path}: Photometric Interpretation is missing; read as MONOCHROME2",
+                      DicomWarning, stacklevel=2)
+        ds.PhotometricInterpretation = meta["photometric"] = "MONOCHROME2"
     try:
         stored = ds.pixel_array
     except Exception as exc:
-        message = str(exc)
+        ts = meta["transfer_syntax"] or "unknown"
         ts_name = UID(ts).name if ts != "unknown" else ts
-        if "plugin" in message.lower() or "no pixel data decoders" in message.lower() or isinstance(
-            exc, (NotImplementedError, ImportError)
-        ):
-            raise DicomReadError(
-                f"{path}: cannot decode transfer syntax {ts_name} ({ts}): {message}; "
-                f"{_DECODER_HINT}"
-            ) from exc
         raise DicomReadError(
-            f"{path}: pixel data is unreadable or truncated (transfer syntax {ts_name}; "
-            f"{type(exc).__name__}: {message}); re-copy or re-export the file"
-        ) from exc
-    if stored.ndim == 3 and stored.shape[-1] in (3, 4) and meta["photometric"] not in (
-        "MONOCHROME1",
-        "MONOCHROME2",
-    ):
-        raise DicomReadError(
-            f"{path}: colour image ({meta['photometric']}); a grey-scale mammogram is expected"
-        )
-    if stored.ndim == 3:
-        # multi-frame: use the first frame (mammograms are single-frame; tomosynthesis is not)
-        stored = stored[0]
+            f"{path}: pixel data is corrupt or truncated (transfer syntax {ts_name}; "
+            f"{type(exc).__name__}: {clean_message(exc)}); re-copy or re-export the file",
+            "corrupt pixel data") from exc
     if stored.ndim != 2:
-        raise DicomReadError(f"{path}: expected a 2-D image, got pixel array of shape {stored.shape}")
+        raise DicomReadError(f"{path}: expected a 2-D image, got pixel array of shape {stored.shape}",
+                             "not 2-D")
     try:
         pixels = modality_values(stored, ds, meta["photometric"])
     except (AttributeError, TypeError, ValueError, IndexError) as exc:
         raise DicomReadError(
             f"{path}: the Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) cannot "
             f"be applied ({type(exc).__name__}: {exc})") from exc
-    return pixels, meta
+    return pixels, {key: meta[key] for key in PIXEL_META_KEYS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +464,9 @@ def write_mammogram_dicom(
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
     ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
+    # PS3.3 C.8.11.3.1.2: -1 = higher pixel values correspond to less X-ray beam intensity
+    # (MONOCHROME2 here: bright = dense), +1 = lower values correspond to less intensity
+    ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME2" else 1
     if pixel_spacing_mm is not None:
         if isinstance(pixel_spacing_mm, (tuple, list)):
             sp = [float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])]

@@ -395,7 +395,7 @@ def extract_image_patches(record: ImageRecord, pixels: np.ndarray, params: Extra
             out.skipped.append(SkippedFile(
                 str(record.path),
                 f"lesion {lesion.lesion_id!r} ({lesion.lesion_class}) has no position: no lesion "
-                "patch, and no normal patches from this image", STAGE))
+                "patch, and no normal patches from this image", STAGE, "annotation"))
             continue
         box = lesion_box(lesion)
         boxes.append(box)
@@ -415,7 +415,7 @@ def extract_image_patches(record: ImageRecord, pixels: np.ndarray, params: Extra
                 f"lesion {lesion.lesion_id!r} ({lesion.lesion_class}) at (row "
                 f"{lesion.center_row:.0f}, col {lesion.center_col:.0f}): its window is only "
                 f"{100 * lesion_fraction:.0f}% breast, so the annotation most likely points into "
-                "the background (an annotation error); no lesion patch made", STAGE))
+                "the background (an annotation error); no lesion patch made", STAGE, "annotation"))
             continue
         crop, padded = _crop(pixels, r0, c0, window)
         patch = _finish_patch(_resize(crop, size), params, transform)

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from mammo_lib import patch_store
+from mammo_lib.dicom_checks import clean_message
 from mammo_lib.images import load_image_pixels
 from mammo_lib.patch_core import STAGE, AnnotationError, ExtractionParams, extract_image_patches
 from mammo_lib.records import ImageRecord, LesionAnnotation, SkippedFile
@@ -47,7 +48,8 @@ def run_batch(spec: BatchSpec) -> dict:
         try:
             pixels = load_image_pixels(record)
         except Exception as exc:  # any reader error becomes a skipped-file row
-            skipped.append(SkippedFile(str(record.path), _describe(exc), STAGE + ":read"))
+            skipped.append(SkippedFile(str(record.path), _describe(exc), STAGE + ":read",
+                                       getattr(exc, "kind", "unreadable")))
             t_decode += time.perf_counter() - t0
             continue
         t1 = time.perf_counter()
@@ -55,7 +57,8 @@ def run_batch(spec: BatchSpec) -> dict:
         try:
             got = extract_image_patches(record, pixels, spec.params)
         except (AnnotationError, ValueError) as exc:
-            skipped.append(SkippedFile(str(record.path), _describe(exc), STAGE + ":extract"))
+            skipped.append(SkippedFile(str(record.path), _describe(exc), STAGE + ":extract",
+                                       "annotation"))
             t_extract += time.perf_counter() - t1
             continue
         t_extract += time.perf_counter() - t1
@@ -102,7 +105,7 @@ def warm_worker() -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = clean_message(str(exc)).strip() or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 

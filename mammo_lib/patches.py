@@ -65,7 +65,7 @@ from mammo_lib.records import ImageRecord, SkippedFile, vendor_matches
 if TYPE_CHECKING:
     from mammo_lib.records import Collection
 
-SKIPPED_COLUMNS = ("path", "problem", "stage")
+SKIPPED_COLUMNS = ("path", "problem", "stage", "kind")
 
 
 class ExtractionError(RuntimeError):
@@ -121,7 +121,8 @@ def _write_skipped(path: Path, skipped: list[SkippedFile], run_dir: Path) -> Non
     rows = []
     for s in skipped:
         rel = relative_to_run(s.path, run_dir)
-        rows.append({"path": rel, "problem": s.problem.replace(s.path, rel), "stage": s.stage})
+        rows.append({"path": rel, "problem": s.problem.replace(s.path, rel), "stage": s.stage,
+                     "kind": s.kind})
     table = pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
     atomic_write_text(path, table.to_csv(index=False))
 
@@ -168,8 +169,15 @@ def _collect_records(collection: Collection | Sequence[ImageRecord],
         skipped = list(getattr(collection, "skipped", []))
         kind, root = collection.kind, Path(collection.root)
         excluded = int(getattr(collection, "excluded_by_vendor", 0))
-    kept = [r for r in records if vendor_matches(vendor_filter, r.manufacturer, r.model_name)]
-    excluded += len(records) - len(kept)
+    kept = []
+    for r in records:
+        if vendor_matches(vendor_filter, r.manufacturer, r.model_name):
+            kept.append(r)
+        else:
+            excluded += 1
+            skipped.append(SkippedFile(
+                str(r.path), f"left out by vendor_filter: Manufacturer {r.manufacturer or '(none)'!r}, "
+                f"model {r.model_name or '(none)'!r}", STAGE, "vendor filter"))
     records = sorted(kept, key=lambda r: (r.image_id, str(r.path)))
     ids = [r.image_id for r in records]
     if len(set(ids)) != len(ids):

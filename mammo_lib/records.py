@@ -58,15 +58,25 @@ class ImageRecord:
     manufacturer: str | None = None
     model_name: str | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    #: DICOM facts for filters and reports (None for non-DICOM sources)
+    photometric: str | None = None
+    presentation_intent: str | None = None  # "FOR PRESENTATION" / "FOR PROCESSING"
+    sop_class: str | None = None  # SOP class name, e.g. "Digital Mammography X-Ray Image ..."
+    n_frames: int = 1
 
 
 @dataclass
 class SkippedFile:
-    """A file a stage could not use, and why (written to the run folder's skipped-files report)."""
+    """A file a stage could not use, and why (written to the run folder's skipped-files report).
+
+    ``kind`` names the kind of problem in a few words (e.g. ``"multi-frame"``, ``"not DICOM"``,
+    ``"vendor filter"``, ``"annotation"``), so a report can be grouped by it.
+    """
 
     path: str
     problem: str
     stage: str = ""
+    kind: str = ""
 
 
 @dataclass
@@ -78,6 +88,15 @@ class Collection:
     records: list[ImageRecord] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     excluded_by_vendor: int = 0
+    keep_for_processing: bool = False  # keep FOR PROCESSING (raw) images
+
+    def exclude_by_vendor(self, path: str | Path, manufacturer: str | None,
+                          model_name: str | None, stage: str = "datasets") -> None:
+        """Count an image left out by the vendor filter and list it, with its vendor."""
+        self.excluded_by_vendor += 1
+        self.skipped.append(SkippedFile(
+            str(path), f"left out by vendor_filter: Manufacturer {manufacturer or '(none)'!r}, "
+            f"model {model_name or '(none)'!r}", stage, "vendor filter"))
 
     def n_lesions(self) -> int:
         """Number of annotated lesions over all records."""

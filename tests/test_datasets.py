@@ -60,7 +60,7 @@ def test_phantom_reader_lists_every_image_with_its_marks(phantom_root):
         assert len(record.image_id) == 16 and patient_id not in record.image_id
         assert info["client_id"] not in record.image_id
     assert len({r.image_id for r in collection.records}) == 12
-    assert open_collection("omidb", phantom_root, progress=True).records[0].source_kind == "omidb"
+    assert open_collection("omidb-like", phantom_root, progress=True).records[0].source_kind == "omidb-like"
 
 
 def test_vendor_filter_is_a_case_insensitive_substring_on_manufacturer_or_model(phantom_root):
@@ -122,11 +122,11 @@ def test_a_collection_with_nothing_usable_fails_clearly(tmp_path):
     folder.mkdir(parents=True)
     (folder / "img.json").write_text(json.dumps({"image": {"file": "img.dcm"}, "marks": []}))
     with pytest.raises(ValueError, match=r"no usable images in .*img\.json: annotation points at a missing image"):
-        open_collection("omidb", tmp_path)
+        open_collection("omidb-like", tmp_path)
 
 
 def test_wrong_kind_missing_and_empty_folders(tmp_path):
-    with pytest.raises(ValueError, match="unknown collection kind 'ddsm'.*phantom, omidb, cbis-ddsm, mias"):
+    with pytest.raises(ValueError, match="unknown collection kind 'ddsm'.*phantom, omidb-like, cbis-ddsm, mias"):
         open_collection("ddsm", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"nowhere does not exist"):
         open_collection("mias", tmp_path / "nowhere")
@@ -141,7 +141,7 @@ def test_wrong_kind_missing_and_empty_folders(tmp_path):
         open_collection("cbis-ddsm", tmp_path / "other")
     with pytest.raises(ValueError, match=r"no usable images in .*other"):
         open_collection("phantom", tmp_path / "other")
-    assert COLLECTION_KINDS == ("phantom", "omidb", "cbis-ddsm", "mias")
+    assert COLLECTION_KINDS == ("phantom", "omidb-like", "cbis-ddsm", "mias")
     with pytest.raises(ValueError, match=r"other: no CBIS-DDSM description CSV"):
         open_collection("CBIS_DDSM", tmp_path / "other")  # spelling variants are accepted
 

@@ -245,3 +245,13 @@ def test_modality_lut_sequence_is_applied(tmp_path, photometric):
     np.testing.assert_array_equal(pixels, mapped.astype(np.float32))
     # the picture as seen (img, brighter = denser) maps monotonically in both interpretations
     assert np.corrcoef(pixels.ravel(), img.ravel())[0, 1] > 0.99
+
+
+def test_pixel_intensity_relationship_sign_follows_ps3_3(tmp_path):
+    """PS3.3 C.8.11.3.1.2: -1 when higher values mean less X-ray intensity (MONOCHROME2 of a
+    mammogram: bright = dense), +1 when lower values do (MONOCHROME1)."""
+    for photometric, sign in (("MONOCHROME2", -1), ("MONOCHROME1", 1)):
+        path = write_mammogram_dicom(tmp_path / f"{photometric}.dcm", _picture(12, shape=(16, 16)),
+                                     photometric=photometric, bits_stored=12)
+        ds = pydicom.dcmread(path)
+        assert ds.PixelIntensityRelationship == "LOG" and ds.PixelIntensityRelationshipSign == sign

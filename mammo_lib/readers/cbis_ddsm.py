@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from mammo_lib.dicom_io import DicomReadError, read_dicom_pixels
-from mammo_lib.readers.common import STAGE, annotated_image_header, progress, pseudonymous_id
+from mammo_lib.readers.common import (
+    STAGE,
+    annotated_image_header,
+    dicom_record_fields,
+    progress,
+    pseudonymous_id,
+)
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
 _CBIS_IMAGE = "image file path"
@@ -164,10 +170,10 @@ def _image_lesions(root: Path, rows: list[Row], image_id: str, shape: tuple[int,
     return lesions, None
 
 
-def read_cbis_ddsm(root: Path, vendor_filter: str | Sequence[str] | None,
+def read_cbis_ddsm(collection: Collection, vendor_filter: str | Sequence[str] | None,
                    show_progress: bool = False) -> Collection:
-    """Read a CBIS-DDSM folder (see the module docstring) into a :class:`Collection`."""
-    collection = Collection(kind="cbis-ddsm", root=root)
+    """Fill ``collection`` (its ``root`` set) from a CBIS-DDSM folder (see the module docstring)."""
+    root = collection.root
     rows_by_image = _description_rows(root, collection)
     for rel, rows in progress(sorted(rows_by_image.items()), show_progress,
                               "reading CBIS-DDSM images and masks"):
@@ -181,14 +187,16 @@ def read_cbis_ddsm(root: Path, vendor_filter: str | Sequence[str] | None,
         if meta is None:
             continue
         if not vendor_matches(vendor_filter, meta["manufacturer"], meta["model_name"]):
-            collection.excluded_by_vendor += 1
+            collection.exclude_by_vendor(image_path, meta["manufacturer"], meta["model_name"])
             continue
         image_id = pseudonymous_id(root, image_path)
         lesions, problem = _image_lesions(root, rows, image_id, (meta["rows"], meta["cols"]))
         if problem is not None:
-            collection.skipped.append(SkippedFile(problem[0], problem[1], STAGE))
+            collection.skipped.append(SkippedFile(problem[0], problem[1], STAGE, "annotation"))
             continue
         side = first.get("left or right breast", "").strip().upper()
+        fields = dicom_record_fields(meta)
+        fields["extra"]["annotation"] = str(csv_path)
         # the curated CSV is the truth for side and view; the header only fills gaps
         collection.records.append(ImageRecord(
             image_id=image_id,
@@ -199,8 +207,6 @@ def read_cbis_ddsm(root: Path, vendor_filter: str | Sequence[str] | None,
             view=first.get("image view", "").strip().upper() or meta["view"],
             manufacturer=meta["manufacturer"],
             model_name=meta["model_name"],
-            extra={key: meta[key] for key in ("rows", "cols", "photometric", "bits_stored",
-                                              "pixel_spacing", "transfer_syntax")}
-            | {"annotation": str(csv_path)},
+            **fields,
         ))
     return collection

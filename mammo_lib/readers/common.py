@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from mammo_lib.dicom_io import DicomReadError, read_dicom_header
+from mammo_lib.dicom_io import DicomReadError, read_dicom_header, usability_problem
 from mammo_lib.records import Collection, LesionAnnotation, SkippedFile
 
 #: The ``stage`` of skipped-file rows written while reading a collection.
@@ -17,15 +17,34 @@ def annotated_image_header(collection: Collection, image_path: Path, where: str)
     """Header of the image an annotation points at, or None with a skipped-file row saying why
     (missing image: the annotation's place is named; unreadable DICOM: the image is)."""
     if not image_path.is_file():
-        collection.skipped.append(
-            SkippedFile(where, f"annotation points at a missing image {image_path}", STAGE))
+        collection.skipped.append(SkippedFile(
+            where, f"annotation points at a missing image {image_path}", STAGE, "missing image"))
         return None
     try:
         _, meta = read_dicom_header(image_path)
     except DicomReadError as exc:
-        collection.skipped.append(SkippedFile(str(image_path), str(exc), STAGE))
+        collection.skipped.append(SkippedFile(str(image_path), str(exc), STAGE, exc.kind))
+        return None
+    problem = usability_problem(meta, collection.keep_for_processing)
+    if problem is not None:
+        collection.skipped.append(SkippedFile(str(image_path), f"{image_path}: {problem[1]}",
+                                              STAGE, problem[0]))
         return None
     return meta
+
+
+def dicom_record_fields(meta: dict) -> dict:
+    """The :class:`ImageRecord` fields and ``extra`` entries every DICOM reader fills from a
+    header (:func:`mammo_lib.dicom_io.read_dicom_header`)."""
+    return {
+        "photometric": meta.get("photometric"),
+        "presentation_intent": meta.get("presentation_intent"),
+        "sop_class": meta.get("sop_class"),
+        "n_frames": int(meta.get("n_frames") or 1),
+        "extra": {key: meta.get(key) for key in (
+            "rows", "cols", "photometric", "bits_stored", "pixel_spacing", "transfer_syntax",
+            "modality", "sop_class", "presentation_intent", "n_frames")},
+    }
 
 
 def pseudonymous_id(root: Path, path: Path) -> str:

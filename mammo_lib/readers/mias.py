@@ -124,15 +124,17 @@ def _mias_lesions(info: Path, ref: str, rows: list[MiasRow], shape: tuple[int, i
     return lesions, None
 
 
-def read_mias(root: Path, vendor_filter: str | Sequence[str] | None) -> Collection:
-    """Read a MIAS folder (see the module docstring) into a :class:`Collection`.
+def read_mias(collection: Collection, vendor_filter: str | Sequence[str] | None,
+              show_progress: bool = False) -> Collection:
+    """Fill ``collection`` (its ``root`` set) from a MIAS folder (see the module docstring).
 
     MIAS has no manufacturer information: a non-empty vendor filter excludes every image.
     """
-    collection = Collection(kind="mias", root=root)
+    root = collection.root
     info, rows_by_ref = _info_rows(root)
     if vendor_needles(vendor_filter):
-        collection.excluded_by_vendor = len(rows_by_ref)
+        for ref, rows in sorted(rows_by_ref.items()):
+            collection.exclude_by_vendor(f"{info}:{rows[0][0]} ({ref}: MIAS has no vendor tags)", None, None)
         return collection
     for ref, rows in sorted(rows_by_ref.items()):
         image_path = _find_mias_image(root, ref)
@@ -148,7 +150,7 @@ def read_mias(root: Path, vendor_filter: str | Sequence[str] | None) -> Collecti
             continue
         lesions, problem = _mias_lesions(info, ref, rows, (n_rows, n_cols))
         if problem is not None:
-            collection.skipped.append(SkippedFile(problem[0], problem[1], STAGE))
+            collection.skipped.append(SkippedFile(problem[0], problem[1], STAGE, "annotation"))
             continue
         number = int(ref[3:])
         collection.records.append(ImageRecord(

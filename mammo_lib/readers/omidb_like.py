@@ -21,6 +21,7 @@ from mammo_lib.readers.common import (
     STAGE,
     annotated_image_header,
     clip_bbox,
+    dicom_record_fields,
     lesion_in_bounds,
     out_of_bounds_problem,
     progress,
@@ -54,10 +55,11 @@ def _lesion_from_mark(mark: dict[str, Any], index: int, image_id: str) -> Lesion
 
 
 
-def read_omidb_like(kind: str, root: Path, vendor_filter: str | Sequence[str] | None,
+def read_omidb_like(collection: Collection, vendor_filter: str | Sequence[str] | None,
                     show_progress: bool = False) -> Collection:
-    """Read an OMI-DB-like folder (see the module docstring) into a :class:`Collection`."""
-    collection = Collection(kind=kind, root=root)
+    """Fill ``collection`` (its ``kind`` and ``root`` set) from an OMI-DB-like folder (see the
+    module docstring)."""
+    kind, root = collection.kind, collection.root
     json_files = sorted(root.glob("*/*/*.json"))
     dicoms_with_json: set[Path] = set()
     for json_path in progress(json_files, show_progress, f"reading {kind} annotations"):
@@ -82,44 +84,38 @@ def read_omidb_like(kind: str, root: Path, vendor_filter: str | Sequence[str] | 
         manufacturer = meta["manufacturer"] or image_info.get("manufacturer")
         model_name = meta["model_name"] or image_info.get("model_name")
         if not vendor_matches(vendor_filter, manufacturer, model_name):
-            collection.excluded_by_vendor += 1
+            collection.exclude_by_vendor(image_path, manufacturer, model_name)
             continue
         try:
             lesions = tuple(
                 _lesion_from_mark(m, i, image_id) for i, m in enumerate(annotation.get("marks") or [])
             )
         except (TypeError, ValueError, KeyError, IndexError) as exc:
-            collection.skipped.append(SkippedFile(str(json_path), f"malformed mark: {exc}", STAGE))
+            collection.skipped.append(SkippedFile(str(json_path), f"malformed mark: {exc}", STAGE,
+                                                  "annotation"))
             continue
         rows, cols = meta["rows"], meta["cols"]
         bad = [les for les in lesions if not lesion_in_bounds(les, rows, cols)]
         if bad:
-            collection.skipped.append(SkippedFile(str(json_path), out_of_bounds_problem(bad[0], rows, cols), STAGE))
+            collection.skipped.append(SkippedFile(str(json_path), out_of_bounds_problem(bad[0], rows, cols),
+                                                  STAGE, "annotation"))
             continue
         lesions = tuple(
             LesionAnnotation(**{**les.__dict__, "bbox": clip_bbox(les.bbox, rows, cols)}) for les in lesions
         )
-        collection.records.append(
-            ImageRecord(
-                image_id=image_id,
-                path=image_path,
-                source_kind=kind,
-                lesions=lesions,
-                laterality=meta["laterality"] or image_info.get("laterality"),
-                view=meta["view"] or image_info.get("view"),
-                manufacturer=manufacturer,
-                model_name=model_name,
-                extra={
-                    "rows": rows,
-                    "cols": cols,
-                    "photometric": meta["photometric"],
-                    "bits_stored": meta["bits_stored"],
-                    "pixel_spacing": meta["pixel_spacing"],
-                    "transfer_syntax": meta["transfer_syntax"],
-                    "annotation": str(json_path),
-                },
-            )
-        )
+        fields = dicom_record_fields(meta)
+        fields["extra"]["annotation"] = str(json_path)
+        collection.records.append(ImageRecord(
+            image_id=image_id,
+            path=image_path,
+            source_kind=kind,
+            lesions=lesions,
+            laterality=meta["laterality"] or image_info.get("laterality"),
+            view=meta["view"] or image_info.get("view"),
+            manufacturer=manufacturer,
+            model_name=model_name,
+            **fields,
+        ))
     for dcm in sorted(root.glob("*/*/*.dcm")):
         if dcm.resolve() not in dicoms_with_json:
             collection.skipped.append(
