@@ -106,3 +106,38 @@ def import_generator(spec: GeneratorSpec, out_dir: str | os.PathLike, patch_size
     attrs = {"generator": spec.name, "generator_kind": spec.kind, "options": {k: v for k, v in spec.options.items()},
              "patch_size": patch_size, "columns": list(MANIFEST_COLUMNS)}
     return _write_store_atomically(Path(out_dir) / f"{spec.name}.zarr", patches, manifest, attrs)
+
+
+def import_generators(items: list[dict] | None, synthetic_dir: str | os.PathLike, patch_size: int,
+                      seed: int = 0) -> dict[str, Path]:
+    """Stage 02's ``generators`` parameter: write the store of every source other than the DCGAN.
+
+    Every item is validated first (:func:`mammo_lib.generator_contract.parse_generators`), so a
+    mistake in the third item stops the stage before the first store is written.
+
+    Parameters
+    ----------
+    items : list of dict or None
+        The ``generators`` parameter (None: the DCGAN only).
+    synthetic_dir : str or os.PathLike
+        The run's ``synthetic/`` folder.
+    patch_size : int
+        The study's patch size in pixels.
+    seed : int
+        Study seed (latents of model sources).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``{generator name: store}`` of the imported sources, in the given order (the DCGAN,
+        trained by stage 02 itself, is not among them).
+
+    Raises
+    ------
+    GeneratorError
+        As :func:`mammo_lib.generator_contract.parse_generators` and :func:`import_generator`.
+    """
+    from mammo_lib.generator_contract import parse_generators
+
+    specs = [s for s in parse_generators(items) if s.kind != "dcgan"]
+    return {spec.name: import_generator(spec, synthetic_dir, patch_size, seed) for spec in specs}

@@ -163,3 +163,20 @@ def test_medigan_without_the_package_says_what_to_install(tmp_path):
     spec = GeneratorSpec("optimam", "medigan", {"model_id": "00002_DCGAN_MMG_MASS_ROI", "n": 4})
     with pytest.raises(GeneratorError, match=r"pip install medigan.*00002_DCGAN_MMG_MASS_ROI.*network"):
         import_generator(spec, tmp_path, SIZE)
+
+
+def test_import_generators_checks_every_item_before_writing(tmp_path):
+    from mammo_lib.generators import import_generators
+
+    src = tmp_path / "mine"
+    src.mkdir()
+    np.save(src / "p.npy", np.zeros((2, SIZE, SIZE), np.uint8))
+    out = tmp_path / "synthetic"
+    with pytest.raises(GeneratorError, match="generators\\[2\\]"):
+        import_generators([{"name": "dcgan", "kind": "dcgan"}, {"name": "mine", "kind": "folder", "path": str(src)},
+                           {"name": "x", "kind": "folder"}], out, SIZE)
+    assert not out.exists()
+    stores = import_generators([{"name": "dcgan", "kind": "dcgan"}, {"name": "mine", "kind": "folder",
+                                                                    "path": str(src)}], out, SIZE)
+    assert list(stores) == ["mine"] and len(open_patch_store(stores["mine"])) == 2
+    assert import_generators(None, out, SIZE) == {}
