@@ -12,6 +12,8 @@ shows the folder layout it expects):
   (:mod:`mammo_lib.readers.omidb_like`);
 - ``"cbis-ddsm"``: CBIS-DDSM description CSVs, image and ROI-mask DICOMs
   (:mod:`mammo_lib.readers.cbis_ddsm`);
+- ``"vindr-mammo"``: VinDr-Mammo's finding CSV and DICOMs (:mod:`mammo_lib.readers.vindr_mammo`);
+- ``"inbreast"``: INbreast's AllDICOMs and AllXML (:mod:`mammo_lib.readers.inbreast`);
 - ``"mias"``: the MIAS ``Info.txt`` with ``mdbNNN.pgm`` images (:mod:`mammo_lib.readers.mias`).
 
 Problems with single files (an annotation naming a missing image, a finding outside the
@@ -35,17 +37,20 @@ import pandas as pd
 from mammo_lib import run_folder
 from mammo_lib.readers.cbis_ddsm import read_cbis_ddsm
 from mammo_lib.readers.common import pseudonymous_id
+from mammo_lib.readers.inbreast import read_inbreast
 from mammo_lib.readers.mias import MIAS_CLASSES, read_mias
 from mammo_lib.readers.omidb_like import read_omidb_like
+from mammo_lib.readers.vindr_mammo import read_vindr_mammo
 from mammo_lib.records import Collection, vendor_matches
 
 __all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "open_collection",
            "pseudonymous_id", "source_folder", "vendor_table"]
 
 #: Collection kinds :func:`open_collection` understands.
-COLLECTION_KINDS = ("phantom", "omidb-like", "cbis-ddsm", "mias")
+COLLECTION_KINDS = ("phantom", "omidb-like", "cbis-ddsm", "vindr-mammo", "inbreast", "mias")
 
 _KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omidb_like": "omidb-like",
+                 "vindr": "vindr-mammo", "vindr_mammo": "vindr-mammo", "vindrmammo": "vindr-mammo",
                  "mini-mias": "mias", "minimias": "mias"}
 
 
@@ -53,6 +58,8 @@ _READERS = {
     "phantom": read_omidb_like,
     "omidb-like": read_omidb_like,
     "cbis-ddsm": read_cbis_ddsm,
+    "vindr-mammo": read_vindr_mammo,
+    "inbreast": read_inbreast,
     "mias": read_mias,
 }
 

@@ -1,7 +1,17 @@
-"""CBIS-DDSM (``source_kind`` ``"cbis-ddsm"``) as downloaded from TCIA, description CSVs in the root::
+"""CBIS-DDSM (``source_kind`` ``"cbis-ddsm"``) as downloaded from TCIA, description CSVs in the root,
+images either where the CSVs say or in the NBIA Data Retriever's descriptive tree::
 
     root/*case_description*.csv        e.g. mass_case_description_train_set.csv
     root/<paths named in the CSVs>     image DICOMs and ROI mask DICOMs
+    -- or --
+    root/CBIS-DDSM/<case>/<date>-DDSM-NA-<n>/1.000000-full mammogram images-<n>/1-1.dcm
+    root/CBIS-DDSM/<case>_<abnormality id>/<date>-DDSM-NA-<n>/1.000000-ROI mask images-<n>/1-1.dcm
+                                        (cropped images beside them, sometimes in the same series)
+
+In the NBIA tree the ``<case>`` (e.g. ``Mass-Training_P_00001_LEFT_CC``) and
+``<case>_<abnormality id>`` folders are found from the first component of the CSV paths, and the
+ROI mask is told from the cropped image by its content (binary, as large as the image), never by
+its series name.
 
 Each CSV row is one abnormality; the columns used are ``image file path`` and ``ROI mask file
 path`` (paths relative to ``root``; surrounding whitespace and quotes are stripped, as the
@@ -106,16 +116,46 @@ def _description_rows(root: Path, collection: Collection) -> dict[str, list[Row]
     return rows_by_image
 
 
+def _case_dicoms(root: Path, rel: str) -> list[Path]:
+    """DICOMs under the folder named by the first component of ``rel`` (``<case>`` or
+    ``<case>_<abnormality id>``), in ``root`` or ``root/CBIS-DDSM`` (the NBIA Data Retriever's
+    descriptive tree: ``<case>/<date>-DDSM-NA-<n>/<series>-<n>/1-1.dcm``)."""
+    parts = Path(rel).parts
+    if not parts:
+        return []
+    for base in (root, root / "CBIS-DDSM"):
+        folder = base / parts[0]
+        if folder.is_dir():
+            return sorted(folder.rglob("*.dcm"))
+    return []
+
+
+def resolve_image(root: Path, rel: str) -> Path:
+    """The full mammogram a CSV row names: the path itself when it exists, else the DICOM of the
+    case folder of the NBIA tree (a series called "full mammogram images" first)."""
+    direct = root / rel
+    if direct.is_file():
+        return direct
+    found = _case_dicoms(root, rel)
+    full = [p for p in found if "full mammogram" in p.parent.name.lower()]
+    return (full or found or [direct])[0]
+
+
 def _find_mask(root: Path, row: dict[str, str], where: str,
                shape: tuple[int, int]) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """The ROI mask of one abnormality row, or ``(None, (where, problem))``."""
-    candidates = [_clean_rel_path(row.get(_CBIS_MASK)), _clean_rel_path(row.get(_CBIS_CROP))]
+    """The ROI mask of one abnormality row, or ``(None, (where, problem))``.
+
+    Tried in turn: the ROI-mask path the CSV names, its cropped-image path, then (the NBIA Data
+    Retriever's tree) every DICOM under the abnormality's ``<case>_<abnormality id>`` folder; the
+    mask is the one that is binary and as large as the image, whatever its series is called.
+    """
+    named = [_clean_rel_path(row.get(_CBIS_MASK)), _clean_rel_path(row.get(_CBIS_CROP))]
+    candidates = [root / cand for cand in named if cand]
+    if not any(path.is_file() for path in candidates):
+        candidates += [path for cand in named if cand for path in _case_dicoms(root, cand)]
     tried = []
     problem = None
-    for cand in candidates:
-        if not cand:
-            continue
-        mask_path = root / cand
+    for mask_path in candidates:
         tried.append(str(mask_path))
         if not mask_path.is_file():
             continue
@@ -182,7 +222,7 @@ def read_cbis_ddsm(collection: Collection, vendor_filter: str | Sequence[str] | 
         if not rel:
             collection.skipped.append(SkippedFile(where, "row has an empty 'image file path'", STAGE))
             continue
-        image_path = root / rel
+        image_path = resolve_image(root, rel)
         meta = annotated_image_header(collection, image_path, where)
         if meta is None:
             continue
