@@ -10,6 +10,8 @@ shows the folder layout it expects):
 
 - ``"phantom"`` / ``"omidb-like"``: the OMI-DB-like layout the built-in phantom writes
   (:mod:`mammo_lib.readers.omidb_like`);
+- ``"omidb"``: the real OPTIMAM (OMI-DB) layout, through the ``omidb`` package
+  (:mod:`mammo_lib.readers.omidb`);
 - ``"cbis-ddsm"``: CBIS-DDSM description CSVs, image and ROI-mask DICOMs
   (:mod:`mammo_lib.readers.cbis_ddsm`);
 - ``"vindr-mammo"``: VinDr-Mammo's finding CSV and DICOMs (:mod:`mammo_lib.readers.vindr_mammo`);
@@ -39,6 +41,7 @@ from mammo_lib.readers.cbis_ddsm import read_cbis_ddsm
 from mammo_lib.readers.common import pseudonymous_id
 from mammo_lib.readers.inbreast import read_inbreast
 from mammo_lib.readers.mias import MIAS_CLASSES, read_mias
+from mammo_lib.readers.omidb import read_omidb
 from mammo_lib.readers.omidb_like import read_omidb_like
 from mammo_lib.readers.vindr_mammo import read_vindr_mammo
 from mammo_lib.records import Collection, vendor_matches
@@ -47,9 +50,10 @@ __all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "open_collection",
            "pseudonymous_id", "source_folder", "vendor_table"]
 
 #: Collection kinds :func:`open_collection` understands.
-COLLECTION_KINDS = ("phantom", "omidb-like", "cbis-ddsm", "vindr-mammo", "inbreast", "mias")
+COLLECTION_KINDS = ("phantom", "omidb-like", "omidb", "cbis-ddsm", "vindr-mammo", "inbreast", "mias")
 
 _KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omidb_like": "omidb-like",
+                 "omi-db": "omidb", "omi_db": "omidb", "optimam": "omidb",
                  "vindr": "vindr-mammo", "vindr_mammo": "vindr-mammo", "vindrmammo": "vindr-mammo",
                  "mini-mias": "mias", "minimias": "mias"}
 
@@ -57,6 +61,7 @@ _KIND_ALIASES = {"cbis_ddsm": "cbis-ddsm", "cbis": "cbis-ddsm", "omidb_like": "o
 _READERS = {
     "phantom": read_omidb_like,
     "omidb-like": read_omidb_like,
+    "omidb": read_omidb,
     "cbis-ddsm": read_cbis_ddsm,
     "vindr-mammo": read_vindr_mammo,
     "inbreast": read_inbreast,
@@ -67,10 +72,6 @@ _READERS = {
 def _check_root(kind: str, path: str | os.PathLike) -> tuple[str, Path]:
     kind_norm = str(kind).strip().lower()
     kind_norm = _KIND_ALIASES.get(kind_norm, kind_norm)
-    if kind_norm in ("omidb", "omi-db", "omi_db"):
-        raise ValueError(
-            f"collection kind {kind!r}: the real OPTIMAM (OMI-DB) layout is not readable yet; the "
-            "one-JSON-per-image layout of the built-in phantom is kind 'omidb-like'")
     if kind_norm not in COLLECTION_KINDS:
         raise ValueError(f"unknown collection kind {kind!r}; expected one of {', '.join(COLLECTION_KINDS)}")
     root = Path(path)

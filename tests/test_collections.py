@@ -220,3 +220,63 @@ def test_an_empty_or_wrong_folder_names_what_is_missing(tmp_path, kind):
                 "cbis-ddsm": "description CSV"}[kind]
     with pytest.raises(ValueError, match=expected):
         datasets.open_collection(kind, tmp_path)
+
+
+# ----------------------------------------------------------------------------- OMI-DB (real layout)
+
+
+def _omidb(root: Path) -> Path:
+    """Two clients in the OPTIMAM layout: demd0001 (a mass marked on one view, the other view
+    unmarked, a benign biopsy) and demd0002 (normal screening, no marks)."""
+    import json
+
+    def client(cid, study, series, images, episode_type, opinion, biopsy=None):
+        data = root / "data" / cid
+        (data / study).mkdir(parents=True)  # omidb finds studies by their data folders
+        nbss = {"1": {"EpisodeType": episode_type, "EpisodeIsClosed": "Y",
+                      "SCREENING": {"L": {"DateTaken": "2010-01-01", "Opinion": opinion},
+                                    "R": {"DateTaken": "2010-01-01", "Opinion": opinion}}}}
+        if biopsy:
+            nbss["1"]["BIOPSYWIDE"] = {"left_opinion": biopsy, "dateperformed": "2010-02-01"}
+        (data / f"nbss_{cid}.json").write_text(json.dumps(nbss))
+        series_dict = {}
+        for k, (sop, ((discs, side), marks)) in enumerate(images.items()):
+            _write(root / "images" / cid / study / f"{sop}.dcm", discs, seed=k, laterality=side,
+                   view="CC")
+            series_dict[sop] = {str(m): mark for m, mark in enumerate(marks)}
+        imagedb = {"Site": "adder", "STUDIES": {study: {"StudyDate": "20100101", "EpisodeID": "1",
+                                                        series: series_dict}}}
+        (data / f"imagedb_{cid}.json").write_text(json.dumps(imagedb))
+
+    mass = {"MarkID": 7, "X1": 132, "Y1": 182, "X2": 168, "Y2": 218, "Mass": "1",
+            "Conspicuity": "Obvious", "LinkedNBSSLesionNumber": "1"}
+    client("demd0001", "1.2.826.1.1", "1.2.826.1.1.1",
+           {"1.2.826.1.1.1.1": (([(200, 150, 18)], "L"), [mass]),
+            "1.2.826.1.1.1.2": (([], "R"), [])}, "RA", "RR", biopsy="OB")
+    client("demd0002", "1.2.826.2.1", "1.2.826.2.1.1",
+           {"1.2.826.2.1.1.1": (([], "L"), [])}, "RN", "RN")
+    return root
+
+
+def test_real_omidb_layout_through_the_omidb_package(tmp_path):
+    omidb = pytest.importorskip("omidb", reason="the omidb package (a project dependency) is needed")
+    root = _omidb(tmp_path / "omidb")
+    # the package itself parses the test tree
+    clients = {c.id: c for c in omidb.DB(root / "data", image_dir=root / "images")}
+    assert sorted(clients) == ["demd0001", "demd0002"]
+    images = [im for ep in clients["demd0001"].episodes for st in ep.studies for se in st.series
+              for im in se.images]
+    assert sorted(len(im.marks) for im in images) == [0, 1]
+    assert (clients["demd0001"].status.name, clients["demd0002"].status.name) == ("B", "N")
+    collection = datasets.open_collection("omidb", root)
+    assert len(collection.records) == 2
+    marked = next(r for r in collection.records if r.lesions)
+    lesion = marked.lesions[0]
+    assert (lesion.lesion_class, lesion.bbox) == ("mass", (182, 132, 219, 169))
+    assert (lesion.center_row, lesion.center_col) == (200.0, 150.0) and "Obvious" in lesion.source_label
+    assert marked.laterality == "L" and marked.manufacturer == "HOLOGIC, Inc."
+    assert {r.extra["client_status"] for r in collection.records} == {"Benign", "Normal"}
+    # the unmarked view of the client with findings is named, not used as normal
+    unmarked = [s for s in collection.skipped if "no marks on this image" in s.problem]
+    assert len(unmarked) == 1 and unmarked[0].path.endswith("1.2.826.1.1.1.2.dcm")
+    _assert_centred(collection, tmp_path, 1)

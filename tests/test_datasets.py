@@ -126,7 +126,7 @@ def test_a_collection_with_nothing_usable_fails_clearly(tmp_path):
 
 
 def test_wrong_kind_missing_and_empty_folders(tmp_path):
-    with pytest.raises(ValueError, match="unknown collection kind 'ddsm'.*phantom, omidb-like, cbis-ddsm, vindr-mammo, inbreast, mias"):
+    with pytest.raises(ValueError, match="unknown collection kind 'ddsm'.*phantom, omidb-like, omidb, cbis-ddsm, vindr-mammo, inbreast, mias"):
         open_collection("ddsm", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"nowhere does not exist"):
         open_collection("mias", tmp_path / "nowhere")
@@ -141,7 +141,7 @@ def test_wrong_kind_missing_and_empty_folders(tmp_path):
         open_collection("cbis-ddsm", tmp_path / "other")
     with pytest.raises(ValueError, match=r"no usable images in .*other"):
         open_collection("phantom", tmp_path / "other")
-    assert COLLECTION_KINDS == ("phantom", "omidb-like", "cbis-ddsm", "vindr-mammo", "inbreast", "mias")
+    assert COLLECTION_KINDS == ("phantom", "omidb-like", "omidb", "cbis-ddsm", "vindr-mammo", "inbreast", "mias")
     with pytest.raises(ValueError, match=r"other: no CBIS-DDSM description CSV"):
         open_collection("CBIS_DDSM", tmp_path / "other")  # spelling variants are accepted
 
