@@ -161,13 +161,13 @@ def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
             raise DicomReadError(f"{path}: {message}", kind) from exc2
         warnings.warn(f"{path}: not a Part-10 file (no 128-byte preamble and 'DICM' marker); "
                       "read anyway", DicomWarning, stacklevel=3)
+        _fill_transfer_syntax(ds)
     except Exception as exc:  # pydicom raises many types on damaged files
         kind, message = describe_unreadable(path, exc)
         raise DicomReadError(f"{path}: {message}", kind) from exc
     if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
-        if "PixelData" in ds or stop_before_pixels:
-            warnings.warn(f"{path}: not a Part-10 file (no file meta information); read with the "
-                          "transfer syntax it is encoded in", DicomWarning, stacklevel=3)
+        warnings.warn(f"{path}: not a Part-10 file (no file meta information); read with the "
+                      "transfer syntax it is encoded in", DicomWarning, stacklevel=3)
         _fill_transfer_syntax(ds)
     return ds
 

@@ -263,17 +263,43 @@ def mixed_collection(tmp_path):
     template = sorted(root.glob("*/*/*.json"))[0]
     folder = template.parent
     src = template.with_suffix(".dcm")
+    rows, cols = pydicom.dcmread(src).pixel_array.shape
+
+    def tomo(ds):
+        ds.SOPClassUID, ds.NumberOfFrames = "1.2.840.10008.5.1.4.1.1.13.1.3", 2
+        ds.PixelData = np.zeros((2, rows, cols), np.uint16).tobytes()
+
+    def rgb(ds):
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.PixelData = np.zeros((rows, cols, 3), np.uint8).tobytes()
+
+    def native(ds):  # the phantom may have RLE-compressed the template
+        ds.decompress()
+
     odd = {
         "ct": lambda ds: setattr(ds, "Modality", "CT"),
         "raw": lambda ds: setattr(ds, "PresentationIntentType", "FOR PROCESSING"),
         "zero": lambda ds: setattr(ds, "Rows", 0),
         "sr": lambda ds: setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.88.22"),
+        "tomo": lambda ds: (native(ds), tomo(ds)),
+        "rgb": lambda ds: (native(ds), rgb(ds)),
+        "short": lambda ds: (native(ds), setattr(ds, "Rows", rows + 7)),
+        "nophot": lambda ds: delattr(ds, "PhotometricInterpretation"),
     }
     for name, change in odd.items():
         _edit(src, folder / f"{name}.dcm", change)
+    ds = pydicom.dcmread(src)
+    ds.decompress()
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_dataset(buffer, ds)
+    (folder / "noprefix.dcm").write_bytes(buffer.getvalue())  # valid, but not Part 10
     (folder / "text.dcm").write_text("not an image\n" * 20)
     (folder / "empty.dcm").write_bytes(b"")
-    for name in (*odd, "text", "empty"):
+    (folder / "gz.dcm").write_bytes(gzip.compress(src.read_bytes()))
+    (folder / "png.dcm").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    for name in (*odd, "noprefix", "text", "empty", "gz", "png"):
         annotation = json.loads(template.read_text())
         annotation["image"]["file"] = f"{name}.dcm"
         (folder / f"{name}.json").write_text(json.dumps(annotation))
@@ -281,29 +307,43 @@ def mixed_collection(tmp_path):
 
 
 def test_a_folder_mixing_every_kind_is_read_and_every_odd_file_named(mixed_collection, tmp_path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DicomWarning)  # none of these is merely unusual
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DicomWarning)  # only noprefix.dcm is merely unusual here
         collection = datasets.open_collection("omidb-like", mixed_collection)
-    assert len(collection.records) == 8
+    assert [str(w.message).rsplit("/", 1)[-1][:11] for w in caught
+            if issubclass(w.category, DicomWarning)] == ["noprefix.dc"]
+    names = sorted(r.path.name for r in collection.records)
+    assert len(names) == 8 + 3 and {"noprefix.dcm", "nophot.dcm", "short.dcm"} <= set(names)
     kinds = {s.path.rsplit("/", 1)[-1]: s.kind for s in collection.skipped}
     assert kinds == {"ct.dcm": "not mammography", "raw.dcm": "for processing",
                      "zero.dcm": "zero dimensions", "sr.dcm": "not an image",
-                     "text.dcm": "not DICOM", "empty.dcm": "empty file"}
+                     "tomo.dcm": "multi-frame", "rgb.dcm": "colour", "text.dcm": "not DICOM",
+                     "empty.dcm": "empty file", "gz.dcm": "not DICOM", "png.dcm": "not DICOM"}
     kept = datasets.open_collection("omidb-like", mixed_collection, keep_for_processing=True)
-    assert len(kept.records) == 9 and any(r.presentation_intent == "FOR PROCESSING" for r in kept.records)
-    assert all(r.sop_class and r.n_frames == 1 and r.photometric for r in kept.records)
+    assert len(kept.records) == 12 and any(r.presentation_intent == "FOR PROCESSING" for r in kept.records)
+    assert all(r.sop_class and r.n_frames == 1 for r in kept.records)
     # the extraction goes on, lists every skipped file with its kind, and reruns identically
     vendor = collection.records[0].model_name
     runs = []
     for name in ("a", "b"):
-        result = patches.extract_patches(collection, tmp_path / name / "patches", patch_size=64,
-                                         n_normal_per_image=2, n_workers=0, progress=False,
-                                         vendor_filter=[vendor])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DicomWarning)  # nophot / noprefix, read anyway
+            result = patches.extract_patches(collection, tmp_path / name / "patches", patch_size=64,
+                                             n_normal_per_image=2, n_workers=0, progress=False)
         runs.append(result.skipped_path.read_bytes())
     assert runs[0] == runs[1]
     table = pd.read_csv(result.skipped_path, keep_default_na=False)
-    assert set(table["kind"]) >= {"not mammography", "for processing", "zero dimensions",
-                                  "not an image", "not DICOM", "empty file", "vendor filter"}
+    by_name = dict(zip(table["path"].str.rsplit("/", n=1).str[-1], table["kind"], strict=True))
+    assert by_name == {**kinds, "short.dcm": "pixel data size mismatch"}
+    assert result.n_images_used == 10  # the 8 phantom images, noprefix and nophot
+    assert "header says" in table.loc[table["kind"] == "pixel data size mismatch", "problem"].iloc[0]
+    assert not table["path"].str.startswith("/").any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomWarning)
+        filtered = patches.extract_patches(collection, tmp_path / "v" / "patches", patch_size=64,
+                                           n_normal_per_image=2, n_workers=0, progress=False,
+                                           vendor_filter=[vendor])
+    table = pd.read_csv(filtered.skipped_path, keep_default_na=False)
     vendor_rows = table[table["kind"] == "vendor filter"]
-    assert len(vendor_rows) == result.excluded_by_vendor > 0
+    assert len(vendor_rows) == filtered.excluded_by_vendor > 0
     assert all("left out by vendor_filter" in p for p in vendor_rows["problem"])
