@@ -21,7 +21,8 @@ def sq_distances(a: np.ndarray, b: np.ndarray | None = None, *, centre: bool = T
     ``centre`` both sets are first centred on ``a``'s mean (less cancellation); with more than
     ``float32_above`` features the cross products run in float32 for speed, accurate to ~1e-6
     relative to the squared norms -- far below any nearest-neighbour distance between patches.
-    For ``b=None`` the diagonal is exactly 0 and the matrix symmetric.
+    For ``b=None`` the diagonal is exactly 0 and the matrix symmetric (computed through
+    :func:`gram`).
 
     Parameters
     ----------
@@ -38,23 +39,64 @@ def sq_distances(a: np.ndarray, b: np.ndarray | None = None, *, centre: bool = T
     float64 array, shape (n, m) (``(n, n)`` for ``b=None``)
         Squared distances in the units of the features, squared.
     """
+    if b is None:
+        if float32_above is not None and np.shape(a)[1] > float32_above:
+            return sq_distances_from_gram(gram(a, centre=centre, float32_above=float32_above))
+        a = np.asarray(a, dtype=np.float64)
+        if centre:
+            a = a - a.mean(axis=0)
+        return sq_distances_from_gram(a @ a.T, np.einsum("ij,ij->i", a, a))
     a = np.asarray(a, dtype=np.float64)
-    same = b is None
-    b = a if same else np.asarray(b, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     if centre:
         c = a.mean(axis=0)
-        a = a - c
-        b = a if same else b - c
+        a, b = a - c, b - c
     if float32_above is not None and a.shape[1] > float32_above:
         cross = (a.astype(np.float32) @ b.astype(np.float32).T).astype(np.float64)
     else:
         cross = a @ b.T
-    na = np.einsum("ij,ij->i", a, a)
-    nb = na if same else np.einsum("ij,ij->i", b, b)
-    d = na[:, None] + nb[None, :] - 2.0 * cross
+    d = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * cross
     np.maximum(d, 0.0, out=d)
-    if same:
-        np.fill_diagonal(d, 0.0)
+    return d
+
+
+def gram(a: np.ndarray, *, centre: bool = True, float32_above: int | None = FLOAT32_CROSS_ABOVE) -> np.ndarray:
+    """Inner products of the rows of ``a`` with each other, G = A A^T (optionally centred first).
+
+    Parameters
+    ----------
+    a : float array, shape (n, d)
+    centre : bool
+        Subtract the column means first (then G is the centred Gram matrix whose top
+        eigenvectors are the principal-component scores).
+    float32_above : int or None
+        As :func:`sq_distances`: above this many features the products run in float32 (one
+        symmetric BLAS product, half the work of a general one).
+
+    Returns
+    -------
+    float64 array, shape (n, n)
+        Symmetric.
+    """
+    if float32_above is not None and np.shape(a)[1] > float32_above:
+        a32 = np.asarray(a, dtype=np.float32)
+        if centre:
+            a32 = a32 - a32.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return (a32 @ a32.T).astype(np.float64)
+    a = np.asarray(a, dtype=np.float64)
+    if centre:
+        a = a - a.mean(axis=0)
+    return a @ a.T
+
+
+def sq_distances_from_gram(g: np.ndarray, sq: np.ndarray | None = None) -> np.ndarray:
+    """Squared distances |a_i|^2 + |a_j|^2 - 2 a_i.a_j from a Gram matrix ``g`` (n, n) and the
+    squared norms ``sq`` (default: the diagonal of ``g``); float64 (n, n), clipped at 0,
+    exactly 0 on the diagonal."""
+    sq = np.diag(g).copy() if sq is None else sq
+    d = sq[:, None] + sq[None, :] - 2.0 * g
+    np.maximum(d, 0.0, out=d)
+    np.fill_diagonal(d, 0.0)
     return d
 
 

@@ -1,18 +1,20 @@
 """Stage 03's t-SNE: the optimisation and its backends (the affinities are in ``tsne_affinity``).
 
-Backends (``run_tsne(backend=...)``):
+Backends (``run_tsne(backend=...)``), all with PCA initialisation and scikit-learn's schedule:
 
-- ``"exact-torch"`` (default): our own exact t-SNE in PyTorch. The affinities P are computed
-  as scikit-learn's Barnes-Hut TSNE does (:func:`mammo_lib.tsne_affinity.joint_probabilities`),
-  and the optimisation follows scikit-learn's schedule exactly (PCA init scaled to std 1e-4,
-  early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8, learning rate
-  'auto' = max(N / 12 / 4, 50), delta-bar-delta gains with min_gain 0.01, the same stopping
-  checks every 50 iterations), but the gradient is the *exact* dense one, fused and vectorised
-  over all N^2 pairs. In the paper's regime (N = 1,500, perplexity 250 -> ~750 neighbours, an
-  almost dense P) a dense N^2 gradient is cheaper than a Barnes-Hut tree walk and has no
-  approximation error. It runs on one thread by default (deterministic) and on a CUDA GPU when
-  torch sees one. It needs O(N^2) memory and time per step, so it is refused above
-  ``EXACT_TORCH_MAX_POINTS``.
+- ``"exact-numba"`` (default): the exact gradient as one fused, compiled pass over all pairs
+  (``tsne_kernels``). The affinities P are computed as scikit-learn's Barnes-Hut TSNE does
+  (:func:`mammo_lib.tsne_affinity.joint_probabilities`), and the optimisation follows
+  scikit-learn's schedule exactly (PCA init scaled to std 1e-4, early exaggeration 12 for 250
+  iterations with momentum 0.5, then momentum 0.8, learning rate 'auto' = max(N / 12 / 4, 50),
+  delta-bar-delta gains with min_gain 0.01, the same stopping checks every 50 iterations), but
+  the gradient is the *exact* one. In the paper's regime (N = 1,500, perplexity 250 -> ~750
+  neighbours, an almost dense P) one pass over N^2 pairs is cheaper than a Barnes-Hut tree walk
+  and has no approximation error. Bitwise the same run to run and for any thread count (one
+  thread by default). It needs O(N^2) memory and time per step, so it is refused above
+  ``EXACT_MAX_POINTS``.
+- ``"exact-torch"``: the same exact gradient as PyTorch tensor operations (``tsne_torch``),
+  on a CUDA GPU when torch sees one.
 - ``"sklearn"``: ``sklearn.manifold.TSNE`` (Barnes-Hut, angle 0.5), the reference.
 - ``"opentsne"``: openTSNE with the FFT-interpolated gradient; the scalable path
   (:func:`embed_large`) for tens of thousands of patches.
@@ -29,24 +31,24 @@ single-cell RNA-seq data", Nature Methods 16:243-245, 2019 (openTSNE's FFT gradi
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from mammo_lib.neighbours import sq_distances
+from mammo_lib.feature_space_rng import rng as stream_rng
+from mammo_lib.neighbours import gram, sq_distances
 from mammo_lib.patch_arrays import FeatureSpaceError, check_patch_array, flatten_pixels
 from mammo_lib.tsne_affinity import joint_probabilities, resolve_perplexity
+from mammo_lib.tsne_torch import EARLY_EXAGGERATION, EXPLORATION_N_ITER, tsne_exact_torch
 
 PAPER_PERPLEXITY = 250.0
 PAPER_N_ITER = 4000
-BACKENDS = ("exact-torch", "sklearn", "opentsne")
-DEFAULT_BACKEND = "exact-torch"
-EXACT_TORCH_MAX_POINTS = 12_000
-EARLY_EXAGGERATION = 12.0
-EXPLORATION_N_ITER = 250
+BACKENDS = ("exact-numba", "exact-torch", "sklearn", "opentsne")
+DEFAULT_BACKEND = "exact-numba"
+EXACT_MAX_POINTS = 12_000
+EXACT_TORCH_MAX_POINTS = EXACT_MAX_POINTS
 # stopping rules that never fire: every one of n_iter iterations runs
 NO_EARLY_STOP = {"min_grad_norm": 0.0, "n_iter_without_progress": 10**9}
 
@@ -104,6 +106,37 @@ def pca_init(x: np.ndarray, seed: int) -> np.ndarray:
     return emb / np.std(emb[:, 0]) * 1e-4
 
 
+def pca_init_from_gram(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """scikit-learn's PCA initialisation computed from the centred Gram matrix: exact PCA.
+
+    The first two principal-component scores are the top two eigenvectors of G = Xc Xc^T
+    scaled by the square roots of their eigenvalues (a 1,500 x 1,500 eigenproblem instead of
+    an SVD of 1,500 x 16,384 pixels); signs as scikit-learn's ``svd_flip`` (the largest-magnitude
+    loading of each component positive); scaled so PC1 has std 1e-4.
+
+    Parameters
+    ----------
+    g : float array, shape (n, n)
+        ``neighbours.gram(x)`` (centred).
+    x : float array, shape (n, d)
+        The data (for the signs of the loadings).
+
+    Returns
+    -------
+    float32 array, shape (n, 2)
+    """
+    from scipy.linalg import eigh
+
+    n = len(g)
+    w, u = eigh(np.asarray(g, dtype=np.float64), subset_by_index=[n - 2, n - 1])
+    w, u = w[::-1], u[:, ::-1]
+    x32 = np.asarray(x, dtype=np.float32)
+    loadings = x32.T @ u.astype(np.float32) - np.outer(x32.mean(axis=0), u.sum(axis=0)).astype(np.float32)
+    signs = np.sign(loadings[np.argmax(np.abs(loadings), axis=0), [0, 1]])
+    emb = (u * np.sqrt(np.maximum(w, 0.0)) * np.where(signs == 0, 1.0, signs)).astype(np.float32)
+    return emb / np.std(emb[:, 0]) * 1e-4
+
+
 def kl_divergence_exact(p: np.ndarray, y: np.ndarray) -> float:
     """KL(P || Q) of a dense P and an embedding (Student-t kernel, one degree of freedom).
 
@@ -131,152 +164,6 @@ def kl_divergence_exact(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], np.finfo(np.float64).eps))))
 
 
-class _ExactTorchGradient:
-    """The fused exact gradient (and, when asked, KL(P_exag || Q)) on preallocated buffers."""
-
-    def __init__(self, p: np.ndarray, y, tdt, dev):
-        import torch
-
-        n = len(p)
-        self.torch = torch
-        self.P = torch.as_tensor(p, dtype=tdt, device=dev)
-        self.Y = y
-        self.buf_a = torch.empty((n, n), dtype=tdt, device=dev)
-        self.buf_b = torch.empty((n, n), dtype=tdt, device=dev)
-        self.eye = torch.eye(n, dtype=torch.bool, device=dev)
-        p_pos = self.P > 0
-        logp = torch.where(p_pos, torch.log(torch.where(p_pos, self.P, torch.ones_like(self.P))),
-                           torch.zeros_like(self.P))
-        self.plogp = float((self.P * logp).sum())
-        self.p_sum = float(self.P.sum())
-        self.tiny = torch.finfo(tdt).eps if tdt == torch.float64 else float(np.finfo(np.float64).eps)
-
-    def __call__(self, exaggeration: float, compute_error: bool):
-        torch, P, Y, buf_a, buf_b = self.torch, self.P, self.Y, self.buf_a, self.buf_b
-        # W_ij = 1 / (1 + |y_i - y_j|^2) from |y_i|^2 + |y_j|^2 - 2 y_i.y_j on centred y (two
-        # passes over N^2 instead of five; centring keeps float32 cancellation small)
-        yc = Y - Y.mean(dim=0, keepdim=True)
-        sq = (yc * yc).sum(dim=1)
-        torch.add(sq[:, None], sq[None, :], out=buf_a)
-        buf_a.addmm_(yc, yc.T, alpha=-2.0).clamp_min_(0.0).add_(1.0).reciprocal_()
-        buf_a.masked_fill_(self.eye, 0.0)
-        z = float(buf_a.sum())
-        error = float("nan")
-        if compute_error:
-            # KL(P_exag || Q) as scikit-learn reports it during exaggeration: sum pe log pe - sum pe log q
-            q = torch.div(buf_a, z, out=buf_b).clamp_min_(self.tiny).log_()
-            error = float(exaggeration * self.plogp + exaggeration * math.log(exaggeration) * self.p_sum
-                          - exaggeration * float((P * q).sum()))
-        # M = W * (E P - W / Z) = E * (P W - W^2 / (E Z));  grad_i = 4 * sum_j M_ij (y_i - y_j)
-        torch.mul(P, buf_a, out=buf_b)
-        buf_b.addcmul_(buf_a, buf_a, value=-1.0 / (exaggeration * z))
-        grad = buf_b.sum(dim=1, keepdim=True) * Y - buf_b @ Y
-        grad.mul_(4.0 * exaggeration)
-        return grad, error
-
-
-@dataclass
-class _Schedule:
-    """scikit-learn's optimiser settings (``sklearn.manifold._t_sne._gradient_descent``)."""
-
-    learning_rate: float
-    n_iter_check: int = 50
-    n_iter_without_progress: int = 300
-    min_grad_norm: float = 1e-7
-
-
-def _descend(Y, gradient, sched: _Schedule, it: int, max_iter: int, momentum: float,
-             exaggeration: float, without_progress: int, bar: TextProgress | None) -> tuple[float, int]:
-    """One phase of scikit-learn's gradient descent (momentum, delta-bar-delta gains, stopping
-    checks every ``n_iter_check`` iterations); returns (last error, last iteration)."""
-    import torch
-
-    update = torch.zeros_like(Y)
-    gains = torch.ones_like(Y)
-    best_error, best_iter, error, i = float(np.finfo(float).max), it, float(np.finfo(float).max), it
-    for i in range(it, max_iter):
-        check = (i + 1) % sched.n_iter_check == 0
-        grad, err = gradient(exaggeration, check or i == max_iter - 1)
-        if not math.isnan(err):
-            error = err
-        inc = (update * grad) < 0.0
-        gains.copy_(torch.where(inc, gains + 0.2, gains * 0.8)).clamp_min_(0.01)
-        grad.mul_(gains)
-        update.mul_(momentum).sub_(grad, alpha=sched.learning_rate)
-        Y.add_(update)
-        if bar is not None:
-            bar.update(1)
-        if check:
-            grad_norm = float(torch.linalg.vector_norm(grad))
-            if error < best_error:
-                best_error, best_iter = error, i
-            elif i - best_iter > without_progress:
-                break
-            if grad_norm <= sched.min_grad_norm:
-                break
-    return error, i
-
-
-def tsne_exact_torch(
-    p: np.ndarray,
-    init: np.ndarray,
-    n_iter: int,
-    learning_rate: float,
-    early_exaggeration: float = EARLY_EXAGGERATION,
-    n_iter_check: int = 50,
-    n_iter_without_progress: int = 300,
-    min_grad_norm: float = 1e-7,
-    dtype: str = "float32",
-    device: str | None = None,
-    progress: bool = False,
-    exploration_n_iter: int = EXPLORATION_N_ITER,
-) -> tuple[np.ndarray, float, int]:
-    """Exact t-SNE gradient descent with scikit-learn's schedule.
-
-    Parameters
-    ----------
-    p : float array, shape (n, n)
-        Joint affinities (symmetric, sum 1).
-    init : float array, shape (n, 2)
-        Initial embedding (see :func:`pca_init`).
-    n_iter : int
-        Iterations in all, the ``exploration_n_iter`` exaggerated ones included.
-    learning_rate : float
-    early_exaggeration : float
-    n_iter_check, n_iter_without_progress, min_grad_norm
-        scikit-learn's stopping checks.
-    dtype : {"float32", "float64"}
-    device : str, optional
-        torch device; default CUDA when available, else CPU.
-    progress : bool
-        Print a plain-text progress line per quarter.
-    exploration_n_iter : int
-        Early-exaggeration iterations (momentum 0.5).
-
-    Returns
-    -------
-    embedding : float64 array, shape (n, 2)
-    error : float
-        scikit-learn's KL estimate at the last check (NaN when only the exploration ran).
-    last_iteration : int
-        Index of the last iteration run.
-    """
-    import torch
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tdt = torch.float64 if dtype == "float64" else torch.float32
-    Y = torch.as_tensor(np.asarray(init), dtype=tdt, device=dev).clone()
-    gradient = _ExactTorchGradient(p, Y, tdt, dev)
-    sched = _Schedule(learning_rate, n_iter_check, n_iter_without_progress, min_grad_norm)
-    bar = TextProgress(n_iter, "t-SNE (exact-torch) iterations") if progress else None
-    _, it = _descend(Y, gradient, sched, 0, exploration_n_iter, 0.5, early_exaggeration,
-                     exploration_n_iter, bar)
-    error = float("nan")
-    if it < exploration_n_iter or n_iter - exploration_n_iter > 0:
-        error, it = _descend(Y, gradient, sched, it + 1, n_iter, 0.8, 1.0, n_iter_without_progress, bar)
-    return Y.detach().cpu().numpy().astype(np.float64), error, it
-
-
 def _check_tsne_input(x: np.ndarray, backend: str, n_iter: int) -> np.ndarray:
     if backend not in BACKENDS:
         raise FeatureSpaceError(f"unknown t-SNE backend {backend!r}; choose one of {list(BACKENDS)}")
@@ -292,22 +179,44 @@ def _check_tsne_input(x: np.ndarray, backend: str, n_iter: int) -> np.ndarray:
     return x
 
 
+def _exact_prelude(x32: np.ndarray, perp: float, seed: int, backend: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """P, the PCA initialisation and the learning rate of the exact backends."""
+    if len(x32) > EXACT_MAX_POINTS:
+        raise FeatureSpaceError(
+            f"{backend} needs N^2 memory and time; {len(x32)} points is above {EXACT_MAX_POINTS}: "
+            "use backend='opentsne' (or embed_large) for large collections"
+        )
+    g = gram(x32)
+    p = joint_probabilities(x32, perp, gram=g)
+    init = pca_init_from_gram(g, x32)
+    return p, init, max(len(x32) / EARLY_EXAGGERATION / 4.0, 50.0)
+
+
+def _run_exact_numba(x32: np.ndarray, perp: float, n_iter: int, seed: int, threads: int, stop: dict,
+                     progress: bool) -> tuple[np.ndarray, float, int, dict]:
+    from threadpoolctl import threadpool_limits
+
+    from mammo_lib.tsne_kernels import tsne_exact_numba
+
+    with threadpool_limits(threads):
+        p, init, lr = _exact_prelude(x32, perp, seed, "exact-numba")
+        bar = TextProgress(n_iter, "t-SNE (exact-numba) iterations") if progress else None
+        y, _, it = tsne_exact_numba(p, init, n_iter, lr, n_threads=threads, progress=bar, **stop)
+        # the final KL, exact and in float64, of the final embedding against the plain P
+        kl = kl_divergence_exact(p, y)
+    return y, kl, min(it, n_iter - 1), dict(learning_rate=lr, gradient="exact (fused numba kernel, float32)")
+
+
 def _run_exact_torch(x32: np.ndarray, perp: float, n_iter: int, seed: int, threads: int, stop: dict,
                      device: str | None, progress: bool) -> tuple[np.ndarray, float, int, dict]:
     import torch
 
-    if len(x32) > EXACT_TORCH_MAX_POINTS:
-        raise FeatureSpaceError(
-            f"exact-torch needs N^2 memory and time; {len(x32)} points is above {EXACT_TORCH_MAX_POINTS}: "
-            "use backend='opentsne' (or embed_large) for large collections"
-        )
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        p = joint_probabilities(x32, perp)
-        init = pca_init(x32, seed)
-        lr = max(len(x32) / EARLY_EXAGGERATION / 4.0, 50.0)
-        y, _, it = tsne_exact_torch(p, init, n_iter, lr, progress=progress, device=device, **stop)
+        p, init, lr = _exact_prelude(x32, perp, seed, "exact-torch")
+        bar = TextProgress(n_iter, "t-SNE (exact-torch) iterations") if progress else None
+        y, _, it = tsne_exact_torch(p, init, n_iter, lr, progress=bar, device=device, **stop)
         it = min(it, n_iter - 1)
         # the final KL, exact and in float64, of the final embedding against the plain P
         kl = kl_divergence_exact(p, y)
@@ -365,35 +274,35 @@ def run_tsne(
     n_iter : int
         All iterations including the 250 early-exaggeration ones (scikit-learn's convention;
         openTSNE gets 250 + (n_iter - 250)); at least 250.
-    backend : {"exact-torch", "sklearn", "opentsne"}
+    backend : {"exact-numba", "exact-torch", "sklearn", "opentsne"}
     seed : int
         Seed of the PCA initialisation (and of openTSNE's internals).
     perplexity_policy : {"clamp", "raise"}
         See :func:`mammo_lib.tsne_affinity.resolve_perplexity`.
     n_threads : int, optional
-        CPU threads; default 1 for exact-torch (deterministic), else min(2, CPUs). torch's
-        thread count is restored afterwards.
+        CPU threads; default 1 for the exact backends, else min(2, CPUs). torch's, numba's
+        and the BLAS thread counts are restored afterwards.
     progress : bool
-        exact-torch prints a plain-text progress line per quarter of the iterations.
+        The exact backends print a plain-text progress line per quarter of the iterations.
     device : str, optional
         torch device for exact-torch (default: CUDA when available).
     min_grad_norm, n_iter_without_progress : float, int
-        scikit-learn's stopping rules (checked every 50 iterations; exact-torch and sklearn
-        honour them, openTSNE always runs n_iter).
+        scikit-learn's stopping rules (checked every 50 iterations; the exact backends and
+        sklearn honour them, openTSNE always runs n_iter).
     stop_early : bool
         False disables both stopping rules, so all ``n_iter`` iterations run.
 
     Returns
     -------
     TSNEResult
-        The returned KL divergence is each backend's own final value (exact for exact-torch,
-        Barnes-Hut/FFT estimates otherwise).
+        The returned KL divergence is each backend's own final value (exact for the exact
+        backends, Barnes-Hut/FFT estimates otherwise).
 
     Raises
     ------
     FeatureSpaceError
         Unknown backend; ``x`` not 2-D or not finite; ``n_iter`` < 250; a perplexity problem
-        (see ``resolve_perplexity``); exact-torch above ``EXACT_TORCH_MAX_POINTS`` points.
+        (see ``resolve_perplexity``); an exact backend above ``EXACT_MAX_POINTS`` points.
 
     References
     ----------
@@ -401,14 +310,16 @@ def run_tsne(
     """
     x = _check_tsne_input(x, backend, n_iter)
     perp, note = resolve_perplexity(perplexity, len(x), perplexity_policy)
-    threads = n_threads or (1 if backend == "exact-torch" else min(2, os.cpu_count() or 1))
+    threads = n_threads or (1 if backend.startswith("exact") else min(2, os.cpu_count() or 1))
     stop = (dict(min_grad_norm=min_grad_norm, n_iter_without_progress=n_iter_without_progress)
             if stop_early else dict(NO_EARLY_STOP))
     x32 = x.astype(np.float32, copy=False)
     t0 = time.perf_counter()
     params = dict(perplexity=perp, n_iter=n_iter, init="pca", seed=seed,
                   early_exaggeration=EARLY_EXAGGERATION, n_points=len(x), n_features=x.shape[1])
-    if backend == "exact-torch":
+    if backend == "exact-numba":
+        y, kl, it, extra = _run_exact_numba(x32, perp, n_iter, seed, threads, stop, progress)
+    elif backend == "exact-torch":
         y, kl, it, extra = _run_exact_torch(x32, perp, n_iter, seed, threads, stop, device, progress)
     elif backend == "sklearn":
         y, kl, it, extra = _run_sklearn(x32, perp, n_iter, seed, threads, stop)
@@ -477,7 +388,7 @@ def embed_large(
         raise FeatureSpaceError(f"embed_large expects patches (n, s, s) or rows (n, d), got shape {arr.shape}")
     n = len(arr)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    rng = stream_rng(seed, "large_pca")
     fit_idx = np.sort(rng.choice(n, size=min(n, pca_fit_max), replace=False))
     fit_rows = rows(fit_idx)
     if not np.all(np.isfinite(fit_rows)):

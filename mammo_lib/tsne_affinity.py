@@ -17,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from mammo_lib.neighbours import sq_distances
+from mammo_lib.neighbours import gram as gram_matrix
+from mammo_lib.neighbours import sq_distances_from_gram
 from mammo_lib.patch_arrays import FeatureSpaceError, FeatureSpaceWarning
 
 
@@ -133,13 +134,20 @@ def neighbour_count(n_points: int, perplexity: float) -> int:
     return min(n_points - 1, int(3.0 * perplexity + 1))
 
 
-def conditional_neighbours(x: np.ndarray, perplexity: float) -> tuple[np.ndarray, np.ndarray]:
+def conditional_neighbours(x: np.ndarray, perplexity: float,
+                           gram: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each point's k nearest neighbours and its conditional probabilities p_{j|i} on them.
+
+    Squared distances come from the centred Gram matrix (float32 products above 1,024
+    features, see :func:`mammo_lib.neighbours.gram`), accurate to ~1e-6 of a typical distance;
+    they are rounded to float32 before the bisection, as scikit-learn's are.
 
     Parameters
     ----------
     x : float array, shape (n, d)
     perplexity : float
+    gram : float array, shape (n, n), optional
+        ``neighbours.gram(x)`` when already computed (it also gives the PCA initialisation).
 
     Returns
     -------
@@ -149,7 +157,7 @@ def conditional_neighbours(x: np.ndarray, perplexity: float) -> tuple[np.ndarray
         p_{j|i}; each row sums to 1.
     """
     n = len(x)
-    d = sq_distances(x, centre=False, float32_above=None)
+    d = sq_distances_from_gram(gram_matrix(x) if gram is None else gram)
     np.fill_diagonal(d, np.inf)
     k = neighbour_count(n, perplexity)
     nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(d, axis=1)[:, :k]
@@ -158,7 +166,7 @@ def conditional_neighbours(x: np.ndarray, perplexity: float) -> tuple[np.ndarray
     return nn, cond
 
 
-def joint_probabilities(x: np.ndarray, perplexity: float) -> np.ndarray:
+def joint_probabilities(x: np.ndarray, perplexity: float, gram: np.ndarray | None = None) -> np.ndarray:
     """Dense symmetric joint P, as scikit-learn's Barnes-Hut TSNE computes it.
 
     Parameters
@@ -167,6 +175,8 @@ def joint_probabilities(x: np.ndarray, perplexity: float) -> np.ndarray:
         The points (for the paper: raw pixels in [0, 1], d = 16,384).
     perplexity : float
         At most (n - 1) / 3 (see :func:`resolve_perplexity`).
+    gram : float array, shape (n, n), optional
+        As :func:`conditional_neighbours`.
 
     Returns
     -------
@@ -178,7 +188,7 @@ def joint_probabilities(x: np.ndarray, perplexity: float) -> np.ndarray:
     L. van der Maaten and G. Hinton, "Visualizing Data using t-SNE", JMLR 9, 2008, eq. (1).
     """
     n = len(x)
-    nn, cond = conditional_neighbours(x, perplexity)
+    nn, cond = conditional_neighbours(x, perplexity, gram)
     p = np.zeros((n, n), dtype=np.float64)
     np.put_along_axis(p, nn, cond, axis=1)
     p = p + p.T
