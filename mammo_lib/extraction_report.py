@@ -87,7 +87,19 @@ def rules_markdown(patch_size: int, normalisation: str, large_lesion: str,
 
 
 def collection_text(collection: Collection, run_dir: str | os.PathLike) -> str:
-    """One line: images, annotated lesions, where (relative to the run folder), files skipped."""
+    """One line: images, annotated lesions, where (relative to the run folder), files skipped.
+
+    Parameters
+    ----------
+    collection : Collection
+        As :func:`mammo_lib.datasets.open_collection` returns it.
+    run_dir : str or path-like
+        The run folder (the collection folder is shown relative to it).
+
+    Returns
+    -------
+    str
+    """
     where = relative_to_run(Path(collection.root).resolve(), Path(run_dir).resolve())
     return (f"{len(collection.records)} images with {collection.n_lesions()} annotated lesions "
             f"in {where}; {len(collection.skipped)} files skipped while reading")
@@ -100,6 +112,10 @@ def result_text(result) -> str:
     ----------
     result : mammo_lib.patches.ExtractionResult
         As :func:`mammo_lib.patches.extract_patches` returns it.
+
+    Returns
+    -------
+    str
     """
     vf = result.parameters.get("vendor_filter") or []
     return (f"{result.excluded_by_vendor} images left out by the vendor filter "
@@ -112,9 +128,22 @@ def skipped_table(skipped_path: str | os.PathLike, max_rows: int = 30):
     """The first ``max_rows`` rows of ``skipped_files.csv`` as HTML that shows each problem in
     full (no cut-off text), and the total number of rows.
 
+    Parameters
+    ----------
+    skipped_path : str or path-like
+        ``<run>/patches/skipped_files.csv``.
+    max_rows : int
+        Rows shown.
+
     Returns
     -------
     (IPython.display.HTML, int)
+        The table and the number of rows in the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist (the extraction has not run).
     """
     from IPython.display import HTML
 
@@ -142,6 +171,11 @@ def class_counts_figure(counts_by_class: dict[str, int]) -> plt.Figure:
     ----------
     counts_by_class : dict of str to int
         ``ExtractionResult.counts_by_class`` (lesion classes plus ``"normal"``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The chart, or a figure saying "0 lesion patches and 0 normal patches".
     """
     counts = pd.Series(counts_by_class, name="patches", dtype=int).rename_axis("class")
     if counts.sum() == 0:
@@ -173,6 +207,10 @@ def example_patches_figure(store: PatchStore, group: str, seed: int, n: int = 32
         Study seed.
     n : int
         Number of patches shown, 8 per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     title = {"lesion": "Lesion patches", "normal": "Normal-tissue patches"}[group]
     if len(store) == 0:
@@ -187,7 +225,21 @@ def example_patches_figure(store: PatchStore, group: str, seed: int, n: int = 32
 
 def lesion_rule_figures(lesion_store: PatchStore, n: int = 8) -> dict[str, plt.Figure]:
     """The two rules at work: ``lesion_border`` (shifted windows, labels ``shift row,col``) and
-    ``lesion_large`` (resized large lesions, labels ``xscale``), the first ``n`` of each."""
+    ``lesion_large`` (resized large lesions, labels ``xscale``), the first ``n`` of each.
+
+    Parameters
+    ----------
+    lesion_store : PatchStore
+        The lesion store (may be empty).
+    n : int
+        Patches per figure.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``{"lesion_border": ..., "lesion_large": ...}``; a figure says "none in this run" when
+        no patch fits.
+    """
     m = lesion_store.manifest
     out = {}
     if len(m):
@@ -256,7 +308,22 @@ def intensity_samples(records: Sequence[ImageRecord], normalisation: str = "equa
 
 def example_records(collection: Collection, stores: Sequence[PatchStore], n: int = 4
                     ) -> list[ImageRecord]:
-    """One image per vendor (up to ``n``) among the images that gave patches."""
+    """One image per vendor (up to ``n``) among the images that gave patches.
+
+    Parameters
+    ----------
+    collection : Collection
+        The collection extracted from.
+    stores : sequence of PatchStore
+        The stores whose manifests say which images gave patches.
+    n : int
+        At most this many images.
+
+    Returns
+    -------
+    list of ImageRecord
+        Sorted by image id; empty when no image gave a patch.
+    """
     used = set()
     for store in stores:
         if len(store):
@@ -271,7 +338,21 @@ def example_records(collection: Collection, stores: Sequence[PatchStore], n: int
 def intensity_histograms_figure(samples: list[dict], lesion_store: PatchStore,
                                 normal_store: PatchStore, normalisation: str) -> plt.Figure:
     """Three panels: source grey levels (breast), after the image-level normalisation, and the
-    stored patches (lesion vs normal, about 200 patches each)."""
+    stored patches (lesion vs normal, about 200 patches each).
+
+    Parameters
+    ----------
+    samples : list of dict
+        :func:`intensity_samples` (may be empty: the panels then say so).
+    lesion_store, normal_store : PatchStore
+        The stores (may be empty).
+    normalisation : str
+        The normalisation used (for the title).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for s in samples:
         axes[0].hist(s["raw"], bins=100, histtype="step", density=True, label=f"{s['vendor']}")

@@ -171,7 +171,28 @@ class PatchStore:
 
 
 def open_patch_store(path: str | os.PathLike, require_nonempty: bool = True) -> PatchStore:
-    """Open a store for reading, with errors that name the path and say what to do."""
+    """Open a store for reading, with errors that name the path and say what to do.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store folder (e.g. ``<run>/patches/lesion.zarr``).
+    require_nonempty : bool
+        Raise when the store holds no patch (False: an empty store is returned).
+
+    Returns
+    -------
+    PatchStore
+        ``patches``: the zarr array, uint8, shape (n, size, size); ``manifest``: one row per
+        patch (``MANIFEST_COLUMNS`` and the stage's own columns).
+
+    Raises
+    ------
+    PatchStoreError
+        (a ``ValueError``) when the store is missing, cannot be opened, is not (n, size, size),
+        has no ``manifest.csv`` (an unfinished store), has a different number of manifest rows than
+        patches, or is empty while ``require_nonempty``.
+    """
     path = Path(path)
     if not path.exists():
         raise PatchStoreError(
