@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mammo_lib import rating_app, testing
+from mammo_lib import rating_app, rating_server, testing
 from mammo_lib import reader_study as rs
 
 CHROMIUM = "/usr/bin/chromium"
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         testing.write_example_stores(run_dir, n + 10, n + 10, size=128, seed=0)
         cs = rs.build_case_set(run_dir, n // 2 + 1, n - n // 2 + 1, seed=0, display_scale=4)
         reference = in_process_reference(cs.case_set_dir, n)
-        proc, url = rating_app.launch(cs.case_set_dir, double_answer_guard_s=0.0,
+        proc, url = rating_server.launch(cs.case_set_dir, double_answer_guard_s=0.0,
                                       log_path=run_dir / "voila.log")
         latencies: list[float] = []
         try:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.05)
                 browser.close()
         finally:
-            rating_app.stop(proc)
+            rating_server.stop(proc)
     med, p90 = statistics.median(latencies), percentile(latencies, 0.9)
     ref = statistics.median(reference)
     print(f"click -> next case displayed, {n} cases (Voila + headless Chromium, 512x512 PNG):")

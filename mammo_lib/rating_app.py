@@ -1,41 +1,35 @@
-"""The rating page of the reader study: an ipywidgets app, served to readers with Voila.
+"""The rating page of the reader study: an ipywidgets app, served to readers with Voila
+(:mod:`mammo_lib.rating_server`; ``python -m mammo_lib.rating_app serve`` is the same command).
 
-    python -m mammo_lib.rating_app serve --run-dir runs/default [--host 127.0.0.1] [--port 8866]
+Who the reader is: with invitations (:mod:`mammo_lib.invitations`) the personal link's token
+alone identifies the reader, and a missing, unknown or revoked token gets a polite refusal and no
+case; without invitations (a study on one machine) the reader types an id, and ids of machine
+observers are refused. Then: "New reader" or "Welcome back, k of N done"; practice cases with
+feedback shown on the practice patch itself and a "Next" button; a screen saying the scored cases
+start now and how many; one patch at a time on neutral grey, six answer buttons (keys 1-6 with
+the mouse over the page), "Back" to revise the previous answer, and an end screen.
 
-starts Voila on ``notebooks/apps/rate_patches.ipynb`` with the case-set folder passed in the
-environment (``MAMMO_CASE_SET_DIR``). Readers see only the widget: an id field, then one patch
-at a time on a neutral grey background, six answer buttons (keys 1-6), "Case k of N", a
-"Back" button to revise the previous answer, and an end screen. The page never receives the
-key: the app opens only the case-set folder and the reader's ratings file, and Voila's file
-serving is switched off (every path is denied). Voila itself forwards only widget (comm)
-messages from the browser to the kernel, never code to execute. For the strictest blinding,
-copy only ``case_set/`` (and ``ratings/``) to the machine that serves the page.
-
-Keys 1-6 come from ``ipyevents`` (a small, well-kept widget library): move the mouse over the
-rating area and press a number. Without ipyevents the buttons still work.
+One live window per reader (:class:`mammo_lib.reading_session.ReaderLock`): a second window is
+told the reader is open elsewhere and may take over; the first then stops before writing.
+The page never receives the key. Keys 1-6 come from ``ipyevents`` (without it the buttons work).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
-import subprocess
 import sys
-from pathlib import Path
+import threading
+from urllib.parse import parse_qs
 
 import ipywidgets as widgets
 import numpy as np
 
-from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
-from mammo_lib.reading_session import ReadingSession
-from mammo_lib.study_files import (
-    ReaderStudyError,
-    default_case_set_dir,
-    open_case_set,
-    validate_reader_id,
-)
+from mammo_lib.invitations import RESERVED_PREFIX, InvitationError, load_registry, reader_for_token
+from mammo_lib.rating_server import ENV_CASE_SET, ENV_GUARD
+from mammo_lib.reading_session import ReaderLock, ReadingSession, SessionTakenOver
+from mammo_lib.study_files import ReaderStudyError, open_case_set, read_ratings, validate_reader_id
 
 try:  # keys 1-6; the app degrades to buttons only without it
     from ipyevents import Event as _KeyEvent
@@ -43,24 +37,25 @@ except ImportError:  # pragma: no cover - ipyevents is installed with the projec
     _KeyEvent = None
 KEYS_AVAILABLE = _KeyEvent is not None
 
-# The Voila notebook of the page. In a checkout it is notebooks/apps/rate_patches.ipynb; an
-# installed package has no notebooks folder, so ``serve --notebook PATH`` names it explicitly.
-CHECKOUT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "apps" / "rate_patches.ipynb"
-ENV_CASE_SET = "MAMMO_CASE_SET_DIR"
-ENV_GUARD = "MAMMO_DOUBLE_ANSWER_GUARD_S"
 GREY = "#7f7f7f"
+PAGE_TITLE = "Reader study: real or synthetic?"
 
 CSS = f"""
 <style>
 body, .jp-Notebook, .voila-root, #rendered_cells {{ background: {GREY} !important; }}
-.mammo-app {{ background: {GREY}; color: #111; font-family: sans-serif; padding: 12px; }}
-.mammo-stage {{ background: {GREY}; justify-content: center; min-height: 540px;
-                align-items: center; overflow: auto; }}
+body {{ margin: 0; }}
+.jp-Cell, .jp-OutputArea-output, .jp-Notebook {{ padding: 0 !important; margin: 0 !important; }}
+.mammo-app {{ background: {GREY}; color: #111; font-family: sans-serif; padding: 6px 12px; }}
+.mammo-stage {{ background: {GREY}; justify-content: center; align-items: center; overflow: auto; }}
 .mammo-app .widget-html-content {{ font-size: 16px; }}
-.mammo-progress .widget-html-content {{ font-size: 20px; font-weight: bold; }}
+.mammo-progress .widget-html-content {{ font-size: 19px; font-weight: bold; line-height: 26px; }}
 .mammo-app .widget-button {{ font-size: 15px; }}
-.mammo-feedback .widget-html-content {{ font-size: 16px; min-height: 24px; }}
-.mammo-image {{ image-rendering: pixelated; outline: 1px solid #505050; }}
+.mammo-feedback .widget-html-content {{ font-size: 16px; min-height: 22px; line-height: 22px;
+                                          text-align: center; }}
+.mammo-practice-feedback {{ background: #f4f1d0; border-radius: 4px; padding: 2px 10px; }}
+.mammo-image {{ image-rendering: pixelated; outline: 1px solid #505050; object-fit: contain; }}
+.mammo-fit {{ height: min(512px, calc(100vh - 245px)) !important;
+               width: min(512px, calc(100vh - 245px)) !important; }}
 </style>
 """
 
@@ -80,59 +75,102 @@ def _apply_window(png: bytes, low: int, high: int) -> bytes:
     return buf.getvalue()
 
 
+def _button(description: str, css: str, style: str = "", width: str = "auto") -> widgets.Button:
+    b = widgets.Button(description=description, button_style=style, layout=widgets.Layout(width=width))
+    b.add_class(css)
+    return b
+
+
 class RatingApp:
     """The rating widget. ``app.widget`` is what the page shows.
 
     Tests drive it in-process: ``app.reader_text.value = "R01"; app.start_button.click()``,
-    ``app.option_buttons[0].click()``, ``app.handle_key({"type": "keydown", "key": "3"})``.
+    ``app.option_buttons[0].click()``, ``app.handle_key({"type": "keydown", "key": "3"})``,
+    ``app.next_button.click()`` (after practice feedback), ``app.begin_button.click()`` (after the
+    practice), ``app.take_over_button.click()`` (reader open elsewhere).
+
+    Parameters
+    ----------
+    case_set_dir : path
+    double_answer_guard_s : float
+        Seconds after a case appears during which answers are ignored.
+    token : str, optional
+        The token of the personal link. When invitations exist it is required and alone decides
+        who the reader is; without invitations it is ignored and the reader types an id.
+    stale_s : float
+        A window whose heartbeat is older than this (seconds) no longer holds its reader.
     """
 
-    def __init__(self, case_set_dir: str | os.PathLike, double_answer_guard_s: float = 0.3):
+    def __init__(self, case_set_dir: str | os.PathLike, double_answer_guard_s: float = 0.3,
+                 token: str | None = None, stale_s: float = 30.0):
         self.case_set = open_case_set(case_set_dir)
         self.guard_s = double_answer_guard_s
+        self.stale_s = stale_s
         self.session: ReadingSession | None = None
+        self.lock: ReaderLock | None = None
         self.shown_id: str | None = None
+        self.awaiting_next = False
         self._raw_png = b""
-
+        self._stop_heartbeat = threading.Event()
+        self.invited = bool(load_registry(self.case_set.case_set_dir.parent))
         self.style = widgets.HTML(CSS)
-        # start screen
-        self.reader_text = widgets.Text(placeholder="e.g. R01", description="Reader id:",
-                                        layout=widgets.Layout(width="320px"))
-        self.start_button = widgets.Button(description="Start", button_style="primary")
-        self.start_message = widgets.HTML("")
-        n = len(self.case_set.case_ids)
-        n_practice = len(self.case_set.practice)
+        self._build_start_screen()
+        self._build_rating_screen()
+        self._build_other_screens()
+        self.widget = widgets.VBox([self.style, self.start_screen])
+        self.widget.add_class("mammo-app")
+        self.key_events = None
+        if _KeyEvent is not None:
+            self.key_events = _KeyEvent(source=self.widget, watched_events=["keydown"])
+            self.key_events.on_dom_event(self.handle_key)
+        if self.invited:
+            self._identify_by_token(token)
+
+    # -- building
+    def _intro(self) -> str:
+        n, n_practice = len(self.case_set.case_ids), len(self.case_set.practice)
         first = (f"{n_practice} practice patches (with feedback, not scored), then {n} scored "
                  "lesion patches" if n_practice else f"{n} lesion patches")
-        self.start_screen = widgets.VBox([
-            widgets.HTML(f"<h2>Reader study</h2><p>You will see {first}, one at a "
-                         "time. For each, choose how confident you are that it is a <b>real</b> "
-                         "patch or a <b>synthetic</b> (generated) one: click a button or press a "
-                         "key 1-6 with the mouse over the image. Every answer is saved at once; "
-                         "you can stop at any time and continue later with the same reader id."
-                         "</p>"),
-            widgets.HBox([self.reader_text, self.start_button]),
-            self.start_message,
-        ])
+        return (f"<h2>Reader study</h2><p>You will see {first}, one at a time. For each, choose how "
+                "confident you are that it is a <b>real</b> patch or a <b>synthetic</b> (generated) one: "
+                "click a button or press a key 1-6 with the mouse over the page. Every answer is saved at "
+                "once; you can stop at any time and continue later.</p>")
+
+    def _build_start_screen(self) -> None:
+        self.reader_text = widgets.Text(placeholder="e.g. R01", description="Reader id:",
+                                        layout=widgets.Layout(width="320px"))
+        self.start_button = _button("Start", "mammo-start", "primary", "120px")
+        self.start_message = widgets.HTML("")
+        self.start_message.add_class("mammo-start-message")
         self.start_button.on_click(self._on_start)
-        # rating screen
+        self.start_screen = widgets.VBox([widgets.HTML(self._intro()),
+                                          widgets.HBox([self.reader_text, self.start_button]),
+                                          self.start_message])
+
+    def _build_rating_screen(self) -> None:
         self.progress = widgets.HTML("")
         self.progress.add_class("mammo-progress")
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="512px", height="512px"))
         self.image.add_class("mammo-image")
+        self.image.add_class("mammo-fit")
         self.stage = widgets.HBox([self.image], layout=widgets.Layout(width="100%"))
         self.stage.add_class("mammo-stage")
         self.option_buttons = []
         for number, label, _ in rating_scale.OPTIONS:
-            b = widgets.Button(description=f"{number}  {label}",
-                               layout=widgets.Layout(width="auto", height="44px"),
-                               tooltip=f"key {number}")
+            b = widgets.Button(description=f"{number}  {label}", tooltip=f"key {number}",
+                               layout=widgets.Layout(width="auto", height="40px"))
             b.add_class(f"mammo-option-{number}")
             b.on_click(lambda _btn, k=number: self._on_option(k))
             self.option_buttons.append(b)
-        self.back_button = widgets.Button(description="Back: revise previous answer",
-                                          icon="arrow-left", layout=widgets.Layout(width="auto"))
-        self.back_button.add_class("mammo-back")
+        self.options_box = widgets.VBox([
+            widgets.HBox(self.option_buttons[:3], layout=widgets.Layout(justify_content="center")),
+            widgets.HBox(self.option_buttons[3:], layout=widgets.Layout(justify_content="center"))])
+        self.next_button = _button("Next", "mammo-next", "primary", "160px")
+        self.next_button.on_click(lambda _b: self._on_next())
+        self.next_box = widgets.HBox([self.next_button], layout=widgets.Layout(justify_content="center"))
+        self.answer_area = widgets.VBox([self.options_box])
+        self.back_button = _button("Back: revise previous answer", "mammo-back")
+        self.back_button.icon = "arrow-left"
         self.back_button.on_click(lambda _b: self._on_back())
         self.zoom = widgets.FloatSlider(value=1.0, min=0.5, max=2.0, step=0.25, description="Zoom",
                                         continuous_update=False, readout_format=".2f")
@@ -145,56 +183,122 @@ class RatingApp:
         self.feedback = widgets.HTML("")
         self.feedback.add_class("mammo-feedback")
         self.rating_screen = widgets.VBox([
-            self.progress,
-            self.stage,
-            widgets.HBox(self.option_buttons[:3], layout=widgets.Layout(justify_content="center")),
-            widgets.HBox(self.option_buttons[3:], layout=widgets.Layout(justify_content="center")),
-            self.feedback,
-            widgets.HBox([self.back_button, self.zoom, self.window, self.reset_view]),
-        ])
-        # end screen
+            self.progress, self.stage, self.feedback, self.answer_area,
+            widgets.HBox([self.back_button, self.zoom, self.window, self.reset_view])])
+
+    def _build_other_screens(self) -> None:
         self.end_message = widgets.HTML("")
-        self.end_back_button = widgets.Button(description="Back: revise the last answer",
-                                              icon="arrow-left", layout=widgets.Layout(width="auto"))
+        self.end_back_button = _button("Back: revise the last answer", "mammo-end-back", width="260px")
+        self.end_back_button.icon = "arrow-left"
         self.end_back_button.on_click(lambda _b: self._on_back())
         self.end_screen = widgets.VBox([self.end_message, self.end_back_button])
+        self.practice_over_message = widgets.HTML("")
+        self.begin_button = _button("Start the scored cases", "mammo-begin", "primary", "240px")
+        self.begin_button.on_click(lambda _b: self._on_begin())
+        self.practice_over_screen = widgets.VBox([self.practice_over_message, self.begin_button])
+        self.practice_over_screen.add_class("mammo-practice-over")
+        self.busy_message = widgets.HTML("")
+        self.take_over_button = _button("Continue here (take over)", "mammo-take-over", "warning", "260px")
+        self.take_over_button.on_click(lambda _b: self._on_take_over())
+        self.busy_screen = widgets.VBox([self.busy_message, self.take_over_button])
+        self.busy_screen.add_class("mammo-busy")
+        self.message = widgets.HTML("")
+        self.message_screen = widgets.VBox([self.message])
+        self.message_screen.add_class("mammo-message")
 
-        self.widget = widgets.VBox([self.style, self.start_screen])
-        self.widget.add_class("mammo-app")
-        self.key_events = None
-        if _KeyEvent is not None:
-            self.key_events = _KeyEvent(source=self.widget, watched_events=["keydown"])
-            self.key_events.on_dom_event(self.handle_key)
+    def _screen(self, screen: widgets.Widget) -> None:
+        if self.widget.children[-1] is not screen:
+            self.widget.children = [self.style, screen]
 
-    # -- start
+    # -- who is reading
+    def _identify_by_token(self, token: str | None) -> None:
+        try:
+            self.reader_id = reader_for_token(self.case_set.case_set_dir.parent, token)
+        except InvitationError as exc:
+            text = str(exc)
+            self.message.value = (f"<h2>Reader study</h2><p><b>Sorry, this page cannot be opened.</b> "
+                                  f"{text[:1].upper() + text[1:]}.</p>")
+            self._screen(self.message_screen)
+            return
+        self.reader_text.value = self.reader_id
+        self.reader_text.disabled = True
+        done = len(read_ratings(self.case_set.ratings_path(self.reader_id), self.case_set).last_per_case())
+        n = len(self.case_set.case_ids)
+        hello = (f"Welcome back, reader <b>{self.reader_id}</b>: {done} of {n} done." if done
+                 else f"Reader <b>{self.reader_id}</b>: new reader, {n} cases to rate.")
+        self.start_screen.children = [self.start_screen.children[0], widgets.HTML(f"<p>{hello}</p>"),
+                                      widgets.HBox([self.start_button]), self.start_message]
+
+    def _typed_reader_id(self) -> str:
+        reader_id = validate_reader_id(self.reader_text.value)
+        if reader_id.lower().startswith(RESERVED_PREFIX):
+            raise ReaderStudyError(f"reader id {reader_id!r} is reserved for machine observers; use your own id")
+        known = [p.stem for p in self.case_set.ratings_dir.glob("*.jsonl")]
+        clash = [k for k in known if k.lower() == reader_id.lower() and k != reader_id]
+        if clash:
+            raise ReaderStudyError(f"reader id {reader_id!r} differs from the existing reader {clash[0]!r} only in "
+                                   "upper/lower case; if that is you, type it exactly")
+        return reader_id
+
     def _on_start(self, _sender=None) -> None:
         try:
-            reader_id = validate_reader_id(self.reader_text.value)
-            self.session = ReadingSession(self.case_set, reader_id,
-                                          double_answer_guard_s=self.guard_s)
-        except ReaderStudyError as exc:
+            reader_id = self.reader_id if self.invited else self._typed_reader_id()
+            self.session = ReadingSession(self.case_set, reader_id, double_answer_guard_s=self.guard_s)
+        except (ReaderStudyError, AttributeError) as exc:
+            self.session = None
             self.start_message.value = f"<p style='color:#600'><b>Cannot start:</b> {exc}</p>"
             return
-        notes = []
-        if self.session.problems:
-            notes.append("Note: " + " ".join(self.session.problems))
-        if self.session.n_answered:
-            notes.append(f"Welcome back, {reader_id}: {self.session.n_answered} of "
-                         f"{self.session.n_cases} answers were already saved; continuing.")
+        self.lock = ReaderLock(self.case_set.ratings_dir, reader_id, stale_s=self.stale_s)
+        self.session.lock = self.lock
+        if self.session.finished:
+            self._show_current()
+            return
+        if not self.lock.acquire():
+            self.busy_message.value = (
+                f"<h2>Reader {reader_id} is open in another window</h2><p>Only one window per reader can "
+                "rate. Close the other window, or continue here: the other window then stops, and no answer "
+                "is lost or given twice.</p>")
+            self._screen(self.busy_screen)
+            return
+        self._begin_session()
+
+    def _on_take_over(self) -> None:
+        if self.lock is not None and self.session is not None:
+            self.lock.acquire(take_over=True)
+            self.session.refresh()
+            self.session.index = self.session.first_unanswered()
+            self._begin_session()
+
+    def _begin_session(self) -> None:
+        s = self.session
+        notes = [s.welcome_text()] + (["Note: " + " ".join(s.problems)] if s.problems else [])
         self.feedback.value = "<br>".join(notes)
-        self.widget.children = [self.style, self.rating_screen]
+        self._start_heartbeat()
         self._show_current()
+
+    def _start_heartbeat(self) -> None:
+        self._stop_heartbeat.set()
+        stop = self._stop_heartbeat = threading.Event()
+        lock, period = self.lock, max(1.0, self.stale_s / 3)
+
+        def beat() -> None:
+            while not stop.wait(period) and lock.beat():
+                pass
+
+        threading.Thread(target=beat, daemon=True, name="mammo-reader-heartbeat").start()
 
     # -- showing a case
     def _show_current(self) -> None:
         s = self.session
-        assert s is not None
         if s.finished:
             self.shown_id = None
             self.end_message.value = (
                 f"<h2>Finished: all {s.n_cases} cases are rated.</h2><p>Thank you, "
                 f"{s.reader_id}. Your answers are saved; you can close this page.</p>")
-            self.widget.children = [self.style, self.end_screen]
+            self._screen(self.end_screen)
+            self._stop_heartbeat.set()
+            if self.lock is not None:
+                self.lock.release()
             return
         try:
             self._raw_png = s.current_image()
@@ -202,8 +306,9 @@ class RatingApp:
             self.feedback.value = f"<p style='color:#600'><b>Problem:</b> {exc}</p>"
             self.shown_id = None
             return
-        if self.widget.children[-1] is not self.rating_screen:
-            self.widget.children = [self.style, self.rating_screen]
+        self._screen(self.rating_screen)
+        self.answer_area.children = [self.options_box]
+        self.awaiting_next = False
         self.shown_id = s.current_id
         prev = s.previous_answer()
         self.progress.value = s.progress_text() + (
@@ -220,6 +325,10 @@ class RatingApp:
         px = f"{int(512 * self.zoom.value)}px"
         self.image.layout.width = px
         self.image.layout.height = px
+        if self.zoom.value == 1.0:
+            self.image.add_class("mammo-fit")
+        else:
+            self.image.remove_class("mammo-fit")
 
     def _reset_view(self) -> None:
         self.zoom.value = 1.0
@@ -227,197 +336,99 @@ class RatingApp:
 
     # -- answers
     def _on_option(self, option: int) -> None:
-        if self.session is None:
+        if self.session is None or self.awaiting_next:
             return
-        result = self.session.answer(self.shown_id, option)
+        try:
+            result = self.session.answer(self.shown_id, option)
+        except SessionTakenOver:
+            self._stopped()
+            return
         if result is None:
+            if self.session.conflicts and self.shown_id != self.session.current_id:
+                self.feedback.value = "That case was answered in another window; here is the next one."
+                self._show_current()
             return
         if "practice" in result:
-            verdict = "correct" if result["correct"] else "not correct"
-            self.feedback.value = (f"Practice feedback: that patch was <b>{result['practice']}</b> "
-                                   f"({verdict}). Practice answers are not scored.")
-        else:
-            self.feedback.value = ""
+            self._practice_feedback(result)
+            return
+        self.feedback.value = ""
         self._show_current()
 
+    def _practice_feedback(self, result: dict) -> None:
+        verdict = "correct" if result["correct"] else "not correct"
+        self.feedback.value = (f"<span class='mammo-practice-feedback'>Practice feedback: this patch is "
+                               f"<b>{result['practice']}</b>; you said {result['called']} ({verdict}). "
+                               "Practice answers are not scored.</span>")
+        self.answer_area.children = [self.next_box]
+        self.awaiting_next = True
+        self.shown_id = None
+
+    def _on_next(self) -> None:
+        s = self.session
+        if s is None or not self.awaiting_next:
+            return
+        self.awaiting_next = False
+        self.feedback.value = ""
+        if s.in_practice:
+            self._show_current()
+            return
+        self.practice_over_message.value = (
+            f"<h2>Practice is over</h2><p>The <b>{s.n_cases} scored cases</b> start now. From here on no "
+            "feedback is shown and every answer is recorded.</p>")
+        self._screen(self.practice_over_screen)
+
+    def _on_begin(self) -> None:
+        if self.session is not None:
+            self.session.skip_practice()
+            self._show_current()
+
     def _on_back(self) -> None:
-        if self.session is not None and self.session.go_back():
+        s = self.session
+        if s is None:
+            return
+        if s.finished and self.lock is not None and not self.lock.acquire():
+            self.end_message.value += "<p><b>This reader is open in another window; revise there.</b></p>"
+            return
+        if s.go_back():
+            self._start_heartbeat()
             self.feedback.value = ""
             self._show_current()
 
+    def _stopped(self) -> None:
+        self._stop_heartbeat.set()
+        self.shown_id = None
+        self.message.value = (f"<h2>Continued in another window</h2><p>Reader {self.session.reader_id} is now "
+                              "rating in another window, so this one has stopped. Nothing was lost; you can "
+                              "close this page.</p>")
+        self._screen(self.message_screen)
+
     def handle_key(self, event: dict) -> None:
-        """ipyevents keydown handler: keys 1-6 answer (auto-repeat ignored)."""
+        """ipyevents keydown handler: keys 1-6 answer, Enter goes on after feedback (auto-repeat ignored)."""
         if event.get("type") != "keydown" or event.get("repeat"):
             return
         key = str(event.get("key", ""))
         if key in {"1", "2", "3", "4", "5", "6"}:
             self._on_option(int(key))
+        elif key == "Enter" and self.awaiting_next:
+            self._on_next()
 
 
 def app_from_environment() -> widgets.Widget:
-    """Build the app for the Voila page from ``MAMMO_CASE_SET_DIR`` (a readable message if unset)."""
+    """Build the app for the Voila page from ``MAMMO_CASE_SET_DIR`` and the page's query string
+    (``?reader=<token>``, which Voila passes to the kernel as ``QUERY_STRING``)."""
     case_set_dir = os.environ.get(ENV_CASE_SET)
     if not case_set_dir:
         return widgets.HTML(f"<h3>No case set configured.</h3><p>Start this page with "
                             f"<code>make reader-app</code> (it sets {ENV_CASE_SET}).</p>")
+    token = parse_qs(os.environ.get("QUERY_STRING", "")).get("reader", [None])[0]
     try:
-        app = RatingApp(case_set_dir, double_answer_guard_s=float(os.environ.get(ENV_GUARD, "0.3")))
+        app = RatingApp(case_set_dir, double_answer_guard_s=float(os.environ.get(ENV_GUARD, "0.3")), token=token)
     except ReaderStudyError as exc:
         return widgets.HTML(f"<h3>The case set cannot be opened</h3><p>{exc}</p>")
     return app.widget
 
 
-# --------------------------------------------------------------------------- serve CLI
-def voila_command(host: str, port: int, notebook: Path = CHECKOUT_NOTEBOOK) -> list[str]:
-    """The Voila command line: code hidden (Voila default), no file serving, no browser.
-
-    Parameters
-    ----------
-    host : str
-        Interface to listen on ("127.0.0.1"; "0.0.0.0" for readers' machines).
-    port : int
-        TCP port.
-    notebook : path
-        The page's notebook (default: the checkout's ``notebooks/apps/rate_patches.ipynb``).
-
-    Returns
-    -------
-    list of str
-    """
-    return [
-        sys.executable, "-m", "voila", str(notebook),
-        "--no-browser", f"--port={port}", f"--Voila.ip={host}", "--Voila.port_retries=0",
-        "--theme=light", "--show_tracebacks=False", "--strip_sources=True",
-        "--VoilaConfiguration.file_allowlist=^$",
-        "--VoilaConfiguration.file_denylist=.*",
-    ]
-
-
-def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
-          double_answer_guard_s: float = 0.3, notebook: Path = CHECKOUT_NOTEBOOK) -> None:
-    """Check the case set, then replace this process with Voila serving the rating page.
-
-    Parameters
-    ----------
-    case_set_dir : path
-        The ``case_set`` folder (ratings go to its sibling ``ratings/``).
-    host, port
-        Where Voila listens.
-    double_answer_guard_s : float
-        Seconds after a case appears during which answers are ignored (double clicks).
-    notebook : path
-        The page's Voila notebook.
-
-    Raises
-    ------
-    ReaderStudyError
-        If the case set is missing or incomplete, or the notebook does not exist.
-    """
-    notebook = Path(notebook)
-    if not notebook.is_file():
-        raise ReaderStudyError(
-            f"the rating page's notebook {notebook} does not exist: pass --notebook PATH (in a checkout "
-            "it is notebooks/apps/rate_patches.ipynb)")
-    case_set = open_case_set(case_set_dir)  # clear error for a missing/incomplete case set
-    if not case_set.key_path.is_file():
-        print(f"warning: no key at {case_set.key_path}; ratings can be collected but not "
-              "scored until the key folder is restored", file=sys.stderr)
-    case_set.ratings_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env[ENV_CASE_SET] = str(Path(case_set_dir).resolve())
-    env[ENV_GUARD] = str(double_answer_guard_s)
-    cmd = voila_command(host, port, notebook.resolve())
-    print(f"rating page for case set {case_set.case_set_id} ({len(case_set.case_ids)} cases, "
-          f"app {APP_VERSION}): http://{host}:{port}/", flush=True)
-    os.chdir(notebook.resolve().parent)
-    os.execvpe(cmd[0], cmd, env)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (for tests and the benchmark)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def launch(case_set_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None,
-           double_answer_guard_s: float = 0.3, log_path: str | os.PathLike | None = None,
-           timeout_s: float = 60.0, notebook: str | os.PathLike = CHECKOUT_NOTEBOOK,
-           ) -> tuple[subprocess.Popen, str]:
-    """Start ``serve`` in its own process group and wait until the page answers.
-
-    Returns (process, url). Stop it with :func:`stop`. Used by the browser test and the
-    latency benchmark; readers use ``make reader-app``.
-    """
-    import time
-    import urllib.error
-    import urllib.request
-
-    port = port or free_port(host)
-    cmd = [sys.executable, "-m", "mammo_lib.rating_app", "serve", "--case-set-dir",
-           str(Path(case_set_dir).resolve()), "--host", host, "--port", str(port),
-           "--double-answer-guard", str(double_answer_guard_s), "--notebook", str(Path(notebook).resolve())]
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=str(Path(notebook).resolve().parent))
-    url = f"http://{host}:{port}/"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the rating server exited with code {proc.returncode} (log: {log_path})")
-        try:
-            with urllib.request.urlopen(url + "api/kernelspecs", timeout=2):
-                return proc, url
-        except urllib.error.HTTPError:  # any HTTP answer means the server is up
-            return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError(f"the rating server did not answer at {url} within {timeout_s} s")
-
-
-def stop(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    """Stop a server started by :func:`launch`: SIGTERM to its process group, then SIGKILL."""
-    import signal
-
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    except ProcessLookupError:
-        pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the reader-study rating page with Voila")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="start Voila on the rating page")
-    p.add_argument("--run-dir", default=None, help="run folder (case set under reader_study/case_set)")
-    p.add_argument("--case-set-dir", default=None, help="the case_set folder (instead of --run-dir)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8866)
-    p.add_argument("--double-answer-guard", type=float, default=0.3,
-                   help="seconds after a case appears during which answers are ignored")
-    p.add_argument("--notebook", default=str(CHECKOUT_NOTEBOOK),
-                   help="the page's Voila notebook (default: this checkout's notebooks/apps/rate_patches.ipynb; "
-                        "required when mammo_lib is installed without the checkout)")
-    args = parser.parse_args(argv)
-    if not args.case_set_dir and not args.run_dir:
-        parser.error("give --run-dir or --case-set-dir")
-    case_set_dir = Path(args.case_set_dir) if args.case_set_dir else default_case_set_dir(args.run_dir)
-    try:
-        serve(case_set_dir.resolve(), args.host, args.port, args.double_answer_guard, Path(args.notebook))
-    except ReaderStudyError as exc:
-        print(f"cannot serve the rating page: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
+    from mammo_lib.rating_server import main
+
     sys.exit(main())

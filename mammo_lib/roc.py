@@ -425,16 +425,33 @@ def who_rated(analysis: StudyAnalysis) -> str:
 
 
 def ratings_overview(analysis: StudyAnalysis, run_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Per reader: kind, ratings file (relative to ``run_dir``), cases rated of all, revised answers,
-    median and total reading time (seconds, humans)."""
+    """The interim view of the study, one row per reader (the coordinator's ``mammo-readers
+    progress`` shows the same numbers).
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+    run_dir : path, optional
+        Ratings files are named relative to it.
+
+    Returns
+    -------
+    DataFrame
+        reader, kind, file, rated (cases), of (cases in the set), revised answers, last activity
+        (ISO 8601 UTC of the last answer; "" for machine observers, whose ratings carry no time),
+        median s per case and total s (reading time from shown to answered, humans).
+    """
     n_cases = len(analysis.case_set.cases)
     timing = reading_time_summary(analysis.load)
+    df = analysis.load.ratings
     rows = []
     for reader, kind in analysis.reader_kind.items():
-        rated = int((analysis.load.ratings["reader"] == reader).sum())
+        mine = df[df["reader"] == reader]
+        stamps = mine["answered_at"].dropna()
         t = timing.get(reader, {})
         rows.append({"reader": reader, "kind": kind, "file": run_relative(analysis.load.files[reader], run_dir),
-                     "rated": rated, "of": n_cases, "revised answers": analysis.load.revised.get(reader, 0),
+                     "rated": len(mine), "of": n_cases, "revised answers": analysis.load.revised.get(reader, 0),
+                     "last activity": str(stamps.max()) if len(stamps) else "",
                      "median s per case": t.get("median_s"), "total s": t.get("total_s")})
     return pd.DataFrame(rows)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mammo_lib import rating_app, testing
+from mammo_lib import rating_app, rating_server, testing
 from mammo_lib import reader_study as rs
 from mammo_lib import study_files as sf
 
@@ -68,8 +68,8 @@ def test_rate_kill_restart_resume_in_chromium(tmp_path):
                "held_out", *key["patch_id"]]
     seen_text: list[str] = []
     log = tmp_path / "voila.log"
-    port = rating_app.free_port()
-    proc, url = rating_app.launch(cs.case_set_dir, port=port, log_path=log,
+    port = rating_server.free_port()
+    proc, url = rating_server.launch(cs.case_set_dir, port=port, log_path=log,
                                   double_answer_guard_s=GUARD_S)
     try:
         # Voila serves no files: the key (or anything else) cannot be fetched by path
@@ -134,8 +134,8 @@ def test_rate_kill_restart_resume_in_chromium(tmp_path):
             seen_text.append(page.content())
 
             # the server dies (kill) and is started again on the same port; the tab reloads
-            rating_app.stop(proc)
-            proc, url = rating_app.launch(cs.case_set_dir, port=port, log_path=log,
+            rating_server.stop(proc)
+            proc, url = rating_server.launch(cs.case_set_dir, port=port, log_path=log,
                                           double_answer_guard_s=GUARD_S)
             page.reload()
             page.wait_for_selector("text=Reader id", timeout=60000)
@@ -160,7 +160,7 @@ def test_rate_kill_restart_resume_in_chromium(tmp_path):
             seen_text.append(page.content())
             browser.close()
     finally:
-        rating_app.stop(proc)
+        rating_server.stop(proc)
 
     lines = cs.ratings_path("R07").read_text().splitlines()
     records = [json.loads(line) for line in lines]

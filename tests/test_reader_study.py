@@ -277,7 +277,13 @@ def test_rating_widget_flow(case_set):
     assert app.progress.value.startswith("Practice case 1 of 2")
     app.option_buttons[0].click()
     assert "Practice feedback" in app.feedback.value
+    # practice: the feedback stays on the practice patch until "Next" (issue 13), then the last
+    # practice case is followed by a "practice is over" screen
+    app.next_button.click()
     app.handle_key({"type": "keydown", "key": "6"})
+    app.handle_key({"type": "keydown", "key": "Enter"})
+    assert app.widget.children[-1] is app.practice_over_screen
+    app.begin_button.click()
     assert app.progress.value == "Case 1 of 12"
     assert not case_set.ratings_path("R05").exists(), "practice answers are not scored"
     # window/level changes the pixels shown, zoom the size

@@ -379,3 +379,14 @@ def test_machine_only_study_says_so_plainly(tmp_path):
     assert roc.who_rated(analysis).startswith("**No human reader has rated this case set yet.**")
     assert any("no human reader has rated" in n for n in analysis.notes)
     assert analysis.to_metrics()["human_readers"] == 0
+
+
+def test_reading_time_and_last_activity_per_reader(tmp_path):
+    case_set_dir = make_study(tmp_path, n_real=5, n_synthetic=5, readers={
+        "R01": ("human", 0.5), "machine-a": ("machine", 1.0)})
+    analysis = roc.analyse_study(case_set_dir, tmp_path / "reader_study" / "ratings", n_bootstrap=50)
+    assert roc.reading_time_summary(analysis.load) == {"R01": {"n": 10, "median_s": 2.0, "total_s": 20.0}}
+    overview = roc.ratings_overview(analysis, tmp_path).set_index("reader")
+    assert overview.loc["R01", "last activity"] == "2026-11-24T10:00:02+00:00"
+    assert overview.loc["R01", "median s per case"] == 2.0 and overview.loc["R01", "rated"] == 10
+    assert analysis.to_metrics()["reading_time"]["R01"]["total_s"] == 20.0
