@@ -66,6 +66,9 @@ if TYPE_CHECKING:
     from mammo_lib.records import Collection
 
 SKIPPED_COLUMNS = ("path", "problem", "stage", "kind")
+#: Progress bars without elapsed time or rate: a short run prints the same text every time
+#: (a bar refreshes at most every 30 s, so long runs still show progress).
+PLAIN_BAR = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}"
 
 
 class ExtractionError(RuntimeError):
@@ -207,7 +210,8 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.std import tqdm
 
     return tqdm(total=total, unit="img", desc="extract patches", disable=not enabled,
-                mininterval=30.0, ascii=True)
+                mininterval=30.0, ascii=True,
+                bar_format=PLAIN_BAR)
 
 
 def _run_tasks(specs: list[BatchSpec], n_workers: int, scheduler_address: str | None,

@@ -418,7 +418,8 @@ def generate_phantom(
     if progress:
         from tqdm.std import tqdm  # plain text: reads right in an executed notebook, offline
 
-        iterator = tqdm(iterator, desc="phantom images", unit="img", mininterval=30.0, ascii=True)
+        iterator = tqdm(iterator, desc="phantom images", unit="img", mininterval=30.0, ascii=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}")
     for index in iterator:
         rng = np.random.default_rng([seed, index])
         client = index // 4

@@ -86,4 +86,5 @@ def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
         return items
     from tqdm.std import tqdm
 
-    return tqdm(items, desc=desc, unit="file", mininterval=30.0, ascii=True)
+    return tqdm(items, desc=desc, unit="file", mininterval=30.0, ascii=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}")
