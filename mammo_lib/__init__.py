@@ -12,10 +12,13 @@ One module per stage of the study, data flowing one way through a run folder:
   ``realism_metrics``, ``feature_space_plots``, ``feature_space_results``: stage 03, t-SNE and
   realism metrics
 - ``study_files``: the reader study's files (case set, key, ratings JSONL), read and written here only
-- ``reader_study``, ``reading_session``, ``machine_observer``, ``rating_app``: stage 04, building the
-  blinded case set, a reader's session, the machine observers, the rating page
-- ``auc_stats``, ``roc``, ``roc_figures``, ``mrmc``: stage 05, AUC statistics, the per-reader and
-  MRMC analysis of the ratings, its figures
+- ``reader_study``, ``reader_study_figures``, ``machine_observer``: stage 04, building the blinded
+  case set and its figures, the machine observers; ``reading_session``, ``rating_app``,
+  ``rating_server``: a reader's session, the rating page and its Voila server; ``invitations``,
+  ``readers_cli``: readers' links and the coordinator's ``mammo-readers`` command
+- ``auc_stats``, ``reader_stats``, ``roc``, ``roc_figures``, ``mrmc``, ``mrmc_export``: stage 05,
+  AUC statistics, per-reader statistics, the analysis and its figures, the Obuchowski-Rockette
+  MRMC analysis, exports for iMRMC / RJafroc / MRMCaov
 - ``run_folder``, ``runner``, ``plotting``: shared plumbing
 """
 

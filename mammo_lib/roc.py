@@ -30,8 +30,6 @@ Cohen J (1968) Psychol Bull 70:213-220.
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -41,21 +39,13 @@ from typing import TypedDict
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mammo_lib.auc_stats import (
-    accuracy_test,
-    as_binary_truth,
-    as_scores,
-    binormal_fit,
-    bootstrap_auc_ci,
-    delong_covariance,
-    hanley_mcneil_se,
     pairwise_kappa,
-    proportion,
 )
 from mammo_lib.fileio import json_safe
 from mammo_lib.rating_scale import OPTION_VALUE, POSITIVE_TRUTH, THRESHOLD, TRUTHS
+from mammo_lib.reader_stats import reader_seed, reader_statistics
 from mammo_lib.study_files import (
     KeyedCaseSet,
     RatingsError,
@@ -73,7 +63,6 @@ PAPER_RESULTS = (
     {"reader": "paper observer 1", "accuracy": 0.48, "auc": 0.56},
     {"reader": "paper observer 2", "accuracy": 0.61, "auc": 0.45},
 )
-BOOTSTRAP_PURPOSE = 5  # SeedSequence key of the per-reader bootstrap streams
 
 
 class RocMetrics(TypedDict):
@@ -118,112 +107,6 @@ class RocMetrics(TypedDict):
     agreement: dict | None
     mrmc: dict
     paper_comparison: list[dict]
-
-
-# --------------------------------------------------------------------------------------------
-# Per-reader statistics
-# --------------------------------------------------------------------------------------------
-
-def _delong_summary(auc: float, var: float, m: int, n: int) -> dict:
-    se = math.sqrt(var) if np.isfinite(var) else math.nan
-    zcrit = stats.norm.ppf(0.975)
-    degenerate = auc in (0.0, 1.0)
-    if not np.isfinite(se):
-        z = p = low = high = math.nan
-    else:
-        z = (auc - 0.5) / se if se > 0 else (math.inf if auc > 0.5 else -math.inf if auc < 0.5 else 0.0)
-        p = float(2 * stats.norm.sf(abs(z)))
-        low, high = max(0.0, auc - zcrit * se), min(1.0, auc + zcrit * se)
-    out = {"se": se, "ci_low": low, "ci_high": high, "z_vs_0.5": float(z), "p_value_vs_0.5": p,
-           "degenerate": degenerate}
-    if m < 2 or n < 2:
-        out["undefined"] = f"{m} real and {n} synthetic case(s): the DeLong variance needs 2 of each"
-    elif degenerate:
-        out["note"] = ("perfect separation" if auc == 1.0 else "reversed separation") + \
-            ": the DeLong SE is 0, so its z test and CI say nothing; see the bootstrap and exact CIs"
-    return out
-
-
-def reader_statistics(
-    values: Sequence[float], truth: Sequence, options: Sequence[int] | None = None,
-    n_bootstrap: int = 2000, seed: int | np.random.SeedSequence = 0, binormal: bool = True,
-) -> dict:
-    """All per-reader statistics of one reader's mapped values against truth.
-
-    Parameters
-    ----------
-    values : float array, shape (n,)
-        Mapped values (probability of real, 0.05-0.95).
-    truth : array-like, shape (n,)
-        "real"/"synthetic", booleans or 0/1 (True/1 = real).
-    options : int array, shape (n,), optional
-        Options 1-6, for the binormal fit.
-    n_bootstrap : int
-        Bootstrap resamples.
-    seed : int or numpy.random.SeedSequence
-        Seed of the bootstrap stream.
-    binormal : bool
-        Also fit the binormal model.
-
-    Returns
-    -------
-    dict
-        n_cases, n_real, n_synthetic, positive_class, threshold, accuracy (:func:`accuracy_test`),
-        sensitivity and specificity (k of n with exact CI), confusion_matrix, roc (fpr, tpr,
-        thresholds), auc, auc_delong (se, ci_low, ci_high, z_vs_0.5, p_value_vs_0.5, degenerate;
-        NaN with ``undefined`` when a class holds one case), auc_hanley_mcneil_se,
-        auc_bootstrap (:func:`mammo_lib.auc_stats.bootstrap_auc_ci`), binormal.
-
-    Raises
-    ------
-    ValueError
-        If a value is NaN or infinite, truth is not binary, lengths differ or a class is empty.
-
-    References
-    ----------
-    DeLong et al. (1988); Sun & Xu (2014); Hanley & McNeil (1982).
-    """
-    from sklearn.metrics import confusion_matrix, roc_curve
-
-    values = as_scores(values)[0]
-    is_pos = as_binary_truth(truth)
-    called_real = values > THRESHOLD
-    correct = called_real == is_pos
-    tp, fn = int(np.sum(called_real & is_pos)), int(np.sum(~called_real & is_pos))
-    tn, fp = int(np.sum(~called_real & ~is_pos)), int(np.sum(called_real & ~is_pos))
-    cm = confusion_matrix(np.where(is_pos, "real", "synthetic"), np.where(called_real, "real", "synthetic"),
-                          labels=["real", "synthetic"])
-    fpr, tpr, thr = roc_curve(is_pos.astype(int), values, drop_intermediate=False)
-    auc, cov = delong_covariance(values, is_pos)
-    auc = float(auc[0])
-    m, n = int(is_pos.sum()), int((~is_pos).sum())
-    out = {
-        "n_cases": int(values.size), "n_real": m, "n_synthetic": n,
-        "positive_class": POSITIVE_TRUTH, "threshold": THRESHOLD,
-        "accuracy": accuracy_test(int(correct.sum()), int(values.size)),
-        "sensitivity": proportion(tp, tp + fn), "specificity": proportion(tn, tn + fp),
-        "confusion_matrix": {"rows_truth": ["real", "synthetic"], "cols_called": ["real", "synthetic"],
-                             "counts": cm.tolist(), "tp": tp, "fn": fn, "fp": fp, "tn": tn},
-        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
-                "thresholds": [float(t) if np.isfinite(t) else None for t in thr]},
-        "auc": auc,
-        "auc_delong": _delong_summary(auc, float(cov[0, 0]), m, n),
-        "auc_hanley_mcneil_se": hanley_mcneil_se(auc, m, n),
-        "auc_bootstrap": bootstrap_auc_ci(values, is_pos, n_resamples=n_bootstrap, seed=seed),
-    }
-    if binormal and options is not None and min(m, n) >= 2:
-        try:
-            out["binormal"] = binormal_fit(options, is_pos)
-        except Exception as exc:  # an optional extra must never sink the analysis
-            out["binormal"] = {"error": str(exc)}
-    return out
-
-
-def reader_seed(seed: int, reader: str) -> np.random.SeedSequence:
-    """The bootstrap stream of one reader: keyed by (seed, purpose, reader name), so a reader's
-    interval does not change when other readers are added."""
-    name_key = int.from_bytes(hashlib.sha256(reader.encode()).digest()[:4], "little")
-    return np.random.SeedSequence([int(seed), BOOTSTRAP_PURPOSE, name_key])
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,8 +295,17 @@ def analyse_study(
 
 
 def who_rated(analysis: StudyAnalysis) -> str:
-    """One Markdown sentence: how many human readers and machine observers rated, and what that
-    means for the results (said plainly when no human has rated)."""
+    """Who has rated, as Markdown generated from the ratings (said plainly when no human has).
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+
+    Returns
+    -------
+    str
+        One or two Markdown sentences naming the human readers and machine observers.
+    """
     humans = analysis.human_readers
     machines = [r for r, k in analysis.reader_kind.items() if k == "machine"]
     if not humans:
@@ -457,8 +349,23 @@ def ratings_overview(analysis: StudyAnalysis, run_dir: str | os.PathLike | None 
 
 
 def reader_table(analysis: StudyAnalysis) -> pd.DataFrame:
-    """One row per reader: accuracy with exact CI and binomial p, sensitivity, specificity, AUC
-    with DeLong and bootstrap CIs and the DeLong test of AUC = 0.5."""
+    """One row per reader: the per-reader statistics as a table.
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+
+    Returns
+    -------
+    DataFrame
+        reader, kind, cases, revised, accuracy (proportion) with its exact 95% CI and binomial p
+        against 0.5, sensitivity (real), specificity (synthetic), AUC with its DeLong and bootstrap
+        95% CIs ("nan-nan" when undefined), the DeLong p against 0.5 and the binormal AUC.
+
+    References
+    ----------
+    DeLong et al. (1988); Sun & Xu (2014); Hanley & McNeil (1982).
+    """
     rows = []
     for reader, s in analysis.per_reader.items():
         acc, dl, bs = s["accuracy"], s["auc_delong"], s["auc_bootstrap"]
@@ -475,9 +382,25 @@ def reader_table(analysis: StudyAnalysis) -> pd.DataFrame:
 
 
 def mrmc_table(analysis: StudyAnalysis) -> pd.DataFrame:
-    """Reader-averaged AUC per reader group: random readers and random cases (Hillis df; the
-    result generalises to other readers), and fixed readers with random cases (only these
-    readers; far narrower when there are few readers)."""
+    """Reader-averaged AUC per reader group, from the Obuchowski-Rockette analysis.
+
+    Random readers and random cases (Hillis df; the result generalises to other readers), and
+    fixed readers with random cases (only these readers; far narrower when there are few).
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+
+    Returns
+    -------
+    DataFrame
+        readers (group), n readers, cases, mean AUC, SE, df (Hillis), 95% CI, t and p against 0.5,
+        the fixed-reader CI and p, covariance method, degenerate; or readers + note when skipped.
+
+    References
+    ----------
+    Obuchowski & Rockette (1995); Hillis (2007).
+    """
     rows = []
     for group, res in analysis.mrmc.items():
         if "skipped" in res:
@@ -496,7 +419,18 @@ def mrmc_table(analysis: StudyAnalysis) -> pd.DataFrame:
 
 
 def paper_comparison_table(analysis: StudyAnalysis) -> pd.DataFrame:
-    """The paper's reported figures beside this run's — different readers AND different data."""
+    """The paper's reported figures beside this run's (different readers AND different data).
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+
+    Returns
+    -------
+    DataFrame
+        source, reader, kind, data, cases, accuracy, AUC: the paper's two radiologists (sec. 5.2)
+        first, then every reader of this run.
+    """
     rows = [{"source": "paper (sec. 5.2)", "reader": p["reader"], "kind": "human (radiologist)",
              "data": "OMI-DB mass patches, DCGAN synthetic; 75 real + 75 synthetic", "cases": 150,
              "accuracy": p["accuracy"], "AUC": p["auc"]} for p in PAPER_RESULTS]
@@ -513,8 +447,24 @@ def paper_comparison_table(analysis: StudyAnalysis) -> pd.DataFrame:
 
 
 def write_metrics(analysis: StudyAnalysis, run_dir: str | Path) -> Path:
-    """Write ``<run_dir>/roc/metrics.json`` (:class:`RocMetrics`, paths relative to the run folder)
-    atomically, and the analysis time to ``roc/timings.json``; return the metrics path."""
+    """Write ``<run_dir>/roc/metrics.json`` and ``roc/timings.json``.
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+    run_dir : path
+
+    Returns
+    -------
+    Path
+        The metrics file (:class:`RocMetrics`, paths relative to the run folder, strict JSON with
+        NaN as null), written atomically; the analysis time (seconds) goes to ``timings.json``.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written (nothing is half-written).
+    """
     from mammo_lib.fileio import write_json
     from mammo_lib.run_folder import stage_dir
 

@@ -10,14 +10,14 @@ import math
 import numpy as np
 import pytest
 
-from mammo_lib import auc_stats, mrmc, roc
+from mammo_lib import auc_stats, mrmc, reader_stats
 
 
 def test_nan_scores_are_refused_with_count_and_position():
     scores = np.array([0.9, np.nan, 0.2, 0.4, np.inf])
     truth = np.array([1, 1, 0, 0, 1])
     for fn in (auc_stats.auc_mann_whitney, auc_stats.delong_covariance, auc_stats.jackknife_aucs,
-               auc_stats.bootstrap_auc_ci, roc.reader_statistics):
+               auc_stats.bootstrap_auc_ci, reader_stats.reader_statistics):
         with pytest.raises(ValueError, match=r"2 value\(s\), at position\(s\) \[1, 4\]"):
             fn(scores, truth)
     with pytest.raises(ValueError, match="NaN or infinite"):
@@ -41,7 +41,7 @@ def test_one_case_in_a_class_gives_undefined_variance_not_a_finite_one():
     assert math.isnan(auc_stats.hanley_mcneil_se(1.0, 1, 3))
     boot = auc_stats.bootstrap_auc_ci(scores, truth, 50)
     assert math.isnan(boot["low"]) and "undefined" in boot["method"]
-    s = roc.reader_statistics(scores, truth, options=[1, 6, 5, 6], n_bootstrap=50)
+    s = reader_stats.reader_statistics(scores, truth, options=[1, 6, 5, 6], n_bootstrap=50)
     dl = s["auc_delong"]
     assert s["auc"] == 1.0 and math.isnan(dl["se"]) and math.isnan(dl["p_value_vs_0.5"])
     assert "needs 2 of each" in dl["undefined"] and "binormal" not in s
@@ -51,10 +51,10 @@ def test_perfect_and_reversed_separation_are_flagged_degenerate():
     truth = np.r_[np.ones(6, bool), np.zeros(6, bool)]
     perfect = np.r_[np.full(6, 0.95), np.full(6, 0.05)]
     for values, auc in ((perfect, 1.0), (perfect[::-1], 0.0)):
-        s = roc.reader_statistics(values, truth, n_bootstrap=50)
+        s = reader_stats.reader_statistics(values, truth, n_bootstrap=50)
         assert s["auc"] == auc and s["auc_delong"]["degenerate"]
         assert "separation" in s["auc_delong"]["note"]
     fair = np.r_[0.95, 0.05, 0.77, 0.23, 0.59, 0.41, 0.41, 0.59, 0.23, 0.77, 0.05, 0.95]
-    assert not roc.reader_statistics(fair, truth, n_bootstrap=50)["auc_delong"]["degenerate"]
+    assert not reader_stats.reader_statistics(fair, truth, n_bootstrap=50)["auc_delong"]["degenerate"]
     single = mrmc.or_analysis(np.stack([perfect, perfect])[None], truth)["RRRC"]["single_modality"]["modality 1"]
     assert single["degenerate"] and "degenerate" in single["note"]

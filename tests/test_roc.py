@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from mammo_lib import auc_stats, roc, roc_figures, study_files, testing
+from mammo_lib import auc_stats, reader_stats, roc, roc_figures, study_files, testing
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
 
 # ------------------------------------------------------------------------------ helpers
@@ -120,7 +120,7 @@ def test_perfect_separation_gives_auc_one_and_zero_delong_variance():
     truth = np.r_[np.ones(15, bool), np.zeros(15, bool)]
     auc, cov = auc_stats.delong_covariance(values, truth)
     assert auc[0] == 1.0 and cov[0, 0] == 0.0
-    s = roc.reader_statistics(values, truth, n_bootstrap=200)
+    s = reader_stats.reader_statistics(values, truth, n_bootstrap=200)
     assert s["auc"] == 1.0 and s["accuracy"]["estimate"] == 1.0
     assert s["auc_bootstrap"]["low"] == pytest.approx(1.0) and s["auc_bootstrap"]["high"] == pytest.approx(1.0)
 
@@ -165,7 +165,7 @@ def test_bootstrap_interval_covers_the_delong_centre_and_agrees_in_width():
     truth = np.r_[np.ones(60, bool), np.zeros(60, bool)]
     latent = rng.normal(size=120) + 0.8 * truth
     values = np.array([OPTION_VALUE[o] for o in 6 - np.searchsorted([-0.9, -0.3, 0.3, 0.9, 1.5], latent)])
-    s = roc.reader_statistics(values, truth, n_bootstrap=1000, seed=0)
+    s = reader_stats.reader_statistics(values, truth, n_bootstrap=1000, seed=0)
     boot, dl = s["auc_bootstrap"], s["auc_delong"]
     assert boot["low"] < s["auc"] < boot["high"]
     assert boot["low"] < (dl["ci_low"] + dl["ci_high"]) / 2 < boot["high"]
@@ -181,7 +181,7 @@ def test_reader_statistics_counts_roc_and_binormal():
     latent = rng.normal(size=800) + 1.0 * truth  # binormal, a = 1, b = 1: AUC = Phi(1/sqrt 2) = 0.760
     options = 6 - np.searchsorted([-0.9, -0.3, 0.3, 0.9, 1.5], latent)
     values = np.array([OPTION_VALUE[o] for o in options])
-    s = roc.reader_statistics(values, truth, options=options, n_bootstrap=100)
+    s = reader_stats.reader_statistics(values, truth, options=options, n_bootstrap=100)
     cm = s["confusion_matrix"]
     assert cm["tp"] + cm["fn"] == 400 and cm["tn"] + cm["fp"] == 400
     assert cm["counts"] == [[cm["tp"], cm["fn"]], [cm["fp"], cm["tn"]]]

@@ -89,18 +89,49 @@ def study_paths(case_set_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
 
 
 def default_case_set_dir(run_dir: str | os.PathLike) -> Path:
-    """``<run_dir>/reader_study/case_set``."""
+    """The default case set folder of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+
+    Returns
+    -------
+    Path
+        ``<run_dir>/reader_study/case_set`` (it need not exist).
+    """
     return Path(run_dir) / STUDY_DIRNAME / CASE_SET_DIRNAME
 
 
 def default_ratings_dir(run_dir: str | os.PathLike) -> Path:
-    """``<run_dir>/reader_study/ratings``."""
+    """The default ratings folder of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+
+    Returns
+    -------
+    Path
+        ``<run_dir>/reader_study/ratings`` (it need not exist).
+    """
     return Path(run_dir) / STUDY_DIRNAME / RATINGS_DIRNAME
 
 
 def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike | None) -> str:
-    """``path`` relative to the run folder (as given when ``run_dir`` is None), for outputs and
-    metrics that must not carry machine-specific absolute paths."""
+    """A path relative to the run folder, for outputs that must not carry absolute paths.
+
+    Parameters
+    ----------
+    path : path
+    run_dir : path or None
+        The run folder; None returns ``path`` as given.
+
+    Returns
+    -------
+    str
+        Relative to ``run_dir`` (with ``..`` when ``path`` lies outside it).
+    """
     if run_dir is None:
         return str(path)
     return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
