@@ -226,7 +226,17 @@ def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP
 
 
 def check_feature_spaces(spaces: list[str]) -> list[str]:
-    """Validate feature-space names; returns them as a list.
+    """Validate feature-space names.
+
+    Parameters
+    ----------
+    spaces : list of str
+        Names from :data:`FEATURE_SPACES` ("pixels", "cnn").
+
+    Returns
+    -------
+    list of str
+        The same names.
 
     Raises
     ------

@@ -252,18 +252,61 @@ def summary_rows(space: str, m: SpaceMetrics) -> list[dict]:
 
 
 def metrics_table(metrics: dict[str, SpaceMetrics]) -> pd.DataFrame:
-    """:func:`summary_rows` of every feature space as one DataFrame (``metrics_table.csv``)."""
+    """:func:`summary_rows` of every feature space as one table (written as ``metrics_table.csv``).
+
+    Parameters
+    ----------
+    metrics : dict of str to SpaceMetrics
+        As returned by :func:`analyse_spaces`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Nine rows per feature space; columns ``feature_space``, ``metric``, ``value``,
+        ``ci_low``, ``ci_high``, ``reference``.
+    """
     return pd.DataFrame([row for space, m in metrics.items() for row in _summary_rows(space, m)])
 
 
 def outlier_counts(table: pd.DataFrame, column: str = "outlier_tsne") -> pd.DataFrame:
-    """Outliers and their share per group (rows in :data:`GROUP_ORDER` order present)."""
+    """Outliers and their share per group.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The embedding table (columns ``group`` and the boolean ``column``).
+    column : str
+        Which outlier flag to count (``outlier_tsne``, ``outlier_pixels``, ``outlier_cnn``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the groups present, in :data:`GROUP_ORDER` order; columns ``outliers`` (count)
+        and ``share`` (fraction of the group, 0-1).
+    """
     agg = table.groupby("group")[column].agg(["sum", "mean"]).rename(columns={"sum": "outliers", "mean": "share"})
     return agg.reindex([g for g in GROUP_ORDER if g in agg.index])
 
 
 def describe_tsne(result: TSNEResult, n_points: int, n_iter: int, stop_early: bool) -> str:
-    """One line on a t-SNE run, built from its values (nothing hard-coded)."""
+    """One line on a t-SNE run, built from its values (nothing hard-coded).
+
+    Parameters
+    ----------
+    result : TSNEResult
+    n_points : int
+        Points embedded.
+    n_iter : int
+        Iterations requested.
+    stop_early : bool
+        Whether scikit-learn's stopping rules were on.
+
+    Returns
+    -------
+    str
+        Backend, points, perplexity used, iterations run of requested, ``stop_early`` and the
+        final KL divergence (nats).
+    """
     return (f"backend {result.backend}: {n_points} points, perplexity {result.perplexity:g}, "
             f"{result.n_iter} iterations run of {n_iter} (stop_early={stop_early}), "
             f"final KL divergence {result.kl_divergence:.4f}")
