@@ -1,18 +1,21 @@
-"""Stage 03: the three patch groups the paper's t-SNE compares (Fig. 2), their feature spaces
-and the outliers among them.
+"""Stage 03: the patch groups the paper's t-SNE compares (Fig. 2), their feature spaces and
+the outliers among them.
 
 The paper (sec. 4.1) embeds 500 patches per group -- real lesions, synthetic lesions, normal
 tissue -- as raw 128x128 pixels flattened. This module draws that sample from a run folder's
-stores (``patches/lesion.zarr``, ``patches/normal.zarr``, ``synthetic/synthetic.zarr``; read
-only), puts it in a feature space (raw pixels, or the lesion CNN's features from
-``lesion_cnn``), marks outliers (lesions whose nearest real neighbours are mostly normal
-tissue) and builds the embedding table. The t-SNE itself is ``tsne`` / ``tsne_affinity``, the
-figures ``feature_space_plots``, the metrics ``realism_metrics``, and the files the stage
-writes ``feature_space_results``.
+stores (``patches/lesion.zarr``, ``patches/normal.zarr`` and one ``synthetic/<name>.zarr`` per
+generator, :func:`mammo_lib.run_folder.synthetic_stores`; read only), puts it in a feature
+space (raw pixels, or the lesion CNN's features from ``lesion_cnn``), marks outliers (lesions
+whose nearest real neighbours are mostly normal tissue) and builds the embedding table. With
+several generators the synthetic group holds ``n_per_group`` patches of each, told apart by
+``GroupSample.generators``. The t-SNE itself is ``tsne`` / ``tsne_affinity``, the figures
+``feature_space_plots``, the metrics ``realism_metrics``, and the files the stage writes
+``feature_space_results``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -35,19 +38,39 @@ from mammo_lib.patch_arrays import (
 PAPER_N_PER_GROUP = 500
 GROUP_ORDER = ("lesion", "synthetic", "normal")
 FEATURE_SPACES = ("pixels", "cnn")
+#: the generator name of synthetic patches passed as one plain array
+DEFAULT_GENERATOR = "synthetic"
 
 __all__ = ["FeatureSpaceError", "FeatureSpaceWarning", "GroupSample", "sample_groups", "load_groups",
            "check_feature_spaces", "feature_matrices", "neighbour_normal_share", "mark_outliers",
-           "embedding_table", "GROUP_ORDER", "FEATURE_SPACES", "PAPER_N_PER_GROUP"]
+           "embedding_table", "name_key", "GROUP_ORDER", "FEATURE_SPACES", "PAPER_N_PER_GROUP",
+           "DEFAULT_GENERATOR"]
 
 
 @dataclass
 class GroupSample:
     """The patches the t-SNE uses: one row per patch, in group order lesion, synthetic, normal.
 
-    ``patches`` uint8 (n, s, s); ``groups`` and ``patch_ids`` str (n,); ``sources`` the store
-    of each group (relative to the run folder when loaded from one); ``warnings`` texts;
-    ``lesion_classes`` the real lesion classes sampled (None: all).
+    The synthetic group holds one block of rows per generator, in generator order (the first is
+    the paper's "GAN").
+
+    Attributes
+    ----------
+    patches : uint8 array, shape (n, s, s)
+    groups : str array, shape (n,)
+        "lesion", "synthetic" or "normal" per row.
+    patch_ids : str array, shape (n,)
+    sources : dict of str to str
+        The store of each group (relative to the run folder when loaded from one); for
+        "synthetic" the first generator's.
+    warnings : list of str
+    lesion_classes : list of str or None
+        The real lesion classes sampled (None: all).
+    generators : str array, shape (n,), optional
+        The generator of each synthetic row, "" for real rows (default: every synthetic row
+        from one generator named :data:`DEFAULT_GENERATOR`).
+    generator_sources : dict of str to str
+        Store of each generator, in generator order.
     """
 
     patches: np.ndarray
@@ -56,43 +79,107 @@ class GroupSample:
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     lesion_classes: list[str] | None = None
+    generators: np.ndarray | None = None
+    generator_sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.generators is None:
+            self.generators = np.where(np.asarray(self.groups) == "synthetic", DEFAULT_GENERATOR, "")
+        if not self.generator_sources:
+            self.generator_sources = {g: self.sources.get("synthetic", g) for g in self.generator_names()}
 
     def __len__(self) -> int:
         return len(self.patches)
 
-    def of(self, group: str) -> np.ndarray:
-        """The patches of one group, uint8 (n_group, s, s)."""
-        return self.patches[self.groups == group]
+    def generator_names(self) -> list[str]:
+        """The generators in order (the first is the paper's "GAN")."""
+        if self.generator_sources:
+            return list(self.generator_sources)
+        names = self.generators[self.groups == "synthetic"]
+        return list(dict.fromkeys(names.tolist()))
+
+    def of(self, group: str, generator: str | None = None) -> np.ndarray:
+        """The patches of one group (and, for "synthetic", optionally one generator), uint8
+        (n_group, s, s)."""
+        mask = self.groups == group
+        if generator is not None:
+            mask &= self.generators == generator
+        return self.patches[mask]
 
     def counts(self) -> dict[str, int]:
-        """Patches per group, in :data:`GROUP_ORDER`."""
+        """Patches per group, in :data:`GROUP_ORDER` ("synthetic": all generators together)."""
         return {g: int(np.sum(self.groups == g)) for g in GROUP_ORDER}
 
+    def generator_counts(self) -> dict[str, int]:
+        """Synthetic patches per generator, in generator order."""
+        return {g: int(np.sum(self.generators == g)) for g in self.generator_names()}
 
-def _check_groups(group_patches: dict[str, np.ndarray], sources: dict[str, str]) -> None:
+
+def _parts(group_patches: dict, sources: dict[str, str], generator_sources: dict[str, str] | None,
+           group_ids: dict | None) -> list[tuple[str, str, np.ndarray, np.ndarray | None, str]]:
+    """(group, generator, patches, ids, source) per block of rows, in row order."""
     missing = [g for g in GROUP_ORDER if g not in group_patches]
     if missing:
         raise FeatureSpaceError(f"groups {missing} are missing; expected {list(GROUP_ORDER)}")
+    synthetic = group_patches["synthetic"]
+    if not isinstance(synthetic, dict):
+        synthetic = {DEFAULT_GENERATOR: synthetic}
+    if not synthetic:
+        raise FeatureSpaceError(f"{sources.get('synthetic', 'synthetic')}: group 'synthetic' has no generator")
+    syn_ids = (group_ids or {}).get("synthetic")
+    if syn_ids is not None and not isinstance(syn_ids, dict):
+        syn_ids = {next(iter(synthetic)): syn_ids}
+    gen_sources = generator_sources or {}
+    out = [("lesion", "", group_patches["lesion"], (group_ids or {}).get("lesion"), sources.get("lesion", "lesion"))]
+    for k, (name, arr) in enumerate(synthetic.items()):
+        default = sources.get("synthetic", "synthetic") if k == 0 else name
+        out.append(("synthetic", name, arr, (syn_ids or {}).get(name), gen_sources.get(name, default)))
+    out.append(("normal", "", group_patches["normal"], (group_ids or {}).get("normal"), sources.get("normal", "normal")))
+    return out
+
+
+def _check_parts(parts: list[tuple[str, str, np.ndarray, np.ndarray | None, str]]) -> None:
     sizes = {}
-    for g in GROUP_ORDER:
-        arr = check_patch_array(group_patches[g], sources.get(g, g))
-        sizes[g] = arr.shape[1]
+    for group, gen, arr, _ids, source in parts:
+        arr = check_patch_array(arr, source)
+        sizes[(group, gen)] = (arr.shape[1], source)
         if len(arr) == 0:
-            raise FeatureSpaceError(f"{sources.get(g, g)}: group {g!r} has no patches")
-    if len(set(sizes.values())) > 1:
-        detail = ", ".join(f"{g} {sizes[g]}x{sizes[g]} ({sources.get(g, g)})" for g in GROUP_ORDER)
+            what = f"group {group!r}" + (f" (generator {gen!r})" if gen else "")
+            raise FeatureSpaceError(f"{source}: {what} has no patches")
+    if len({size for size, _ in sizes.values()}) > 1:
+        detail = ", ".join(f"{g if not gen else gen} {s}x{s} ({src})" for (g, gen), (s, src) in sizes.items())
         raise FeatureSpaceError(
             f"groups have different patch sizes: {detail}; the t-SNE compares raw pixels, so "
             "extract (notebook 01) and generate (notebook 02) patches of one size"
         )
 
 
+def _generator_rng(seed: int, k: int, name: str) -> np.random.Generator | None:
+    """The sampling stream of a group: the "sample" stream is shared, in this order, by real
+    lesions, the first generator and normal tissue (the paper's three groups); every further
+    generator has its own stream keyed by its name, so adding a generator changes no one
+    else's sample. None for the first generator (``k`` = 0), which draws from the shared one."""
+    return stream_rng(seed, "sample_generator", name_key(name)) if k > 0 else None
+
+
+def name_key(name: str) -> int:
+    """A stable non-negative integer of a generator name (a random-stream index)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "little")
+
+
+def _draw(n: int, n_per_group: int, rng: np.random.Generator) -> np.ndarray:
+    if n <= n_per_group:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=n_per_group, replace=False))
+
+
 def sample_groups(
-    group_patches: dict[str, np.ndarray],
+    group_patches: dict[str, np.ndarray | dict[str, np.ndarray]],
     n_per_group: int = PAPER_N_PER_GROUP,
     seed: int = 0,
-    group_ids: dict[str, np.ndarray] | None = None,
+    group_ids: dict[str, np.ndarray | dict[str, np.ndarray]] | None = None,
     sources: dict[str, str] | None = None,
+    generator_sources: dict[str, str] | None = None,
 ) -> GroupSample:
     """Draw ``n_per_group`` patches per group without replacement (all when fewer, with a warning).
 
@@ -100,15 +187,21 @@ def sample_groups(
     ----------
     group_patches : dict of str to array, shape (n_g, s, s)
         Keys "lesion", "synthetic", "normal"; uint8, or floats in [0, 1] (converted to uint8).
-        All groups must have the same patch size, because the t-SNE compares raw pixels.
+        "synthetic" is one array (one generator, named :data:`DEFAULT_GENERATOR`) or a dict
+        generator name -> array, in generator order (the first is the paper's "GAN");
+        ``n_per_group`` are drawn from *each* generator. All arrays must have the same patch
+        size, because the t-SNE compares raw pixels.
     n_per_group : int
-        Patches drawn per group (the paper: 500).
+        Patches drawn per group and per generator (the paper: 500).
     seed : int
-        Keys the "sample" random stream.
+        Keys the "sample" random stream (real lesions, the first generator, normal tissue) and
+        the "sample_generator" streams of further generators (keyed by name).
     group_ids : dict of str to array of str, optional
-        Patch ids per group (default ``<group>-NNNNNN``).
+        Patch ids per group (default ``<group>-NNNNNN``); "synthetic" as in ``group_patches``.
     sources : dict of str to str, optional
-        Where each group came from, for messages.
+        Where each group came from, for messages ("synthetic": the first generator's).
+    generator_sources : dict of str to str, optional
+        Where each generator's patches came from.
 
     Returns
     -------
@@ -118,64 +211,81 @@ def sample_groups(
     ------
     FeatureSpaceError
         When ``n_per_group`` < 1, a group is missing or empty, an array is not (n, s, s) or
-        not finite, or the groups' patch sizes differ.
+        not finite, or the patch sizes differ.
 
     Warns
     -----
     FeatureSpaceWarning
-        For each group with fewer than ``n_per_group`` patches (the text is also in
-        ``GroupSample.warnings``).
+        For each group or generator with fewer than ``n_per_group`` patches (the text is also
+        in ``GroupSample.warnings``).
     """
     if n_per_group < 1:
         raise FeatureSpaceError(f"n_per_group must be >= 1, got {n_per_group}")
-    sources = sources or {g: g for g in GROUP_ORDER}
-    _check_groups(group_patches, sources)
-    rng = stream_rng(seed, "sample")
-    out_p, out_g, out_id, notes = [], [], [], []
-    for g in GROUP_ORDER:
-        arr = np.asarray(group_patches[g])
-        ids = np.asarray(group_ids[g]).astype(str) if group_ids and g in group_ids else np.array(
-            [f"{g}-{i:06d}" for i in range(len(arr))]
-        )
-        n = len(arr)
-        if n < n_per_group:
-            msg = (
-                f"group {g!r} has only {n} patches (< {n_per_group} requested): using all {n}"
-                f" ({sources.get(g, g)})"
-            )
+    sources = dict(sources or {g: g for g in GROUP_ORDER})
+    parts = _parts(group_patches, sources, generator_sources, group_ids)
+    _check_parts(parts)
+    shared = stream_rng(seed, "sample")
+    out_p, out_g, out_gen, out_id, notes, gen_sources = [], [], [], [], [], {}
+    for group, gen, arr, ids, source in parts:
+        arr = np.asarray(arr)
+        k = len(gen_sources)
+        if group == "synthetic":
+            gen_sources[gen] = source
+        ids = np.asarray(ids).astype(str) if ids is not None else np.array(
+            [f"{group}-{i:06d}" for i in range(len(arr))])
+        if len(arr) < n_per_group:
+            label = f"group {group!r}" + (f" (generator {gen!r})" if gen and len(parts) > 3 else "")
+            msg = f"{label} has only {len(arr)} patches (< {n_per_group} requested): using all {len(arr)} ({source})"
             warnings.warn(msg, FeatureSpaceWarning, stacklevel=2)
             notes.append(msg)
-            idx = np.arange(n)
-        else:
-            idx = np.sort(rng.choice(n, size=n_per_group, replace=False))
+        own = _generator_rng(seed, k, gen) if group == "synthetic" else None
+        idx = _draw(len(arr), n_per_group, shared if own is None else own)
         sel = arr[idx]
         if sel.dtype != np.uint8:
             sel = patch_store.to_uint8(sel.astype(np.float64))
         out_p.append(sel)
-        out_g.append(np.full(len(idx), g))
+        out_g.append(np.full(len(idx), group))
+        out_gen.append(np.full(len(idx), gen))
         out_id.append(ids[idx])
     return GroupSample(
         patches=np.concatenate(out_p),
         groups=np.concatenate(out_g),
         patch_ids=np.concatenate(out_id),
-        sources=dict(sources),
+        sources=sources,
         warnings=notes,
+        generators=np.concatenate(out_gen),
+        generator_sources=gen_sources,
     )
+
+
+def _open_stores(run_dir: str | os.PathLike) -> tuple[dict, dict[str, patch_store.PatchStore]]:
+    """(real stores by group, synthetic stores by generator), all of one patch size."""
+    real = {"lesion": patch_store.open_patch_store(run_folder.lesion_store_path(run_dir)),
+            "normal": patch_store.open_patch_store(run_folder.normal_store_path(run_dir))}
+    synthetic = {name: patch_store.open_patch_store(path)
+                 for name, path in run_folder.synthetic_stores(run_dir).items()}
+    every = [real["lesion"], *synthetic.values(), real["normal"]]
+    if len({s.patch_size for s in every}) > 1:
+        detail = ", ".join(f"{s.path}: {s.patch_size}x{s.patch_size}" for s in every)
+        raise FeatureSpaceError(
+            f"patch stores have different patch sizes ({detail}); rerun notebooks 01/02 with one patch size"
+        )
+    return real, synthetic
 
 
 def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP, seed: int = 0,
                 lesion_classes: list[str] | None = None) -> GroupSample:
-    """Open the three stores of a run folder and sample ``n_per_group`` patches from each.
+    """Open the stores of a run folder and sample ``n_per_group`` patches from each.
 
     Parameters
     ----------
     run_dir : str or os.PathLike
-        The run folder (reads ``patches/lesion.zarr``, ``patches/normal.zarr``,
-        ``synthetic/synthetic.zarr``).
+        The run folder (reads ``patches/lesion.zarr``, ``patches/normal.zarr`` and every
+        synthetic store, one per generator: :func:`mammo_lib.run_folder.synthetic_stores`).
     n_per_group : int
-        Patches per group (the paper: 500).
+        Patches per group and per generator (the paper: 500).
     seed : int
-        Keys the "sample" random stream.
+        Keys the sampling streams (as :func:`sample_groups`).
     lesion_classes : list of str, optional
         The real "lesion" group is drawn only from patches whose ``lesion_class`` is listed
         (None: every class; the paper used ``["mass"]``).
@@ -183,44 +293,45 @@ def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP
     Returns
     -------
     GroupSample
-        ``sources`` are paths relative to ``run_dir``.
+        ``sources`` and ``generator_sources`` are paths relative to ``run_dir``.
 
     Raises
     ------
     FeatureSpaceError
         When the stores' patch sizes differ (or as :func:`sample_groups`).
+    FileNotFoundError
+        When the run has no synthetic store (naming the folder).
+    mammo_lib.patch_store.PatchStoreError
+        When a store is missing or broken (naming it).
     mammo_lib.lesion_classes.LesionClassError
         For an unknown class or a filter that leaves no patch (naming the store and its
         class counts).
     """
     classes = normalise_lesion_classes(lesion_classes)
-    paths = {
-        "lesion": run_folder.lesion_store_path(run_dir),
-        "synthetic": run_folder.synthetic_store_path(run_dir),
-        "normal": run_folder.normal_store_path(run_dir),
-    }
-    stores = {g: patch_store.open_patch_store(p) for g, p in paths.items()}
-    sizes = {g: s.patch_size for g, s in stores.items()}
-    if len(set(sizes.values())) > 1:
-        detail = ", ".join(f"{paths[g]}: {sizes[g]}x{sizes[g]}" for g in GROUP_ORDER)
-        raise FeatureSpaceError(
-            f"patch stores have different patch sizes ({detail}); rerun notebooks 01/02 with one patch size"
-        )
-    candidates = {g: np.arange(len(s)) for g, s in stores.items()}
-    candidates["lesion"] = select_lesion_rows(stores["lesion"].manifest, classes, paths["lesion"],
-                                              purpose="for the real lesion group")
-    sources = {g: os.path.relpath(p, run_dir) for g, p in paths.items()}
+    real, synthetic = _open_stores(run_dir)
+    rel = {name: os.path.relpath(s.path, run_dir) for name, s in synthetic.items()}
+    sources = {"lesion": os.path.relpath(real["lesion"].path, run_dir), "synthetic": next(iter(rel.values())),
+               "normal": os.path.relpath(real["normal"].path, run_dir)}
+    lesion_rows = select_lesion_rows(real["lesion"].manifest, classes, real["lesion"].path,
+                                     purpose="for the real lesion group")
     if classes is not None:
         sources["lesion"] += f" (lesion classes: {', '.join(classes)})"
-    rng = stream_rng(seed, "sample")
-    patches, ids = {}, {}
-    for g in GROUP_ORDER:
-        store, rows = stores[g], candidates[g]
-        n = len(rows)
-        idx = rows if n <= n_per_group else rows[np.sort(rng.choice(n, size=n_per_group, replace=False))]
-        patches[g] = store.load(idx)
-        ids[g] = store.manifest["patch_id"].to_numpy().astype(str)[idx]
-    sample = sample_groups(patches, n_per_group=n_per_group, seed=seed, group_ids=ids, sources=sources)
+    shared = stream_rng(seed, "sample")
+
+    def pick(store: patch_store.PatchStore, rows: np.ndarray, rng: np.random.Generator) -> tuple:
+        idx = rows[_draw(len(rows), n_per_group, rng)]
+        return store.load(idx), store.manifest["patch_id"].to_numpy().astype(str)[idx]
+
+    lesion = pick(real["lesion"], lesion_rows, shared)  # the shared stream: lesion, first generator, normal
+    by_gen = {}
+    for k, (name, store) in enumerate(synthetic.items()):
+        own = _generator_rng(seed, k, name)
+        by_gen[name] = pick(store, np.arange(len(store)), shared if own is None else own)
+    normal = pick(real["normal"], np.arange(len(real["normal"])), shared)
+    patches = {"lesion": lesion[0], "synthetic": {g: v[0] for g, v in by_gen.items()}, "normal": normal[0]}
+    ids = {"lesion": lesion[1], "synthetic": {g: v[1] for g, v in by_gen.items()}, "normal": normal[1]}
+    sample = sample_groups(patches, n_per_group=n_per_group, seed=seed, group_ids=ids, sources=sources,
+                           generator_sources=rel)
     sample.lesion_classes = classes
     return sample
 
@@ -331,12 +442,13 @@ def mark_outliers(points: np.ndarray, groups: np.ndarray, k: int = 10, threshold
 
 def embedding_table(sample: GroupSample, embedding: np.ndarray, outliers: np.ndarray,
                     normal_share: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per embedded patch: group, patch_id, x1, x2, outlier flag (and share).
+    """One row per embedded patch: group, patch_id, x1, x2, outlier flag (and share), generator.
 
     Parameters
     ----------
     sample : GroupSample
     embedding : float array, shape (n, 2)
+        t-SNE coordinates (unitless).
     outliers : bool array, shape (n,)
     normal_share : float array, shape (n,), optional
         Rounded to 4 decimals into ``normal_neighbour_share_tsne``.
@@ -344,7 +456,8 @@ def embedding_table(sample: GroupSample, embedding: np.ndarray, outliers: np.nda
     Returns
     -------
     pandas.DataFrame
-        Columns group, patch_id, x1, x2, outlier_tsne (, normal_neighbour_share_tsne).
+        Columns group, patch_id, x1, x2, outlier_tsne (, normal_neighbour_share_tsne),
+        generator (the generator of a synthetic row, "" for real lesions and normal tissue).
     """
     df = pd.DataFrame({
         "group": sample.groups,
@@ -355,4 +468,5 @@ def embedding_table(sample: GroupSample, embedding: np.ndarray, outliers: np.nda
     })
     if normal_share is not None:
         df["normal_neighbour_share_tsne"] = np.round(normal_share, 4)
+    df["generator"] = sample.generators
     return df

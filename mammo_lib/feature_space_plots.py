@@ -1,13 +1,20 @@
-"""Stage 03's figures: the paper's Fig. 2 replica, the patches at their t-SNE positions, and
-the closest synthetic / real pairs. Each function returns a matplotlib figure and writes
-nothing (``plotting.save_figure`` saves it).
+"""Stage 03's figures: the paper's Fig. 2 replica, the patches at their t-SNE positions, the
+closest synthetic / real pairs, and the forest plot of every realism metric per generator.
+Each function returns a matplotlib figure and writes nothing (``plotting.save_figure`` saves
+it).
+
+With one generator every figure is the paper's (legend ORG / GAN / NORM_TIS). With several,
+the first generator keeps the paper's green circles, the others get the markers and colours
+of :data:`MORE_GENERATOR_STYLES` in turn, and legends name each generator.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from mammo_lib.feature_space import GROUP_ORDER
+import numpy as np
+import pandas as pd
+
 from mammo_lib.feature_space_rng import rng as stream_rng
 
 # the paper's legend (Fig. 2): ORG = real lesions, GAN = synthetic lesions, NORM_TIS = normal tissue
@@ -18,12 +25,61 @@ GROUP_STYLE = {
     "normal": dict(marker="^", facecolors="none", edgecolors="purple", s=22, linewidths=0.9),
 }
 GROUP_COLOUR = {"lesion": "red", "synthetic": "green", "normal": "purple"}
+#: (marker, colour) of the second, third, ... generator: none red, green or purple
+MORE_GENERATOR_STYLES = (("s", "tab:blue"), ("D", "tab:orange"), ("v", "tab:brown"), ("P", "tab:cyan"),
+                         ("*", "tab:olive"), ("h", "tab:pink"), ("<", "tab:gray"), (">", "black"))
+
+
+def generator_names(groups: np.ndarray, generators: np.ndarray | None) -> list[str]:
+    """The generators of the synthetic rows in order of appearance ([] when ``generators`` is
+    None)."""
+    if generators is None:
+        return []
+    return list(dict.fromkeys(np.asarray(generators)[np.asarray(groups) == "synthetic"].tolist()))
+
+
+def generator_style(k: int) -> tuple[dict, str]:
+    """(scatter keyword arguments, colour) of the ``k``-th generator (0: the paper's green
+    circles; later ones cycle through :data:`MORE_GENERATOR_STYLES`)."""
+    if k == 0:
+        return dict(GROUP_STYLE["synthetic"]), GROUP_COLOUR["synthetic"]
+    marker, colour = MORE_GENERATOR_STYLES[(k - 1) % len(MORE_GENERATOR_STYLES)]
+    return dict(marker=marker, facecolors="none", edgecolors=colour, s=22, linewidths=0.9), colour
+
+
+_MARKER_WORDS = {"o": "circles", "s": "squares", "D": "diamonds", "v": "down-pointing triangles",
+                 "P": "plus signs", "*": "stars", "h": "hexagons", "<": "left-pointing triangles",
+                 ">": "right-pointing triangles"}
+
+
+def generator_style_words(k: int) -> str:
+    """The ``k``-th generator's Fig. 2 symbol in words, e.g. "green circles", "blue squares"."""
+    style, colour = generator_style(k)
+    return f"{colour.removeprefix('tab:')} {_MARKER_WORDS.get(style['marker'], 'markers')}"
+
+
+def _point_layers(groups: np.ndarray, generators: np.ndarray | None) -> list[tuple[np.ndarray, str, dict, str]]:
+    """(mask, legend label, scatter style, colour) per layer: ORG, each generator (or GAN),
+    NORM_TIS."""
+    groups = np.asarray(groups)
+    names = generator_names(groups, generators)
+    layers = [(groups == "lesion", GROUP_LEGEND["lesion"], GROUP_STYLE["lesion"], GROUP_COLOUR["lesion"])]
+    if len(names) > 1:
+        for k, name in enumerate(names):
+            style, colour = generator_style(k)
+            layers.append(((groups == "synthetic") & (np.asarray(generators) == name), name, style, colour))
+    else:
+        layers.append((groups == "synthetic", GROUP_LEGEND["synthetic"], GROUP_STYLE["synthetic"],
+                       GROUP_COLOUR["synthetic"]))
+    layers.append((groups == "normal", GROUP_LEGEND["normal"], GROUP_STYLE["normal"], GROUP_COLOUR["normal"]))
+    return layers
 
 
 def plot_fig2(embedding: np.ndarray, groups: np.ndarray, outliers: np.ndarray | None = None,
-              title: str | None = None):
+              title: str | None = None, generators: np.ndarray | None = None):
     """The paper's Fig. 2: real lesions red crosses, synthetic green circles, normal tissue
-    purple triangles, axes X1/X2, legend ORG/GAN/NORM_TIS; outliers ringed in black.
+    purple triangles, axes X1/X2, legend ORG/GAN/NORM_TIS; outliers ringed in black. With
+    several generators the first keeps the green circles and each is named in the legend.
 
     Parameters
     ----------
@@ -33,6 +89,8 @@ def plot_fig2(embedding: np.ndarray, groups: np.ndarray, outliers: np.ndarray | 
         "lesion", "synthetic" or "normal" per point.
     outliers : bool array, shape (n,), optional
     title : str, optional
+    generators : str array, shape (n,), optional
+        The generator of each synthetic point (``GroupSample.generators``); ignored with one.
 
     Returns
     -------
@@ -41,9 +99,8 @@ def plot_fig2(embedding: np.ndarray, groups: np.ndarray, outliers: np.ndarray | 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    for g in GROUP_ORDER:
-        m = groups == g
-        ax.scatter(embedding[m, 0], embedding[m, 1], label=GROUP_LEGEND[g], **GROUP_STYLE[g])
+    for m, label, style, _colour in _point_layers(groups, generators):
+        ax.scatter(embedding[m, 0], embedding[m, 1], label=label, **style)
     if outliers is not None and np.any(outliers):
         ax.scatter(embedding[outliers, 0], embedding[outliers, 1], s=75, facecolors="none",
                    edgecolors="black", linewidths=0.7, label=f"outlier ({int(np.sum(outliers))})")
@@ -58,8 +115,9 @@ def plot_fig2(embedding: np.ndarray, groups: np.ndarray, outliers: np.ndarray | 
 
 def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarray,
                     outliers: np.ndarray | None = None, n_thumbs: int = 150, seed: int = 0,
-                    zoom: float | None = None):
-    """The patches themselves drawn at their embedded positions, framed in the group colour.
+                    zoom: float | None = None, generators: np.ndarray | None = None):
+    """The patches themselves drawn at their embedded positions, framed in the group colour
+    (with several generators, each generator's colour of :func:`plot_fig2`).
 
     One random patch per cell of a grid over the embedding (at most ``n_thumbs`` cells), so
     they do not hide each other; outliers get a thick dashed frame.
@@ -76,6 +134,8 @@ def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarr
         Keys the "thumbnails" random stream (which patch represents a cell).
     zoom : float, optional
         Thumbnail scale (default: 80% of a grid cell).
+    generators : str array, shape (n,), optional
+        The generator of each synthetic patch; ignored with one.
 
     Returns
     -------
@@ -97,7 +157,10 @@ def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarr
     for key in np.unique(keys):
         members = np.flatnonzero(keys == key)
         chosen.add(int(members[np.argmax(priority[members])]))
-    colours = GROUP_COLOUR
+    layers = _point_layers(groups, generators)
+    colours = np.empty(n, dtype=object)
+    for m, _label, _style, colour in layers:
+        colours[m] = colour
     if zoom is None:  # a thumbnail 80% of a grid cell wide (the axes are about 9 in = 648 pt wide)
         zoom = 0.8 * 9 * 72 / cells_per_side / max(patches.shape[1], 1)
     fig, ax = plt.subplots(figsize=(10, 9))
@@ -107,10 +170,10 @@ def plot_thumbnails(embedding: np.ndarray, patches: np.ndarray, groups: np.ndarr
         img = OffsetImage(patches[i], cmap="gray", zoom=zoom, norm=None)
         img.get_children()[0].set_clim(0, 255)
         box = AnnotationBbox(img, embedding[i], frameon=True, pad=0.1,
-                             bboxprops=dict(edgecolor=colours[groups[i]], linewidth=3.0 if is_out else 1.2,
+                             bboxprops=dict(edgecolor=colours[i], linewidth=3.0 if is_out else 1.2,
                                             linestyle="--" if is_out else "-"))
         ax.add_artist(box)
-    handles = [plt.Line2D([], [], color=colours[g], lw=3, label=GROUP_LEGEND[g]) for g in GROUP_ORDER]
+    handles = [plt.Line2D([], [], color=colour, lw=3, label=label) for _m, label, _s, colour in layers]
     handles.append(plt.Line2D([], [], color="black", lw=3, ls="--", label="outlier (thick dashed frame)"))
     ax.legend(handles=handles, loc="best", fontsize=9)
     ax.set_xlabel("X1")
@@ -155,3 +218,182 @@ def plot_closest_pairs(synthetic: np.ndarray, real: np.ndarray, pairs: list[dict
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_closest_pairs_by_generator(pairs_by_generator: dict[str, tuple[np.ndarray, list[dict]]],
+                                    real: np.ndarray, title: str = ""):
+    """:func:`plot_closest_pairs` for each generator: two rows per generator (its patches above
+    their nearest real training patches), every generator against the same real patches. With
+    one generator it is exactly :func:`plot_closest_pairs`.
+
+    Parameters
+    ----------
+    pairs_by_generator : dict of str to (uint8 array, shape (n_g, s, s), list of dict)
+        Generator name -> (its synthetic patches, its ``closest_pairs``), in generator order.
+    real : uint8 array, shape (n_real, s, s)
+        The real lesion patches the pairs index.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if len(pairs_by_generator) == 1:
+        synthetic, pairs = next(iter(pairs_by_generator.values()))
+        return plot_closest_pairs(synthetic, real, pairs, title)
+    ncols = max([len(pairs) for _, pairs in pairs_by_generator.values()] + [1])
+    nrows = 2 * len(pairs_by_generator)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for k, (name, (synthetic, pairs)) in enumerate(pairs_by_generator.items()):
+        _style, colour = generator_style(k)
+        for c, pair in enumerate(pairs):
+            for r, img in enumerate((synthetic[pair["synthetic_index"]], real[pair["real_index"]])):
+                ax = axes[2 * k + r, c]
+                ax.set_frame_on(True)
+                ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"d={pair['distance']:.3g}", fontsize=8)
+        axes[2 * k, 0].set_ylabel(name, fontsize=9, color=colour, fontweight="bold")
+        axes[2 * k + 1, 0].set_ylabel("nearest real", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- metric forest
+
+def _number(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _forest_rows(space: str, generator: str, m: dict) -> list[dict]:
+    fd, nns, mem = m["frechet_distance"], m["synthetic_normal_neighbour_share"], m["memorisation"]
+    q_key = next(k for k in mem if k.startswith("share_synthetic_below_real_q"))
+    q = int(q_key[-2:]) / 100
+    ref = nns["real_lesion_reference"]
+    entries = [
+        ("1-NN accuracy (real vs synthetic)", m["one_nn_accuracy"], 0.5, {}),
+        ("precision", m["prdc"]["precision"], 1.0, {}),
+        ("recall", m["prdc"]["recall"], 1.0, {}),
+        ("density", m["prdc"]["density"], 1.0, {}),
+        ("coverage", m["prdc"]["coverage"], 1.0, {}),
+        (f"Fréchet distance (PCA {fd['pca_dims']} dims)", fd, float("nan"),
+         {"yardstick": fd.get("real_split_half"), "half_value": fd.get("real_half_vs_synthetic_half")}),
+        ("share with mostly normal-tissue neighbours", nns, float("nan"),
+         {"yardstick": ref["value"], "yardstick_low": ref["ci_low"], "yardstick_high": ref["ci_high"]}),
+        ("memorisation: median NN distance ratio", mem["median_ratio_synthetic_to_real"], 1.0, {}),
+        (f"memorisation: share below real {q_key[-2:]}% NN distance", mem[q_key], q, {}),
+    ]
+    rows = []
+    for metric, est, ideal, extra in entries:
+        row = {"feature_space": space, "generator": generator, "metric": metric, "value": _number(est["value"]),
+               "ci_low": _number(est["ci_low"]), "ci_high": _number(est["ci_high"]), "ideal": ideal,
+               "yardstick": float("nan"), "yardstick_low": float("nan"), "yardstick_high": float("nan"),
+               "half_value": float("nan")}
+        row.update({k: _number(v) for k, v in extra.items()})
+        rows.append(row)
+    return rows
+
+
+def forest_frame(metrics_by_generator: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """The long table the metric forest plots: one row per feature space, generator and metric.
+
+    Parameters
+    ----------
+    metrics_by_generator : dict of str to dict of str to SpaceMetrics
+        Generator -> feature space -> metrics (``feature_space_results.analyse_spaces``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns feature_space, generator, metric, value, ci_low, ci_high (the 95% interval),
+        ideal (the value two samples of one distribution give, NaN when it depends on the
+        data), yardstick / yardstick_low / yardstick_high (the measured real-vs-real value and
+        its interval: real split-half Fréchet distance, real lesions' own normal-neighbour
+        share; NaN elsewhere) and half_value (the Fréchet distance at the yardstick's half
+        sample size); NaN where a value is undefined.
+    """
+    rows = [row for gen, by_space in metrics_by_generator.items() for space, m in by_space.items()
+            for row in _forest_rows(space, gen, m)]
+    return pd.DataFrame(rows)
+
+
+def _forest_panel(data: pd.DataFrame, names: list[str], colours: dict[str, str], **_kwargs) -> None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = plt.gca()
+    y = data["generator"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=float)
+    lo = (data["value"] - data["ci_low"]).clip(lower=0).fillna(0).to_numpy()
+    hi = (data["ci_high"] - data["value"]).clip(lower=0).fillna(0).to_numpy()
+    for yi, v, a, b, gen in zip(y, data["value"], lo, hi, data["generator"], strict=True):
+        ax.errorbar(v, yi, xerr=[[a], [b]], fmt="none", ecolor=colours[gen], elinewidth=1.6, capsize=3)
+    sns.scatterplot(x=data["value"].to_numpy(), y=y, hue=data["generator"].to_numpy(), palette=colours, s=45,
+                    ax=ax, legend=False, zorder=3)
+    yard = data["yardstick"].to_numpy(dtype=float)
+    if np.isfinite(yard).any():
+        ax.errorbar(yard, y + 0.28, xerr=[(data["yardstick"] - data["yardstick_low"]).clip(lower=0).fillna(0),
+                                          (data["yardstick_high"] - data["yardstick"]).clip(lower=0).fillna(0)],
+                    fmt="D", color="black", mfc="white", ms=5, elinewidth=1.0, capsize=2)
+    half = data["half_value"].to_numpy(dtype=float)
+    if np.isfinite(half).any():
+        ax.scatter(half, y + 0.28, marker="o", s=30, facecolors="none",
+                   edgecolors=[colours[g] for g in data["generator"]])
+    ideal = data["ideal"].dropna()
+    if len(ideal):
+        ax.axvline(float(ideal.iloc[0]), color="grey", ls=":", lw=1.2)
+
+
+def plot_metric_forest(frame: pd.DataFrame, generators: list[str] | None = None):
+    """Forest plot of every realism metric per generator, drawn with seaborn: one panel per
+    metric (rows) and feature space (columns), each generator's value with its 95% interval;
+    the real-vs-real yardstick (black diamond, with its interval) where one is measured, the
+    value two samples of one distribution give (dotted line) where it is known.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`forest_frame`.
+    generators : list of str, optional
+        Generator order (default: as they appear in ``frame``); the first gets the paper's
+        green, the others the colours of :func:`plot_fig2`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    names = generators or list(dict.fromkeys(frame["generator"]))
+    colours = {n: generator_style(k)[1] for k, n in enumerate(names)}
+    with sns.axes_style("whitegrid"):
+        grid = sns.FacetGrid(frame, row="metric", col="feature_space", sharex=False, sharey=True,
+                             height=0.55 + 0.38 * len(names), aspect=3.2 / (0.55 + 0.38 * len(names)) * 1.3,
+                             row_order=list(dict.fromkeys(frame["metric"])), despine=False)
+        grid.map_dataframe(_forest_panel, names=names, colours=colours)
+    grid.set_titles(template="{col_name}: {row_name}", size=9)
+    grid.set(yticks=range(len(names)), ylim=(len(names) - 0.4, -0.6))
+    for ax in grid.axes[:, 0]:
+        ax.set_yticklabels(names, fontsize=9)
+    grid.set_axis_labels("", "")
+    handles = {n: plt.Line2D([], [], color=colours[n], marker="o", lw=1.6) for n in names}
+    handles["real vs real (yardstick)"] = plt.Line2D([], [], color="black", marker="D", mfc="white", lw=1.0)
+    if frame["half_value"].notna().any():
+        handles["Fréchet at the yardstick's half size"] = plt.Line2D([], [], color="grey", marker="o", mfc="none",
+                                                                     lw=0)
+    handles["two samples of one distribution"] = plt.Line2D([], [], color="grey", ls=":", lw=1.2)
+    fig = grid.figure
+    ncol = min(len(handles), 4)
+    legend_in = 0.35 + 0.22 * math.ceil(len(handles) / ncol)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=ncol, frameon=False, fontsize=9,
+               title="each generator's value with its 95% interval", title_fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - legend_in / fig.get_figheight()))
+    return grid.figure

@@ -1,12 +1,14 @@
-"""Stage 03's results: the realism metrics per feature space, their table, and every file the
-stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``.
+"""Stage 03's results: the realism metrics per generator and feature space, their table, and
+every file the stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``.
 
 Files written by :func:`write_results` into ``<run>/feature_space/``:
 
 - ``embedding.csv``: one row per embedded patch (group, patch_id, t-SNE x1/x2, outlier flags
-  and class-balanced normal-neighbour shares in t-SNE, pixel and CNN space);
+  and class-balanced normal-neighbour shares in t-SNE, pixel and CNN space, and the generator
+  of each synthetic patch);
 - ``metrics.json``: a :class:`Stage03Metrics` (below), paths relative to the run folder;
-- ``metrics_table.csv``: the flat table of :func:`metrics_table`;
+- ``metrics_table.csv``: the flat table of :func:`metrics_table`, one block per feature space
+  and generator (column ``generator``);
 - ``timings.json``: wall-clock seconds (the only stage-03 output that differs on a rerun
   with the same seed and inputs).
 
@@ -27,7 +29,6 @@ import pandas as pd
 from mammo_lib import fileio, run_folder
 from mammo_lib import realism_metrics as rm
 from mammo_lib.feature_space import (
-    GROUP_ORDER,
     GroupSample,
     feature_matrices,
     mark_outliers,
@@ -131,12 +132,12 @@ class TSNERecord(TypedDict):
 
 
 class SampleRecord(TypedDict):
-    n_per_group_requested: int
-    counts: dict[str, int]  # patches per group actually embedded
+    n_per_group_requested: int  # per group and per generator
+    counts: dict[str, int]  # patches per group actually embedded (synthetic: all generators)
     seed: int
     lesion_classes: list[str] | None  # None: every class
     warnings: list[str]
-    sources: dict[str, str]  # store per group, relative to the run folder
+    sources: dict[str, str]  # store per group, relative to the run folder (synthetic: the first generator's)
 
 
 class CNNRecord(TypedDict):
@@ -146,14 +147,32 @@ class CNNRecord(TypedDict):
     feature_dim: int
 
 
+class GeneratorRecord(TypedDict):
+    """One generator of the synthetic group (one ``synthetic/<name>.zarr`` store)."""
+
+    name: str  # the store's generator name ("dcgan" for the DCGAN's synthetic/synthetic.zarr)
+    store: str  # relative to the run folder
+    n: int  # its patches embedded
+
+
 class Stage03Metrics(TypedDict):
-    """The whole of ``feature_space/metrics.json``."""
+    """The whole of ``feature_space/metrics.json``.
+
+    Schema change for several generators (issue 14): ``generators``,
+    ``metrics_by_generator`` and ``outliers_tsne_by_generator`` were added; ``metrics`` keeps
+    its meaning (the first generator's, the paper's "GAN"; with one generator the only one),
+    so readers of the one-generator file need no change. Every generator is measured against
+    the same real lesions and normal tissue.
+    """
 
     tsne: TSNERecord
     sample: SampleRecord
-    outliers_tsne: dict[str, int]  # outliers per group in the t-SNE embedding
+    generators: list[GeneratorRecord]  # in order; the first is the paper's "GAN"
+    outliers_tsne: dict[str, int]  # outliers per group in the t-SNE embedding (synthetic: all generators)
+    outliers_tsne_by_generator: dict[str, int]  # synthetic outliers per generator
     cnn: CNNRecord | None  # None when the "cnn" space was not requested
-    metrics: dict[str, SpaceMetrics]  # per feature space
+    metrics: dict[str, SpaceMetrics]  # per feature space, of the first generator (generators[0])
+    metrics_by_generator: dict[str, dict[str, SpaceMetrics]]  # generator -> feature space -> metrics
 
 
 # ----------------------------------------------------------------------------- computing
@@ -162,7 +181,11 @@ class Stage03Metrics(TypedDict):
 def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: list[str],
                    cnn: LesionCNN | None, n_bootstrap: int = 1000, seed: int = 0, k_prdc: int = 5,
                    k_neighbours: int = 10, fd_dims: int | None = 32) -> tuple[dict, pd.DataFrame]:
-    """Realism metrics and outlier columns in each feature space.
+    """Realism metrics of every generator, and outlier columns, in each feature space.
+
+    Every generator's synthetic patches are compared with the *same* real lesions and normal
+    tissue of the sample, with the same random streams (so the first generator's numbers are
+    those of a one-generator run).
 
     Parameters
     ----------
@@ -177,7 +200,8 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
 
     Returns
     -------
-    metrics : dict of str to SpaceMetrics
+    metrics : dict of str to dict of str to SpaceMetrics
+        Generator -> feature space -> metrics, generators in ``sample.generator_names()`` order.
     table : pandas.DataFrame
         A copy of ``table`` with ``outlier_<space>`` and ``normal_neighbour_share_<space>``
         columns added.
@@ -190,23 +214,26 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
         As ``realism_metrics``.
     """
     table = table.copy()
-    metrics = {}
+    names = sample.generator_names()
+    metrics: dict[str, dict] = {name: {} for name in names}
     for space in feature_spaces:
         feats = feature_matrices(sample, space, cnn)
-        parts = {g: feats[sample.groups == g] for g in GROUP_ORDER}
-        metrics[space] = rm.realism_metrics(parts["lesion"], parts["synthetic"], parts["normal"],
-                                            n_bootstrap=n_bootstrap, seed=seed, k_prdc=k_prdc,
-                                            k_neighbours=k_neighbours, fd_dims=fd_dims)
+        lesion, normal = feats[sample.groups == "lesion"], feats[sample.groups == "normal"]
+        for name in names:
+            synthetic = feats[(sample.groups == "synthetic") & (sample.generators == name)]
+            metrics[name][space] = rm.realism_metrics(lesion, synthetic, normal, n_bootstrap=n_bootstrap,
+                                                      seed=seed, k_prdc=k_prdc, k_neighbours=k_neighbours,
+                                                      fd_dims=fd_dims)
         table[f"outlier_{space}"] = mark_outliers(feats, sample.groups, k=k_neighbours)
         table[f"normal_neighbour_share_{space}"] = np.round(neighbour_normal_share(feats, sample.groups,
                                                                                     k=k_neighbours), 4)
     return metrics, table
 
 
-def _summary_rows(space: str, m: dict) -> list[dict]:
+def _summary_rows(space: str, m: dict, generator: str = "") -> list[dict]:
     def row(name, e, ref=""):
-        return {"feature_space": space, "metric": name, "value": e["value"], "ci_low": e["ci_low"],
-                "ci_high": e["ci_high"], "reference": ref}
+        return {"feature_space": space, "generator": generator, "metric": name, "value": e["value"],
+                "ci_low": e["ci_low"], "ci_high": e["ci_high"], "reference": ref}
 
     fd = m["frechet_distance"]
     nns = m["synthetic_normal_neighbour_share"]
@@ -234,58 +261,124 @@ def _summary_rows(space: str, m: dict) -> list[dict]:
     return rows
 
 
-def summary_rows(space: str, m: SpaceMetrics) -> list[dict]:
-    """Flat rows of one feature space's metrics.
+def summary_rows(space: str, m: SpaceMetrics, generator: str = "") -> list[dict]:
+    """Flat rows of one feature space's metrics of one generator.
 
     Parameters
     ----------
     space : str
     m : SpaceMetrics
+    generator : str
+        The generator the metrics are of.
 
     Returns
     -------
     list of dict
-        Nine rows with ``feature_space``, ``metric``, ``value``, ``ci_low``, ``ci_high``
-        (rounded to 4 decimals; None for NaN) and ``reference`` (how to read it).
+        Nine rows with ``feature_space``, ``generator``, ``metric``, ``value``, ``ci_low``,
+        ``ci_high`` (rounded to 4 decimals; None for NaN) and ``reference`` (how to read it).
     """
-    return _summary_rows(space, m)
+    return _summary_rows(space, m, generator)
 
 
-def metrics_table(metrics: dict[str, SpaceMetrics]) -> pd.DataFrame:
-    """:func:`summary_rows` of every feature space as one table (written as ``metrics_table.csv``).
+def metrics_table(metrics: dict[str, dict[str, SpaceMetrics]]) -> pd.DataFrame:
+    """:func:`summary_rows` of every feature space and generator as one DataFrame
+    (``metrics_table.csv``).
 
     Parameters
     ----------
-    metrics : dict of str to SpaceMetrics
-        As returned by :func:`analyse_spaces`.
+    metrics : dict of str to dict of str to SpaceMetrics
+        Generator -> feature space -> metrics (:func:`analyse_spaces`).
 
     Returns
     -------
     pandas.DataFrame
-        Nine rows per feature space; columns ``feature_space``, ``metric``, ``value``,
-        ``ci_low``, ``ci_high``, ``reference``.
+        Columns feature_space, generator, metric, value, ci_low, ci_high, reference; rows by
+        feature space, then generator (in the given order), then metric.
     """
-    return pd.DataFrame([row for space, m in metrics.items() for row in _summary_rows(space, m)])
+    spaces = list(dict.fromkeys(space for by_space in metrics.values() for space in by_space))
+    return pd.DataFrame([row for space in spaces for gen, by_space in metrics.items() if space in by_space
+                         for row in _summary_rows(space, by_space[space], gen)])
 
 
 def outlier_counts(table: pd.DataFrame, column: str = "outlier_tsne") -> pd.DataFrame:
-    """Outliers and their share per group.
+    """Outliers and their share per group (rows in :data:`GROUP_ORDER` order present); with
+    several generators, one synthetic row per generator (``synthetic: <name>``), in the order
+    they appear in ``table``."""
+    label = table["group"]
+    gens = table.loc[table["group"] == "synthetic", "generator"] if "generator" in table else pd.Series([], dtype=str)
+    names = list(dict.fromkeys(gens))
+    if len(names) > 1:
+        label = label.where(label != "synthetic", "synthetic: " + table.get("generator", ""))
+    agg = table.groupby(label)[column].agg(["sum", "mean"]).rename(columns={"sum": "outliers", "mean": "share"})
+    order = [f"synthetic: {n}" for n in names] if len(names) > 1 else ["synthetic"]
+    return agg.reindex([g for g in ("lesion", *order, "normal") if g in agg.index]).rename_axis("group")
+
+
+def closest_pairs_by_generator(sample: GroupSample, metrics: dict[str, dict[str, SpaceMetrics]],
+                               space: str) -> dict[str, tuple[np.ndarray, list[ClosestPair]]]:
+    """Each generator's synthetic patches and closest pairs in one feature space, for
+    :func:`mammo_lib.feature_space_plots.plot_closest_pairs_by_generator`.
 
     Parameters
     ----------
-    table : pandas.DataFrame
-        The embedding table (columns ``group`` and the boolean ``column``).
-    column : str
-        Which outlier flag to count (``outlier_tsne``, ``outlier_pixels``, ``outlier_cnn``).
+    sample : GroupSample
+    metrics : dict of str to dict of str to SpaceMetrics
+        :func:`analyse_spaces`'s metrics.
+    space : str
 
     Returns
     -------
-    pandas.DataFrame
-        Index: the groups present, in :data:`GROUP_ORDER` order; columns ``outliers`` (count)
-        and ``share`` (fraction of the group, 0-1).
+    dict of str to (uint8 array, shape (n_g, s, s), list of ClosestPair)
+        In generator order; the pairs index these patches and ``sample.of("lesion")``.
     """
-    agg = table.groupby("group")[column].agg(["sum", "mean"]).rename(columns={"sum": "outliers", "mean": "share"})
-    return agg.reindex([g for g in GROUP_ORDER if g in agg.index])
+    return {g: (sample.of("synthetic", g), metrics[g][space]["memorisation"]["closest_pairs"])
+            for g in sample.generator_names()}
+
+
+def _ci_text(e: dict) -> str:
+    value, lo, hi = e["value"], e["ci_low"], e["ci_high"]
+    interval = "" if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) else f" [{lo:.2f}, {hi:.2f}]"
+    return f"{value:.3f}{interval}"
+
+
+def generators_markdown(sample: GroupSample, metrics: dict[str, dict[str, SpaceMetrics]]) -> str:
+    """The notebook's paragraph on the generators of this run, built from the data (names,
+    stores, counts, symbols, headline metrics; nothing hard-coded).
+
+    Parameters
+    ----------
+    sample : GroupSample
+    metrics : dict of str to dict of str to SpaceMetrics
+        :func:`analyse_spaces`'s metrics.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
+    from mammo_lib.feature_space_plots import generator_style_words
+
+    counts, per_gen = sample.counts(), sample.generator_counts()
+    names = sample.generator_names()
+    items = [f"**{g}** (`{sample.generator_sources.get(g, '')}`, {per_gen[g]} patches embedded; "
+             f"{generator_style_words(k)} in Fig. 2)" for k, g in enumerate(names)]
+    real = f"the same {counts['lesion']} real lesions and {counts['normal']} normal-tissue patches"
+    if len(names) == 1:
+        text = [f"One generator in this run: {items[0]}, measured against {real}. Notebook 02's `generators` "
+                "parameter adds others (a folder of patches, a TorchScript model, a medigan model); each is then "
+                "measured here in the same way, side by side."]
+    else:
+        text = [f"{len(names)} generators in this run, each measured against {real}: " + "; ".join(items) + ". "
+                f"The first, **{names[0]}**, takes the paper's place of the GAN (its metrics are also "
+                "`metrics` in `metrics.json`)."]
+    for space in next(iter(metrics.values()), {}):
+        line = "; ".join(f"{g} {_ci_text(metrics[g][space]['one_nn_accuracy'])}" for g in names)
+        fd = "; ".join(f"{g} {metrics[g][space]['frechet_distance']['real_half_vs_synthetic_half']:.3g}"
+                       for g in names)
+        yard = metrics[names[0]][space]["frechet_distance"]["real_split_half"]
+        text.append(f"- **{space}**: 1-NN accuracy (0.5 = indistinguishable) {line}. Fréchet distance at half size "
+                    f"{fd} (real vs real: {yard:.3g}).")
+    return text[0] + "\n\n" + "\n".join(text[1:])
 
 
 def describe_tsne(result: TSNEResult, n_points: int, n_iter: int, stop_early: bool) -> str:
@@ -325,9 +418,12 @@ def _jsonable(obj):
 
 
 def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
-                   metrics: dict[str, SpaceMetrics], cnn: LesionCNN | None, n_per_group: int,
+                   metrics: dict[str, dict[str, SpaceMetrics]], cnn: LesionCNN | None, n_per_group: int,
                    n_iter: int, perplexity: float, seed: int, stop_early: bool) -> Stage03Metrics:
-    """The :class:`Stage03Metrics` dict of a stage-03 run (no timings in it)."""
+    """The :class:`Stage03Metrics` dict of a stage-03 run (no timings in it); ``metrics`` is
+    generator -> feature space -> metrics (:func:`analyse_spaces`)."""
+    names = sample.generator_names()
+    synthetic = table[table["group"] == "synthetic"]
     return {
         "tsne": {"backend": result.backend, "kl_divergence": result.kl_divergence, "n_iter_run": result.n_iter,
                  "n_iter_requested": n_iter, "perplexity_requested": perplexity,
@@ -336,15 +432,20 @@ def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
         "sample": {"n_per_group_requested": n_per_group, "counts": sample.counts(), "seed": seed,
                    "lesion_classes": sample.lesion_classes, "warnings": sample.warnings,
                    "sources": sample.sources},
+        "generators": [{"name": g, "store": sample.generator_sources.get(g, ""), "n": n}
+                       for g, n in sample.generator_counts().items()],
         "outliers_tsne": {g: int(v) for g, v in table.groupby("group")["outlier_tsne"].sum().items()},
+        "outliers_tsne_by_generator": {g: int(synthetic.loc[synthetic["generator"] == g, "outlier_tsne"].sum())
+                                       for g in names},
         "cnn": None if cnn is None else {"epochs": cnn.epochs, "train_accuracy": cnn.train_accuracy,
                                          "n_train": cnn.n_train, "feature_dim": cnn.feature_dim},
-        "metrics": metrics,
+        "metrics": metrics[names[0]],
+        "metrics_by_generator": metrics,
     }
 
 
 def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
-                  metrics: dict[str, SpaceMetrics], cnn: LesionCNN | None, *, n_per_group: int,
+                  metrics: dict[str, dict[str, SpaceMetrics]], cnn: LesionCNN | None, *, n_per_group: int,
                   n_iter: int, perplexity: float, seed: int, stop_early: bool) -> list[str]:
     """Write every stage-03 output file except the figures, each atomically.
 
@@ -353,8 +454,9 @@ def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNER
     run_dir : str or os.PathLike
         The run folder; files go to ``<run_dir>/feature_space/``.
     sample, result, table, metrics, cnn
-        The stage's results (``load_groups``, ``run_tsne``, ``analyse_spaces``,
-        ``train_lesion_cnn``; ``cnn`` None when not trained).
+        The stage's results (``load_groups``, ``run_tsne``, ``analyse_spaces`` -- ``metrics``
+        is generator -> feature space -> metrics --, ``train_lesion_cnn``; ``cnn`` None when
+        not trained).
     n_per_group, n_iter, perplexity, seed, stop_early
         The requested parameters, recorded beside what was used.
 

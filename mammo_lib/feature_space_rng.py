@@ -7,7 +7,9 @@ changes torch's, NumPy's or Python's global random state.
 
 Purposes used by stage 03:
 
-- ``"sample"``: which patches of each store are embedded;
+- ``"sample"``: which patches of each store are embedded (real lesions, the first generator,
+  normal tissue, in that order);
+- ``"sample_generator"``: the same for each further generator, indexed by a key of its name;
 - ``"cnn_init"``, ``"cnn_batch_order"``: the lesion CNN's initial weights and batch order;
 - ``"one_nn_subsample"``, ``"one_nn_bootstrap"``: the 1-NN test's balancing and its interval;
 - ``"prdc_bootstrap"``: precision / recall / density / coverage intervals;
@@ -24,7 +26,7 @@ import hashlib
 
 import numpy as np
 
-PURPOSES = ("sample", "cnn_init", "cnn_batch_order", "one_nn_subsample", "one_nn_bootstrap",
+PURPOSES = ("sample", "sample_generator", "cnn_init", "cnn_batch_order", "one_nn_subsample", "one_nn_bootstrap",
             "prdc_bootstrap", "frechet_bootstrap", "frechet_split", "normal_share_bootstrap",
             "memorisation_bootstrap", "thumbnails", "large_pca")
 

@@ -62,3 +62,69 @@ def normal_store_path(run_dir: str | os.PathLike) -> Path:
 
 def synthetic_store_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "synthetic" / "synthetic.zarr"
+
+
+#: the generator name of the DCGAN's store ``synthetic/synthetic.zarr`` (written before stores
+#: were named by generator; its manifest has no ``generator`` column)
+LEGACY_SYNTHETIC_GENERATOR = "dcgan"
+
+
+def _store_generator(path: Path) -> tuple[str, bool]:
+    """(generator name, is the DCGAN) of one synthetic store: its attrs' or manifest's
+    ``generator``, else the folder stem (``synthetic.zarr``: "dcgan")."""
+    from mammo_lib.patch_store import open_patch_store
+
+    store = open_patch_store(path, require_nonempty=False)
+    attrs = store.attrs
+    name = str(attrs.get("generator") or "")
+    if not name and "generator" in store.manifest.columns and len(store.manifest):
+        name = str(store.manifest["generator"].iloc[0])
+    legacy = path.name == "synthetic.zarr"
+    if not name:
+        name = LEGACY_SYNTHETIC_GENERATOR if legacy else path.name[: -len(".zarr")]
+    kind = str(attrs.get("generator_kind") or ("dcgan" if legacy else ""))
+    return name, kind == "dcgan"
+
+
+def synthetic_stores(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Every synthetic patch store of a run (``synthetic/*.zarr``), keyed by generator name.
+
+    The name is the store's ``generator`` (zarr attrs, else the manifest's ``generator``
+    column), else the folder stem; the DCGAN's ``synthetic/synthetic.zarr`` (no ``generator``
+    recorded) is ``"dcgan"``. Hidden folders (an import's temporary copy) are skipped.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Generator name -> store path, in a deterministic order: the DCGAN's store(s) first,
+        then the others by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``<run_dir>/synthetic`` holds no ``*.zarr`` store (naming the folder).
+    ValueError
+        When two stores carry the same generator name (naming both).
+    mammo_lib.patch_store.PatchStoreError
+        When a store cannot be opened (naming it).
+    """
+    folder = Path(run_dir) / STAGE_DIRS["synthetic"]
+    paths = sorted(p for p in folder.glob("*.zarr") if p.is_dir() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no synthetic patch store (*.zarr) found; run notebook 02 first "
+                                "(it trains the DCGAN and imports any other generator)")
+    found: dict[str, tuple[bool, Path]] = {}
+    for path in paths:
+        name, is_dcgan = _store_generator(path)
+        if name in found:
+            raise ValueError(f"{folder}: stores {found[name][1].name} and {path.name} both hold generator {name!r}; "
+                             "remove one of them")
+        found[name] = (is_dcgan, path)
+    order = sorted(found, key=lambda n: (not found[n][0], n))
+    return {name: found[name][1] for name in order}

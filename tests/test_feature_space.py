@@ -183,3 +183,85 @@ def test_load_groups_samples_real_lesions_of_the_chosen_classes(small_groups, tm
         fs.load_groups(tmp_path, n_per_group=20, lesion_classes=["tumour"])
     with pytest.raises(LesionClassError, match=r"leaves 0 patches in patch store .*lesion.zarr"):
         fs.load_groups(tmp_path, n_per_group=20, lesion_classes=["asymmetry"])
+
+
+# ----------------------------------------------------------------------------- several generators (issue 14)
+
+
+def _store(path, patches, generator=None):
+    import pandas as pd
+
+    from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+
+    n = len(patches)
+    manifest = pd.DataFrame({"patch_id": [f"{path.stem}-{i:03d}" for i in range(n)], "group": "synthetic",
+                             "source_kind": "test", "image_id": "", "lesion_id": "", "lesion_class": "",
+                             "center_row": -1, "center_col": -1, "normalisation": "none", "checksum": ""},
+                            columns=list(MANIFEST_COLUMNS))
+    if generator is not None:
+        manifest["generator"] = generator
+    return write_patch_store(path, patches, manifest)
+
+
+def test_synthetic_stores_names_and_orders_generators(small_groups, tmp_path):
+    from mammo_lib import run_folder
+    from mammo_lib.generators import GeneratorSpec, import_generator
+
+    with pytest.raises(FileNotFoundError, match=r"synthetic: no synthetic patch store"):
+        run_folder.synthetic_stores(tmp_path)
+    syn = tmp_path / "synthetic"
+    _store(syn / "zeta.zarr", small_groups["synthetic"][:5])  # no generator recorded: the folder stem
+    _store(syn / "alpha.zarr", small_groups["synthetic"][:5], generator="alpha-gan")  # manifest column
+    _store(run_folder.synthetic_store_path(tmp_path), small_groups["synthetic"])  # the DCGAN's legacy store
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    np.save(folder / "stack.npy", small_groups["lesion"][:6])
+    import_generator(GeneratorSpec("mine", "folder", {"path": str(folder)}), syn, 32)  # attrs
+    (syn / ".hidden.zarr").mkdir()  # an import's temporary copy is not a store
+    stores = run_folder.synthetic_stores(tmp_path)
+    assert list(stores) == ["dcgan", "alpha-gan", "mine", "zeta"]
+    assert stores["dcgan"].name == "synthetic.zarr" and stores["mine"].name == "mine.zarr"
+    _store(syn / "dcgan.zarr", small_groups["synthetic"][:5])
+    with pytest.raises(ValueError, match=r"dcgan.zarr.*synthetic.zarr|synthetic.zarr.*dcgan.zarr"):
+        run_folder.synthetic_stores(tmp_path)
+
+
+def test_adding_a_generator_changes_no_other_groups_sample(small_groups):
+    one = fs.sample_groups(small_groups, n_per_group=25, seed=4)
+    other = testing.demo_groups(35, size=32, seed=9)["synthetic"]
+    two = fs.sample_groups({**small_groups, "synthetic": {"synthetic": small_groups["synthetic"], "other": other}},
+                           n_per_group=25, seed=4)
+    assert one.generator_names() == ["synthetic"] and two.generator_names() == ["synthetic", "other"]
+    assert two.counts() == {"lesion": 25, "synthetic": 50, "normal": 25}
+    assert two.generator_counts() == {"synthetic": 25, "other": 25}
+    keep = two.generators != "other"
+    np.testing.assert_array_equal(two.patches[keep], one.patches)
+    assert list(two.patch_ids[keep]) == list(one.patch_ids)
+    # the second generator's rows come from its own stream, sorted, without repeats
+    chosen = [int(i.split("-")[1]) for i in two.patch_ids[two.generators == "other"]]
+    assert chosen == sorted(set(chosen)) and len(chosen) == 25
+    np.testing.assert_array_equal(two.of("synthetic", "other"), other[chosen])
+    # rows in order: lesion, each generator, normal
+    assert list(dict.fromkeys(zip(two.groups, two.generators, strict=True))) == [
+        ("lesion", ""), ("synthetic", "synthetic"), ("synthetic", "other"), ("normal", "")]
+    table = fs.embedding_table(two, np.zeros((len(two), 2)), np.zeros(len(two), bool))
+    assert list(table.columns) == ["group", "patch_id", "x1", "x2", "outlier_tsne", "generator"]
+
+
+def test_fig2_legend_is_the_papers_with_one_generator_and_names_several(small_groups):
+    from mammo_lib import feature_space_plots as fsp
+
+    two = fs.sample_groups({**small_groups, "synthetic": {"dcgan": small_groups["synthetic"],
+                                                           "mine": small_groups["lesion"]}}, n_per_group=10)
+    xy = np.random.default_rng(0).normal(size=(len(two), 2))
+    one_fig = fsp.plot_fig2(xy[two.generators != "mine"], two.groups[two.generators != "mine"])
+    two_fig = fsp.plot_fig2(xy, two.groups, generators=two.generators)
+    labels = [[t.get_text() for t in f.axes[0].get_legend().get_texts()] for f in (one_fig, two_fig)]
+    assert labels == [["ORG", "GAN", "NORM_TIS"], ["ORG", "dcgan", "mine", "NORM_TIS"]]
+    markers = {tuple(np.round(c.get_paths()[0].vertices, 3).ravel()) for c in two_fig.axes[0].collections}
+    assert len(markers) == 4  # cross, circle, square, triangle: each group its own marker
+    import matplotlib.colors as mcolors
+
+    colours = [mcolors.to_hex(c.get_edgecolor()[0]) for c in two_fig.axes[0].collections]
+    assert colours == [mcolors.to_hex(c) for c in ("red", "green", "tab:blue", "purple")]
+    assert fsp.generator_style_words(0) == "green circles" and fsp.generator_style_words(1) == "blue squares"

@@ -12,6 +12,7 @@ import pytest
 
 from mammo_lib import feature_space as fs
 from mammo_lib import patch_store, run_folder, testing
+from mammo_lib.generators import GeneratorSpec, import_generator
 from tests.conftest import execute_notebook
 
 
@@ -71,6 +72,81 @@ def test_notebook_03_smoke(tmp_path):
     assert metrics["tsne"]["stop_early"] is True and "seconds" not in json.dumps(metrics)
     assert json.loads((stage / "timings.json").read_text())["tsne_seconds"] >= 0
     assert (stage / "metrics_table.csv").stat().st_size > 200
+    # one generator: the DCGAN's legacy store is "dcgan", and `metrics` is its metrics
+    assert [g["name"] for g in metrics["generators"]] == ["dcgan"]
+    assert metrics["metrics"] == metrics["metrics_by_generator"]["dcgan"]
+    assert set(table.loc[table["group"] == "synthetic", "generator"]) == {"dcgan"}
+    assert (stage / "figures" / "metric_forest.png").stat().st_size > 5000
+
+
+def _write_npy_folder(folder: Path, patches: np.ndarray) -> Path:
+    folder.mkdir(parents=True)
+    for i, patch in enumerate(patches):
+        np.save(folder / f"patch_{i:03d}.npy", patch)
+    return folder
+
+
+@pytest.mark.timeout(400)
+def test_notebook_03_compares_generators_against_the_same_real_set(tmp_path):
+    """A DCGAN-like legacy store plus two folder-imported generators: the real lesions
+    themselves ("copies") and flat bright patches unlike any lesion ("flat")."""
+    run_dir = tmp_path / "run"
+    write_demo_stores(run_dir, 30)
+    lesions = patch_store.open_patch_store(run_folder.lesion_store_path(run_dir)).load()
+    flat = np.clip(np.random.default_rng(1).normal(235, 3, lesions.shape), 0, 255).astype(np.uint8)
+    for name, patches in (("copies", lesions), ("flat", flat)):
+        folder = _write_npy_folder(tmp_path / name, patches)
+        import_generator(GeneratorSpec(name, "folder", {"path": str(folder)}), run_dir / "synthetic", 128)
+    assert list(run_folder.synthetic_stores(run_dir)) == ["dcgan", "copies", "flat"]
+
+    out = execute_notebook("03_feature_space", run_dir, profile="smoke")
+    stage = run_dir / "feature_space"
+    table = pd.read_csv(stage / "embedding.csv", keep_default_na=False)
+    synthetic = table[table["group"] == "synthetic"]
+    assert synthetic["generator"].value_counts().to_dict() == {"dcgan": 20, "copies": 20, "flat": 20}
+    assert len(table) == 5 * 20 and set(table.loc[table["group"] != "synthetic", "generator"]) == {""}
+    assert set(synthetic.loc[synthetic["generator"] == "copies", "patch_id"].str[:7]) == {"copies-"}
+
+    metrics = json.loads((stage / "metrics.json").read_text())
+    assert [(g["name"], g["store"], g["n"]) for g in metrics["generators"]] == [
+        ("dcgan", "synthetic/synthetic.zarr", 20), ("copies", "synthetic/copies.zarr", 20),
+        ("flat", "synthetic/flat.zarr", 20)]
+    by_gen = metrics["metrics_by_generator"]
+    assert list(by_gen) == ["dcgan", "copies", "flat"] and metrics["metrics"] == by_gen["dcgan"]
+    assert metrics["sample"]["sources"]["synthetic"] == "synthetic/synthetic.zarr"
+    for space in ("pixels", "cnn"):
+        # the same real set for every generator: same real lesions, same leave-one-out distances
+        real_loo = {g: by_gen[g][space]["memorisation"]["median_nn_distance_real_to_train_loo"] for g in by_gen}
+        assert len(set(real_loo.values())) == 1, real_loo
+        assert {by_gen[g][space]["n"]["lesion"] for g in by_gen} == {20}
+    copies, far = by_gen["copies"]["pixels"], by_gen["flat"]["pixels"]
+    # patches that ARE the real ones: memorisation flagged (exact duplicates, share far above 5%),
+    # and the 1-NN test cannot tell them from real (<= about 0.5: copies are each other's neighbours)
+    assert copies["memorisation"]["exact_duplicates"] >= 3
+    assert copies["memorisation"]["share_synthetic_below_real_q05"]["value"] > 0.3  # about 0.05 if not copied
+    assert copies["memorisation"]["median_ratio_synthetic_to_real"]["value"] < 0.5
+    assert copies["one_nn_accuracy"]["value"] < 0.6
+    # flat bright patches: trivially told apart, no memorisation
+    assert far["one_nn_accuracy"]["value"] > 0.9 and far["prdc"]["precision"]["value"] < 0.2
+    assert far["memorisation"]["exact_duplicates"] == 0
+    assert metrics["outliers_tsne_by_generator"].keys() == {"dcgan", "copies", "flat"}
+
+    rows = pd.read_csv(stage / "metrics_table.csv", keep_default_na=False)
+    assert list(rows.columns[:3]) == ["feature_space", "generator", "metric"]
+    assert rows.groupby(["feature_space", "generator"]).size().to_dict() == {
+        (s, g): 9 for s in ("pixels", "cnn") for g in ("dcgan", "copies", "flat")}
+
+    for name in ("fig2_tsne.png", "tsne_thumbnails.png", "closest_pairs_pixels.png", "closest_pairs_cnn.png",
+                 "metric_forest.png"):
+        assert (stage / "figures" / name).stat().st_size > 5000
+    cells = nbformat.read(out, as_version=4).cells
+    shown = "\n".join(o.get("data", {}).get("text/markdown", "") for c in cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))
+    assert "3 generators in this run" in shown
+    for name in ("dcgan", "copies", "flat"):
+        assert f"**{name}**" in shown
+    legend_run = json.dumps([c.get("outputs", []) for c in cells])
+    assert "group 'synthetic' (generator" not in legend_run  # 30 patches each: no shortage warning
 
 
 def test_notebook_03_holds_no_logic():

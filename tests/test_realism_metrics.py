@@ -108,3 +108,30 @@ def test_all_metrics_deterministic_and_bad_input():
         rm.one_nn_accuracy(a, bad)
     with pytest.raises(rm.MetricsError, match="features"):
         rm.one_nn_accuracy(a, b[:, :5])
+
+
+def test_table_and_forest_hold_every_generator_against_the_same_real_set():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mammo_lib import feature_space_plots as fsp
+
+    real, normal = gaussian(60, 6, seed=1), gaussian(60, 6, mean=4, seed=2)
+    by_gen = {"dcgan": {"pixels": rm.realism_metrics(real, gaussian(60, 6, seed=3), normal, n_bootstrap=30, fd_dims=4)},
+              "far": {"pixels": rm.realism_metrics(real, gaussian(60, 6, mean=9, seed=4), normal, n_bootstrap=30,
+                                                   fd_dims=4)}}
+    table = fsr.metrics_table(by_gen)
+    assert list(table.columns) == ["feature_space", "generator", "metric", "value", "ci_low", "ci_high", "reference"]
+    assert list(table["generator"]) == ["dcgan"] * 9 + ["far"] * 9
+    one_nn = table[table["metric"].str.startswith("1-NN")].set_index("generator")["value"]
+    assert 0.3 < one_nn["dcgan"] < 0.7 and one_nn["far"] == 1.0
+    frame = fsp.forest_frame(by_gen)
+    assert len(frame) == 18 and frame["generator"].tolist() == table["generator"].tolist()
+    fd = frame[frame["metric"].str.startswith("Fréchet")].set_index("generator")
+    # one real split-half yardstick for both (the same real set, halves of the same size)
+    assert fd.loc["dcgan", "yardstick"] == fd.loc["far", "yardstick"] == by_gen["far"]["pixels"][
+        "frechet_distance"]["real_split_half"]
+    assert fd.loc["far", "half_value"] > 10 * fd.loc["dcgan", "half_value"]
+    assert frame.loc[frame["metric"].str.startswith("1-NN"), "ideal"].tolist() == [0.5, 0.5]
+    fig = fsp.plot_metric_forest(frame)
+    assert len(fig.axes) == 9 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["dcgan", "far"]
