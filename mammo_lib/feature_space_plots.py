@@ -328,6 +328,7 @@ def forest_frame(metrics_by_generator: dict[str, dict[str, dict]]) -> pd.DataFra
 def _forest_panel(data: pd.DataFrame, names: list[str], colours: dict[str, str], **_kwargs) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     ax = plt.gca()
     y = data["generator"].map({n: i for i, n in enumerate(names)}).to_numpy(dtype=float)
@@ -349,6 +350,9 @@ def _forest_panel(data: pd.DataFrame, names: list[str], colours: dict[str, str],
     ideal = data["ideal"].dropna()
     if len(ideal):
         ax.axvline(float(ideal.iloc[0]), color="grey", ls=":", lw=1.2)
+        ax.plot([float(ideal.iloc[0])], [0.0], alpha=0.0)  # keeps the line inside the x range
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.3g}"))
 
 
 def plot_metric_forest(frame: pd.DataFrame, generators: list[str] | None = None):
@@ -376,7 +380,7 @@ def plot_metric_forest(frame: pd.DataFrame, generators: list[str] | None = None)
     colours = {n: generator_style(k)[1] for k, n in enumerate(names)}
     with sns.axes_style("whitegrid"):
         grid = sns.FacetGrid(frame, row="metric", col="feature_space", sharex=False, sharey=True,
-                             height=0.55 + 0.38 * len(names), aspect=3.2 / (0.55 + 0.38 * len(names)) * 1.3,
+                             height=0.75 + 0.38 * len(names), aspect=4.2 / (0.75 + 0.38 * len(names)),
                              row_order=list(dict.fromkeys(frame["metric"])), despine=False)
         grid.map_dataframe(_forest_panel, names=names, colours=colours)
     grid.set_titles(template="{col_name}: {row_name}", size=9)
