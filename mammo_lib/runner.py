@@ -336,7 +336,16 @@ def run_study(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``mammo-study`` / ``python -m mammo_lib.runner``: run the study; exit 1 with the reason on failure."""
+    """``mammo-study`` / ``python -m mammo_lib.runner``: run the study; exit 1 with the reason on failure.
+
+    ``mammo-study readers add|list|revoke|progress ...`` is the study coordinator's command
+    (:mod:`mammo_lib.readers_cli`).
+    """
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    if args_in[:1] == ["readers"]:
+        from mammo_lib.readers_cli import main as readers_main
+
+        return readers_main(args_in[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--name", default=None, help="run folder name under runs/ (default: the profile)")
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="start at this notebook (earlier outputs in the run folder are reused)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-report", action="store_true", help="do not write report/index.html at the end")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     try:
         overrides = {}
         for item in args.param:

@@ -146,3 +146,11 @@ def test_cli_reads_the_notebooks_folder_and_reports_bad_values(tmp_path, noteboo
     assert main(["--profile", "smoke", "--name", "c", "--runs-root", str(tmp_path / "runs"),
                  "--notebooks", str(notebook_dir), "-p", "count=7", "--no-report"]) == 0
     assert (tmp_path / "runs" / "c" / "first.txt").read_text() == "70"
+
+
+def test_mammo_study_readers_is_the_coordinator_command(capsys):
+    from mammo_lib.runner import main
+
+    with pytest.raises(SystemExit):
+        main(["readers", "--help"])
+    assert "add" in capsys.readouterr().out
