@@ -163,7 +163,19 @@ def _generator_rng(seed: int, k: int, name: str) -> np.random.Generator | None:
 
 
 def name_key(name: str) -> int:
-    """A stable non-negative integer of a generator name (a random-stream index)."""
+    """A stable key of a generator name, the index of its "sample_generator" random stream.
+
+    Parameters
+    ----------
+    name : str
+        The generator name.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**56)``: the first 7 bytes of the name's SHA-256, so the same on every machine
+        and run (unlike ``hash``).
+    """
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "little")
 
 

@@ -31,16 +31,41 @@ MORE_GENERATOR_STYLES = (("s", "tab:blue"), ("D", "tab:orange"), ("v", "tab:brow
 
 
 def generator_names(groups: np.ndarray, generators: np.ndarray | None) -> list[str]:
-    """The generators of the synthetic rows in order of appearance ([] when ``generators`` is
-    None)."""
+    """The generators of the synthetic rows, in order of appearance.
+
+    Parameters
+    ----------
+    groups : str array, shape (n,)
+        "lesion", "synthetic" or "normal" per point.
+    generators : str array, shape (n,), or None
+        The generator of each synthetic point ("" elsewhere).
+
+    Returns
+    -------
+    list of str
+        Empty when ``generators`` is None.
+    """
     if generators is None:
         return []
     return list(dict.fromkeys(np.asarray(generators)[np.asarray(groups) == "synthetic"].tolist()))
 
 
 def generator_style(k: int) -> tuple[dict, str]:
-    """(scatter keyword arguments, colour) of the ``k``-th generator (0: the paper's green
-    circles; later ones cycle through :data:`MORE_GENERATOR_STYLES`)."""
+    """The Fig. 2 symbol of the ``k``-th generator.
+
+    Parameters
+    ----------
+    k : int
+        Position in generator order, >= 0 (0: the paper's green circles; later ones cycle
+        through :data:`MORE_GENERATOR_STYLES`).
+
+    Returns
+    -------
+    style : dict
+        Keyword arguments of ``Axes.scatter`` (marker, face and edge colours, size, line width).
+    colour : str
+        A matplotlib colour name.
+    """
     if k == 0:
         return dict(GROUP_STYLE["synthetic"]), GROUP_COLOUR["synthetic"]
     marker, colour = MORE_GENERATOR_STYLES[(k - 1) % len(MORE_GENERATOR_STYLES)]
@@ -53,7 +78,18 @@ _MARKER_WORDS = {"o": "circles", "s": "squares", "D": "diamonds", "v": "down-poi
 
 
 def generator_style_words(k: int) -> str:
-    """The ``k``-th generator's Fig. 2 symbol in words, e.g. "green circles", "blue squares"."""
+    """The ``k``-th generator's Fig. 2 symbol in words.
+
+    Parameters
+    ----------
+    k : int
+        Position in generator order, >= 0.
+
+    Returns
+    -------
+    str
+        E.g. "green circles" (k = 0), "blue squares" (k = 1).
+    """
     style, colour = generator_style(k)
     return f"{colour.removeprefix('tab:')} {_MARKER_WORDS.get(style['marker'], 'markers')}"
 

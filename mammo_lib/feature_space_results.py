@@ -301,9 +301,24 @@ def metrics_table(metrics: dict[str, dict[str, SpaceMetrics]]) -> pd.DataFrame:
 
 
 def outlier_counts(table: pd.DataFrame, column: str = "outlier_tsne") -> pd.DataFrame:
-    """Outliers and their share per group (rows in :data:`GROUP_ORDER` order present); with
-    several generators, one synthetic row per generator (``synthetic: <name>``), in the order
-    they appear in ``table``."""
+    """Outliers and their share per group, and per generator when there are several.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The embedding table (columns ``group``, the boolean ``column`` and, from
+        :func:`mammo_lib.feature_space.embedding_table`, ``generator``).
+    column : str
+        Which outlier flag to count (``outlier_tsne``, ``outlier_pixels``, ``outlier_cnn``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``group``: the groups present in :data:`mammo_lib.feature_space.GROUP_ORDER`
+        order, the synthetic group split into ``synthetic: <name>`` rows (in the order the
+        generators appear in ``table``) when it holds several generators; columns ``outliers``
+        (count) and ``share`` (fraction of the row's patches, 0-1).
+    """
     label = table["group"]
     gens = table.loc[table["group"] == "synthetic", "generator"] if "generator" in table else pd.Series([], dtype=str)
     names = list(dict.fromkeys(gens))
