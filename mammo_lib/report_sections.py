@@ -19,6 +19,8 @@ from mammo_lib.run_results import manifest_rows, synthetic_stores
 #: key figures of the report: (stage folder, file stem, caption)
 KEY_FIGURES = (
     ("feature_space", "fig2_tsne", "Fig. 2 (the paper's t-SNE): real lesions, synthetic lesions and normal tissue"),
+    ("feature_space", "metric_forest", "Realism metrics of every generator with 95% confidence intervals, "
+                                       "against the real split-half yardstick where one exists"),
     ("dcgan", "fig3_synthetic_vs_real", "Fig. 3: synthetic lesions beside real ones"),
     ("roc", "roc_curves", "ROC curves of every reader (positive class: real)"),
     ("roc", "auc_forest", "AUC of every reader with confidence intervals, and the MRMC reader average"),

@@ -47,7 +47,7 @@ def headline_results(run_dir: Path, stem: str) -> dict:
     -------
     dict
         Stage 01: patch counts and skipped files; 02: iterations and synthetic patches; 03: t-SNE
-        KL and each feature space's 1-NN accuracy, precision, recall and Fréchet distance; 04: the
+        KL and, per generator and feature space, 1-NN accuracy, precision, recall and Fréchet distance; 04: the
         case set; 05: each reader's accuracy and AUC and the MRMC reader-averaged AUC.
     """
     if stem.startswith("01"):
@@ -62,13 +62,14 @@ def headline_results(run_dir: Path, stem: str) -> dict:
         return out
     if stem.startswith("03"):
         fs = read_json_or_empty(run_dir / "feature_space" / "metrics.json")
+        by_generator = fs.get("metrics_by_generator") or ({"dcgan": fs["metrics"]} if fs.get("metrics") else {})
         out: dict[str, Any] = {"tsne_kl": _pick(fs, "tsne", "kl_divergence")}
-        for space, m in (fs.get("metrics") or {}).items():
-            if isinstance(m, dict):
-                out[space] = {"one_nn_accuracy": _pick(m, "one_nn_accuracy", "value"),
-                              "precision": _pick(m, "prdc", "precision", "value"),
-                              "recall": _pick(m, "prdc", "recall", "value"),
-                              "frechet_distance": _pick(m, "frechet_distance", "value")}
+        for generator, spaces in by_generator.items():
+            out[generator] = {space: {"one_nn_accuracy": _pick(m, "one_nn_accuracy", "value"),
+                                      "precision": _pick(m, "prdc", "precision", "value"),
+                                      "recall": _pick(m, "prdc", "recall", "value"),
+                                      "frechet_distance": _pick(m, "frechet_distance", "value")}
+                              for space, m in (spaces or {}).items() if isinstance(m, dict)}
         return out
     if stem.startswith("04"):
         study = read_json_or_empty(run_dir / "reader_study" / "case_set" / "study.json")
