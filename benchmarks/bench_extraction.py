@@ -15,7 +15,7 @@ Selenia Dimensions image at 85 micron) because extraction work after decoding is
 independent of image size (the mask and the normal-window search run on a <= 256 px copy)
 while decoding is not; ``--rows/--cols`` change it (e.g. the phantom's default 1024x768).
 
-    .venv/bin/python benchmarks/bench_extraction.py            # 16 images, 3328x2560
+    .venv/bin/python benchmarks/bench_extraction.py            # 64 images, 3328x2560
     .venv/bin/python benchmarks/bench_extraction.py --quick    # 6 images, 2048x1536
     .venv/bin/python benchmarks/bench_extraction.py --rle-fraction 1   # all files compressed
 """
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="best of this many timings")
     parser.add_argument("--workdir", default=None, help="folder for the phantom (default: a temp dir)")
     args = parser.parse_args(argv)
-    n_images = args.images or (6 if args.quick else 16)
+    n_images = args.images or (6 if args.quick else 64)
     rows = args.rows or (2048 if args.quick else 3328)
     cols = args.cols or (1536 if args.quick else 2560)
 

@@ -71,6 +71,35 @@ class DicomWarning(UserWarning):
     """A DICOM file is unusual but read (e.g. not a Part-10 file); the message names it."""
 
 
+class DicomNotes:
+    """Context manager that collects :class:`DicomWarning` messages instead of printing them
+    (so a report can list each once); any other warning passes through unchanged.
+
+    >>> with DicomNotes() as notes:  # doctest: +SKIP
+    ...     read_dicom_pixels(path)
+    >>> notes.messages  # doctest: +SKIP
+    """
+
+    def __enter__(self) -> DicomNotes:
+        import warnings
+
+        self.messages: list[str] = []
+        self._context = warnings.catch_warnings(record=True)
+        self._caught = self._context.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        import warnings
+
+        self._context.__exit__(*exc_info)
+        for w in self._caught:
+            if issubclass(w.category, DicomWarning):
+                self.messages.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def clean_message(text: str) -> str:
     """``text`` without memory addresses (``<object at 0x7f...>``), so messages repeat exactly."""
     return _ADDRESS.sub("", str(text))

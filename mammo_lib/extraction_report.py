@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib import run_folder
-from mammo_lib.extraction_schema import relative_to_run
+from mammo_lib.dicom_checks import DicomNotes
+from mammo_lib.extraction_schema import relative_notes, relative_to_run
 from mammo_lib.images import breast_mask, load_image_pixels
 from mammo_lib.patch_core import ExtractionParams, image_rng, image_transform, subsample_stride
 from mammo_lib.patch_store import PatchStore
@@ -100,9 +101,14 @@ def collection_text(collection: Collection, run_dir: str | os.PathLike) -> str:
     -------
     str
     """
-    where = relative_to_run(Path(collection.root).resolve(), Path(run_dir).resolve())
-    return (f"{len(collection.records)} images with {collection.n_lesions()} annotated lesions "
-            f"in {where}; {len(collection.skipped)} files skipped while reading")
+    run_dir = Path(run_dir).resolve()
+    root = Path(collection.root).resolve()
+    where = relative_to_run(root, run_dir)
+    lines = [f"{len(collection.records)} images with {collection.n_lesions()} annotated lesions "
+             f"in {where}; {len(collection.skipped)} files skipped while reading"]
+    lines += [f"read with a warning: {note}"
+              for note in relative_notes(collection.notes, run_dir, root)]
+    return "\n".join(lines)
 
 
 def result_text(result) -> str:
@@ -118,10 +124,12 @@ def result_text(result) -> str:
     str
     """
     vf = result.parameters.get("vendor_filter") or []
-    return (f"{result.excluded_by_vendor} images left out by the vendor filter "
-            f"{vf if vf else '(none)'}\n"
-            f"{result.n_images_used}/{result.n_images} images used; {result.n_lesion} lesion "
-            f"and {result.n_normal} normal patches (wall-clock times: patches/timings.json)")
+    lines = [f"{result.excluded_by_vendor} images left out by the vendor filter "
+             f"{vf if vf else '(none)'}",
+             f"{result.n_images_used}/{result.n_images} images used; {result.n_lesion} lesion "
+             f"and {result.n_normal} normal patches (wall-clock times: patches/timings.json)"]
+    lines += [f"read with a warning: {note}" for note in getattr(result, "notes", [])]
+    return "\n".join(lines)
 
 
 def skipped_table(skipped_path: str | os.PathLike, max_rows: int = 30):
@@ -289,7 +297,8 @@ def intensity_samples(records: Sequence[ImageRecord], normalisation: str = "equa
     out = []
     for record in records:
         try:
-            pixels = load_image_pixels(record)
+            with DicomNotes():  # already reported by the extraction
+                pixels = load_image_pixels(record)
         except (OSError, ValueError):
             continue
         stride = subsample_stride(pixels.shape)

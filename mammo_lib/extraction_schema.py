@@ -24,6 +24,30 @@ def relative_to_run(path: str | os.PathLike, run_dir: Path) -> str:
         return text
 
 
+def report_path(path: str, run_dir: Path, source_root: Path | None) -> str:
+    """A file's path as stage 01 reports it (``skipped_files.csv``, notes): inside the collection
+    folder ``source_root`` relative to it, else relative to the run folder
+    (:func:`relative_to_run`); a ``:line`` suffix is kept."""
+    if source_root is not None and os.path.isabs(path):
+        root = str(source_root.resolve())
+        resolved = str(Path(path.split(":", 1)[0]).resolve())
+        if resolved == root or resolved.startswith(root + os.sep):
+            return Path(os.path.relpath(path, root)).as_posix()
+    return relative_to_run(path, run_dir)
+
+
+def relative_notes(messages: list[str], run_dir: Path, source_root: Path | None) -> list[str]:
+    """Warnings of the form ``"<path>: message"`` with the path as :func:`report_path` gives it,
+    each once, in first-seen order."""
+    out: list[str] = []
+    for message in messages:
+        path = message.split(": ", 1)[0]
+        text = message.replace(path, report_path(path, run_dir, source_root), 1)
+        if text not in out:
+            out.append(text)
+    return out
+
+
 class SourceInfo(TypedDict):
     """Where the images came from."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 
 from mammo_lib import patch_store
-from mammo_lib.dicom_checks import clean_message
+from mammo_lib.dicom_checks import DicomNotes, clean_message
 from mammo_lib.images import load_image_pixels
 from mammo_lib.patch_core import STAGE, AnnotationError, ExtractionParams, extract_image_patches
 from mammo_lib.records import ImageRecord, LesionAnnotation, SkippedFile
@@ -42,11 +42,14 @@ def run_batch(spec: BatchSpec) -> dict:
     lesion_rows: list[dict] = []
     normal_rows: list[dict] = []
     skipped: list[SkippedFile] = []
+    notes: list[str] = []
     images_used = 0
     for record in spec.records:
         t0 = time.perf_counter()
         try:
-            pixels = load_image_pixels(record)
+            with DicomNotes() as read_notes:
+                pixels = load_image_pixels(record)
+            notes.extend(read_notes.messages)
         except Exception as exc:  # any reader error becomes a skipped-file row
             skipped.append(SkippedFile(str(record.path), _describe(exc), STAGE + ":read",
                                        getattr(exc, "kind", "unreadable")))
@@ -84,6 +87,7 @@ def run_batch(spec: BatchSpec) -> dict:
         "lesion_rows": lesion_rows,
         "normal_rows": normal_rows,
         "skipped": [dataclasses.asdict(s) for s in skipped],
+        "notes": notes,
         "images": len(spec.records),
         "images_used": images_used,
         "decode_s": t_decode,
@@ -106,6 +110,8 @@ def warm_worker() -> None:
 
 def _describe(exc: BaseException) -> str:
     text = clean_message(str(exc)).strip() or type(exc).__name__
-    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+    if hasattr(exc, "kind") or type(exc).__name__ in text:  # DicomReadError: its kind is a column
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 

@@ -7,7 +7,8 @@ into ``<run>/patches/``:
 - ``lesion.zarr``, ``normal.zarr`` (each with ``manifest.csv``), through
   :mod:`mammo_lib.patch_store`;
 - ``skipped_files.csv``: every file or finding that could not be used (columns
-  :data:`SKIPPED_COLUMNS`; paths relative to the run folder);
+  :data:`SKIPPED_COLUMNS`: path, problem, stage, kind; paths relative to the collection folder
+  when inside it, else to the run folder);
 - ``extraction.json``: parameters and counts (schema :class:`ExtractionSummary`; paths relative
   to the run folder), byte-identical on a rerun with the same inputs and seed;
 - ``timings.json``: wall-clock times of the run (schema :class:`ExtractionTimings`), the only
@@ -40,7 +41,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,9 @@ from mammo_lib.extraction_schema import (
     ExtractionSummary,
     ExtractionTimings,
     SourceInfo,
+    relative_notes,
     relative_to_run,
+    report_path,
 )
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.patch_core import PATCH_ROW_COLUMNS, STAGE, ExtractionParams
@@ -96,6 +99,9 @@ class ExtractionResult:
     excluded_by_vendor: int
     timings: dict
     parameters: dict
+    #: files read with a warning during extraction (not already noted while listing), paths
+    #: relative as in skipped_files.csv
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_patches(self) -> int:
@@ -120,11 +126,20 @@ def _plan_batches(records: list[ImageRecord], images_per_task: int, n_normal: in
     return batches, lesion_pos, normal_pos
 
 
-def _write_skipped(path: Path, skipped: list[SkippedFile], run_dir: Path) -> None:
+def _write_skipped(path: Path, skipped: list[SkippedFile], run_dir: Path,
+                   source_root: Path | None) -> None:
+    """``skipped_files.csv``: paths relative to the collection folder (``extraction.json``'s
+    ``source.root``) when inside it, else to the run folder; a problem that begins with its own
+    file's path starts after it (the path column holds it)."""
     rows = []
     for s in skipped:
-        rel = relative_to_run(s.path, run_dir)
-        rows.append({"path": rel, "problem": s.problem.replace(s.path, rel), "stage": s.stage,
+        rel = report_path(s.path, run_dir, source_root)
+        problem = s.problem
+        for prefix in (f"{s.path}: ", f"{s.path.split(':', 1)[0]}: "):
+            if problem.startswith(prefix):
+                problem = problem[len(prefix):]
+                break
+        rows.append({"path": rel, "problem": problem.replace(s.path, rel), "stage": s.stage,
                      "kind": s.kind})
     table = pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
     atomic_write_text(path, table.to_csv(index=False))
@@ -306,8 +321,8 @@ def extract_patches(
     progress : bool
         Show a plain-text progress bar.
     run_dir : str, path-like or None
-        The run folder that paths in ``skipped_files.csv`` and ``extraction.json`` are written
-        relative to; default the parent of ``out_dir``.
+        The run folder that ``extraction.json``'s collection path is written relative to (and
+        ``skipped_files.csv``'s paths outside the collection); default the parent of ``out_dir``.
     **extra_params
         Further fields of :class:`mammo_lib.patch_core.ExtractionParams` (e.g.
         ``exclusion_margin``, ``min_breast_fraction``).
@@ -338,7 +353,7 @@ def extract_patches(
     records, skipped, source, excluded_by_vendor, root = _collect_records(collection, vendor_filter)
     source["root"] = relative_to_run(root.resolve(), run_dir) if root is not None else ""
     if not records:
-        _write_skipped(skipped_path, skipped, run_dir)
+        _write_skipped(skipped_path, skipped, run_dir, root)
         why = (f"the vendor filter {list(vendor_filter or [])} excluded all {excluded_by_vendor} "
                "images" if excluded_by_vendor else "the collection has no images")
         raise ExtractionError(f"nothing to extract from {root or 'the given records'}: "
@@ -368,7 +383,10 @@ def extract_patches(
 
     for res in results:
         skipped.extend(SkippedFile(**s) for s in res["skipped"])
-    _write_skipped(skipped_path, skipped, run_dir)
+    known = set(getattr(collection, "notes", []))
+    notes = relative_notes([m for res in results for m in res["notes"] if m not in known],
+                           run_dir, root)
+    _write_skipped(skipped_path, skipped, run_dir, root)
     n_lesion = sum(len(r["lesion_rows"]) for r in results)
     n_normal = sum(len(r["normal_rows"]) for r in results)
     if n_lesion + n_normal == 0:
@@ -423,7 +441,7 @@ def extract_patches(
         skipped_path=skipped_path, summary_path=out_dir / "extraction.json", n_images=len(records),
         n_images_used=n_used, n_lesion=n_lesion, n_normal=n_normal,
         counts_by_class=counts_by_class, skipped=skipped, excluded_by_vendor=excluded_by_vendor,
-        timings=dict(timings), parameters=dict(parameters))
+        timings=dict(timings), parameters=dict(parameters), notes=notes)
 
 
 def read_summary(out_dir: str | os.PathLike) -> ExtractionSummary:

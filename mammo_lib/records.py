@@ -89,6 +89,8 @@ class Collection:
     skipped: list[SkippedFile] = field(default_factory=list)
     excluded_by_vendor: int = 0
     keep_for_processing: bool = False  # keep FOR PROCESSING (raw) images
+    #: files read with a warning (e.g. "not a Part-10 file"), one message each
+    notes: list[str] = field(default_factory=list)
 
     def exclude_by_vendor(self, path: str | Path, manufacturer: str | None,
                           model_name: str | None, stage: str = "datasets") -> None:

@@ -307,11 +307,11 @@ def mixed_collection(tmp_path):
 
 
 def test_a_folder_mixing_every_kind_is_read_and_every_odd_file_named(mixed_collection, tmp_path):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DicomWarning)  # only noprefix.dcm is merely unusual here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DicomWarning)  # collected as notes, never printed
         collection = datasets.open_collection("omidb-like", mixed_collection)
-    assert [str(w.message).rsplit("/", 1)[-1][:11] for w in caught
-            if issubclass(w.category, DicomWarning)] == ["noprefix.dc"]
+    assert [n.rsplit("/", 1)[-1] for n in collection.notes] == [
+        "noprefix.dcm: not a Part-10 file (no 128-byte preamble and 'DICM' marker); read anyway"]
     names = sorted(r.path.name for r in collection.records)
     assert len(names) == 8 + 3 and {"noprefix.dcm", "nophot.dcm", "short.dcm"} <= set(names)
     kinds = {s.path.rsplit("/", 1)[-1]: s.kind for s in collection.skipped}
@@ -319,8 +319,7 @@ def test_a_folder_mixing_every_kind_is_read_and_every_odd_file_named(mixed_colle
                      "zero.dcm": "zero dimensions", "sr.dcm": "not an image",
                      "tomo.dcm": "multi-frame", "rgb.dcm": "colour", "text.dcm": "not DICOM",
                      "empty.dcm": "empty file", "gz.dcm": "not DICOM", "png.dcm": "not DICOM"}
-    with pytest.warns(DicomWarning, match="noprefix.dcm: not a Part-10 file"):
-        kept = datasets.open_collection("omidb-like", mixed_collection, keep_for_processing=True)
+    kept = datasets.open_collection("omidb-like", mixed_collection, keep_for_processing=True)
     assert len(kept.records) == 12 and any(r.presentation_intent == "FOR PROCESSING" for r in kept.records)
     assert all(r.sop_class and r.n_frames == 1 for r in kept.records)
     # the extraction goes on, lists every skipped file with its kind, and reruns identically
@@ -328,22 +327,24 @@ def test_a_folder_mixing_every_kind_is_read_and_every_odd_file_named(mixed_colle
     runs = []
     for name in ("a", "b"):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DicomWarning)  # nophot / noprefix, read anyway
+            warnings.simplefilter("error", DicomWarning)  # collected as notes, never printed
             result = patches.extract_patches(collection, tmp_path / name / "patches", patch_size=64,
                                              n_normal_per_image=2, n_workers=0, progress=False)
         runs.append(result.skipped_path.read_bytes())
     assert runs[0] == runs[1]
+    # each warning once: noprefix was noted while listing, nophot while decoding
+    nophot = next(r.path for r in collection.records if r.path.name == "nophot.dcm")
+    assert result.notes == [nophot.relative_to(mixed_collection).as_posix()
+                            + ": Photometric Interpretation is missing; read as MONOCHROME2"]
     table = pd.read_csv(result.skipped_path, keep_default_na=False)
     by_name = dict(zip(table["path"].str.rsplit("/", n=1).str[-1], table["kind"], strict=True))
     assert by_name == {**kinds, "short.dcm": "pixel data size mismatch"}
     assert result.n_images_used == 10  # the 8 phantom images, noprefix and nophot
     assert "header says" in table.loc[table["kind"] == "pixel data size mismatch", "problem"].iloc[0]
     assert not table["path"].str.startswith("/").any()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DicomWarning)
-        filtered = patches.extract_patches(collection, tmp_path / "v" / "patches", patch_size=64,
-                                           n_normal_per_image=2, n_workers=0, progress=False,
-                                           vendor_filter=[vendor])
+    filtered = patches.extract_patches(collection, tmp_path / "v" / "patches", patch_size=64,
+                                       n_normal_per_image=2, n_workers=0, progress=False,
+                                       vendor_filter=[vendor])
     table = pd.read_csv(filtered.skipped_path, keep_default_na=False)
     vendor_rows = table[table["kind"] == "vendor filter"]
     assert len(vendor_rows) == filtered.excluded_by_vendor > 0

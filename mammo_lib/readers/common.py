@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from mammo_lib.dicom_checks import DicomNotes
 from mammo_lib.dicom_io import DicomReadError, read_dicom_header, usability_problem
 from mammo_lib.records import Collection, LesionAnnotation, SkippedFile
 
@@ -21,7 +22,9 @@ def annotated_image_header(collection: Collection, image_path: Path, where: str)
             where, f"annotation points at a missing image {image_path}", STAGE, "missing image"))
         return None
     try:
-        _, meta = read_dicom_header(image_path)
+        with DicomNotes() as notes:
+            _, meta = read_dicom_header(image_path)
+        collection.notes.extend(notes.messages)
     except DicomReadError as exc:
         collection.skipped.append(SkippedFile(str(image_path), str(exc), STAGE, exc.kind))
         return None
