@@ -156,7 +156,7 @@ def skipped_table(skipped_path: str | os.PathLike, max_rows: int = 30):
     from IPython.display import HTML
 
     table = pd.read_csv(skipped_path, keep_default_na=False, dtype=str)
-    styler = (table.head(max_rows).style.hide(axis="index")
+    styler = (table.head(max_rows).style.set_uuid("skipped-files").hide(axis="index")  # fixed id: reruns compare byte for byte
               .set_properties(**{"text-align": "left", "white-space": "pre-wrap"}))
     return HTML(styler.to_html()), len(table)
 
