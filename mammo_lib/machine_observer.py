@@ -2,16 +2,22 @@
 synthetic patches (never the case-set patches) that rate every case on the six-option scale,
 written as ratings files with ``reader_kind = "machine"`` in exactly a human reader's format.
 
+Each observer is trained per generator: real patches against ONE generator's held-out patches
+(:func:`machine_reader_id` names it; with several generators ``machine-pixels-<generator>``),
+and rates every case of the case set.
+
 Reads the case set, its key (``key/key.csv``, ``key/held_out.csv``) and the patch stores;
-appends to ``ratings/<observer>.jsonl`` and records its run time in ``reader_study/timings.json``.
+appends to ``ratings/<reader id>.jsonl`` and records its run time in ``reader_study/timings.json``.
 Machine ratings carry no wall-clock stamps (``shown_at``/``answered_at`` are null), so a rerun
 with the same seed writes identical bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +26,12 @@ import pandas as pd
 
 from mammo_lib import rating_scale
 from mammo_lib.patch_store import open_patch_store
-from mammo_lib.run_folder import lesion_store_path, synthetic_store_path
+from mammo_lib.run_folder import lesion_store_path
 from mammo_lib.study_files import (
     CaseSet,
     RatingsWriter,
     ReaderStudyError,
-    load_key,
+    load_case_set,
     make_record,
     read_ratings,
     update_timings,
@@ -82,6 +88,54 @@ def patch_features(patches: np.ndarray, kind: str) -> np.ndarray:
 MACHINE_FEATURES = {"machine-pixels": "pixels", "machine-spectrum": "spectrum"}
 
 
+def machine_reader_id(observer: str, generator: str, generators: Sequence[str]) -> str:
+    """The reader id (and ratings file name) of ``observer`` trained against ``generator``.
+
+    With one generator it is the observer's name (``machine-pixels``, as before generators were
+    named); with several, ``<observer>-<generator>`` (``machine-pixels-dcgan``), so each ratings
+    file says which generator's observer wrote it. A name longer than a reader id's 32
+    characters keeps the start of the generator name and 6 hex digits of its SHA-256.
+
+    Parameters
+    ----------
+    observer : str
+        A key of :data:`MACHINE_FEATURES`.
+    generator : str
+        The generator the observer was trained against.
+    generators : sequence of str
+        Every generator of the case set.
+
+    Returns
+    -------
+    str
+        A valid reader id (:func:`mammo_lib.study_files.validate_reader_id`).
+    """
+    if len(generators) <= 1:
+        return observer
+    rid = f"{observer}-{generator}"
+    if len(rid) > 32:
+        digest = hashlib.sha256(generator.encode()).hexdigest()[:6]
+        rid = f"{observer}-{generator[:32 - len(observer) - 8]}-{digest}"
+    return rid
+
+
+def machine_observer_ids(generators: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Every machine reader id of a case set -> (observer, generator it was trained against).
+
+    Parameters
+    ----------
+    generators : sequence of str
+        The case set's generators, in study order.
+
+    Returns
+    -------
+    dict
+        ``machine_reader_id(o, g, generators)`` -> (o, g) for every observer o of
+        :data:`MACHINE_FEATURES` and generator g.
+    """
+    return {machine_reader_id(o, g, generators): (o, g) for g in generators for o in MACHINE_FEATURES}
+
+
 @dataclass
 class MachineObserverResult:
     """What one machine observer did: training set sizes and accuracy, ratings written."""
@@ -93,12 +147,14 @@ class MachineObserverResult:
     train_accuracy: float
     written: int
     note: str = ""
+    observer: str = ""
+    generator: str = ""
 
 
-def _held_out_rows(case_set: CaseSet, real, synthetic) -> tuple[np.ndarray, np.ndarray]:
+def _held_out_rows(case_set: CaseSet, real_name: str, synthetic_name: str) -> tuple[np.ndarray, np.ndarray]:
     held = pd.read_csv(case_set.key_path.parent / "held_out.csv", dtype={"store": str})
-    return (held.loc[held["store"] == real.path.name, "row"].to_numpy(int),
-            held.loc[held["store"] == synthetic.path.name, "row"].to_numpy(int))
+    return (held.loc[held["store"] == real_name, "row"].to_numpy(int),
+            held.loc[held["store"] == synthetic_name, "row"].to_numpy(int))
 
 
 def _key_patches(todo: pd.DataFrame, stores: dict) -> np.ndarray:
@@ -115,6 +171,30 @@ def _key_patches(todo: pd.DataFrame, stores: dict) -> np.ndarray:
     return np.stack(patches)
 
 
+def _open_stores(run_dir, real_store, synthetic_store, generator_stores) -> tuple[object, dict]:
+    """The real store and every synthetic store, keyed by folder name (the key's ``store``)."""
+    from mammo_lib.reader_study import open_generator_stores
+
+    real = open_patch_store(real_store or lesion_store_path(run_dir))
+    synthetic = open_generator_stores(run_dir, synthetic_store, generator_stores)
+    return real, {real.path.name: real, **{st.path.name: st for st in synthetic.values()}}
+
+
+def _generator_store_name(keyed, generator: str | None) -> tuple[str, str]:
+    """(generator, store folder name) the observer is trained against."""
+    generators = keyed.generators
+    if generator is None:
+        if len(generators) != 1:
+            raise ReaderStudyError(f"case set {keyed.case_set_dir} has {len(generators)} generators "
+                                   f"({', '.join(generators)}): name the one to train against (generator=...)")
+        generator = generators[0]
+    stores = keyed.cases.loc[keyed.cases["generator"] == generator, "store"].unique()
+    if generator not in generators or len(stores) != 1:
+        raise ReaderStudyError(f"generator {generator!r} has no cases in case set {keyed.case_set_dir} "
+                               f"(its generators: {', '.join(generators)})")
+    return generator, str(stores[0])
+
+
 def run_machine_observer(
     case_set: CaseSet,
     run_dir: str | os.PathLike,
@@ -123,14 +203,18 @@ def run_machine_observer(
     min_train_per_class: int = 5,
     real_store: str | os.PathLike | None = None,
     synthetic_store: str | os.PathLike | None = None,
+    generator: str | None = None,
+    generator_stores: Mapping[str, str | os.PathLike] | None = None,
 ) -> MachineObserverResult:
     """Train a classifier on held-out patches and rate every case like a reader.
 
-    A logistic regression on :func:`patch_features` learns P(real) from the real and synthetic
-    patches that are in neither the cases nor the practice set; each case's probability is
-    mapped to the nearest of the six options and appended to ``ratings/<reader>.jsonl`` with
-    ``reader_kind="machine"``. Cases already rated in that file are not rated again (a rerun adds
-    nothing, and nothing is overwritten).
+    A logistic regression on :func:`patch_features` learns P(real) from the real patches and the
+    patches of ONE generator that are in neither the cases nor the practice set; every case (of
+    every generator) gets its probability mapped to the nearest of the six options, appended to
+    ``ratings/<id>.jsonl`` with ``reader_kind="machine"``; the id is
+    :func:`machine_reader_id` (the observer's name with one generator,
+    ``<observer>-<generator>`` with several). Cases already rated in that file are not rated
+    again (a rerun adds nothing, and nothing is overwritten).
 
     Parameters
     ----------
@@ -138,11 +222,17 @@ def run_machine_observer(
     run_dir : path
         The run folder (patch stores, unless given).
     reader : {"machine-pixels", "machine-spectrum"}
+        The observer (its features).
     seed : int
         Seed of the classifier.
     min_train_per_class : int
         Fewest held-out patches per class to train on.
     real_store, synthetic_store : path, optional
+        As in :func:`mammo_lib.reader_study.build_case_set`.
+    generator : str, optional
+        The generator to train against (needed when the case set has several).
+    generator_stores : mapping of str to path, optional
+        Generator name -> synthetic store (default: every ``synthetic/*.zarr`` of the run).
 
     Returns
     -------
@@ -151,8 +241,8 @@ def run_machine_observer(
     Raises
     ------
     ReaderStudyError
-        If the observer is unknown, too few held-out patches remain, or the key names a store or
-        patch that is not in the inputs.
+        If the observer or generator is unknown (or not named with several generators), too few
+        held-out patches remain, or the key names a store or patch that is not in the inputs.
     RatingsError
         If the key or the observer's ratings file is broken.
     """
@@ -163,70 +253,82 @@ def run_machine_observer(
     started = time.perf_counter()
     if reader not in MACHINE_FEATURES:
         raise ReaderStudyError(f"unknown machine observer {reader!r}; choose from {sorted(MACHINE_FEATURES)}")
-    validate_reader_id(reader)
-    key = load_key(case_set)
-    real = open_patch_store(real_store or lesion_store_path(run_dir))
-    synthetic = open_patch_store(synthetic_store or synthetic_store_path(run_dir))
-    tr_real, tr_syn = _held_out_rows(case_set, real, synthetic)
+    keyed = load_case_set(case_set.case_set_dir, case_set.key_path)
+    generator, store_name = _generator_store_name(keyed, generator)
+    rid = validate_reader_id(machine_reader_id(reader, generator, keyed.generators))
+    real, stores = _open_stores(run_dir, real_store, synthetic_store, generator_stores)
+    if store_name not in stores:
+        raise ReaderStudyError(f"the key names store {store_name!r} for generator {generator!r}, which is not an "
+                               f"input store ({sorted(stores)})")
+    tr_real, tr_syn = _held_out_rows(case_set, real.path.name, store_name)
     if min(len(tr_real), len(tr_syn)) < min_train_per_class:
         raise ReaderStudyError(
-            f"machine observer {reader}: only {len(tr_real)} real and {len(tr_syn)} synthetic "
+            f"machine observer {rid}: only {len(tr_real)} real and {len(tr_syn)} synthetic ({generator}) "
             f"held-out patches remain outside the case set (need {min_train_per_class} of each): "
             "generate more synthetic patches / extract more lesions, or draw fewer cases"
         )
     kind = MACHINE_FEATURES[reader]
     x_train = np.concatenate([patch_features(real.load(tr_real), kind),
-                              patch_features(synthetic.load(tr_syn), kind)])
+                              patch_features(stores[store_name].load(tr_syn), kind)])
     y_train = np.r_[np.ones(len(tr_real)), np.zeros(len(tr_syn))]
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced",
                                                                max_iter=2000, random_state=seed))
     model.fit(x_train, y_train)
     train_acc = float(model.score(x_train, y_train))
 
-    path = case_set.ratings_path(reader)
+    path = case_set.ratings_path(rid)
     done = read_ratings(path, case_set).last_per_case()
+    key = keyed.cases
     todo = key.loc[~key["case_id"].isin(done)].sort_values("case_id")
     if len(todo):
-        patches = _key_patches(todo, {real.path.name: real, synthetic.path.name: synthetic})
-        prob_real = model.predict_proba(patch_features(patches, kind))[:, 1]
+        prob_real = model.predict_proba(patch_features(_key_patches(todo, stores), kind))[:, 1]
         writer = RatingsWriter(path)
         for case_id, p in zip(todo["case_id"], prob_real, strict=True):
-            writer.append(make_record(reader, "machine", case_set.case_set_id, case_id,
+            writer.append(make_record(rid, "machine", case_set.case_set_id, case_id,
                                       rating_scale.value_to_option(float(p)), None, None))
     update_timings(case_set.case_set_dir.parent / "timings.json",
-                   {f"{reader}_seconds": round(time.perf_counter() - started, 3)})
+                   {f"{rid}_seconds": round(time.perf_counter() - started, 3)})
     note = "" if len(todo) else f"{path.name} already rates every case; nothing added"
-    return MachineObserverResult(reader, path, len(tr_real), len(tr_syn), train_acc, len(todo), note)
+    return MachineObserverResult(rid, path, len(tr_real), len(tr_syn), train_acc, len(todo), note, reader, generator)
 
 
 def run_machine_observers(case_set: CaseSet, run_dir: str | os.PathLike,
-                          readers=DEFAULT_MACHINE_OBSERVERS, seed: int = 0) -> pd.DataFrame:
-    """Run several machine observers; one that cannot run is skipped with the reason.
+                          readers=DEFAULT_MACHINE_OBSERVERS, seed: int = 0,
+                          generator_stores: Mapping[str, str | os.PathLike] | None = None) -> pd.DataFrame:
+    """Run several machine observers, one per observer and generator; one that cannot run is
+    skipped with the reason.
 
     Parameters
     ----------
     case_set : CaseSet
     run_dir : path
     readers : sequence of str
-        Names in :data:`MACHINE_FEATURES`.
+        Names in :data:`MACHINE_FEATURES`; each is trained once per generator of the case set.
     seed : int
+    generator_stores : mapping of str to path, optional
+        As in :func:`run_machine_observer`.
 
     Returns
     -------
     DataFrame
-        One row per observer: reader, trained on real / synthetic (patches), training accuracy,
-        ratings written, file (name), note (the reason when skipped).
+        One row per (observer, generator): reader (its id), generator (trained against), trained
+        on real / synthetic (patches), training accuracy, ratings written, file (name), note (the
+        reason when skipped).
     """
+    generators = load_case_set(case_set.case_set_dir, case_set.key_path).generators
     rows = []
-    for reader in readers:
-        try:
-            r = run_machine_observer(case_set, run_dir, reader, seed=seed)
-        except ReaderStudyError as exc:
-            rows.append({"reader": reader, "note": f"skipped: {exc}"})
-            continue
-        rows.append({"reader": r.reader, "trained on real": r.n_train_real,
-                     "trained on synthetic": r.n_train_synthetic,
-                     "training accuracy": round(r.train_accuracy, 3), "ratings written": r.written,
-                     "file": r.ratings_path.name, "note": r.note})
-    return pd.DataFrame(rows, columns=["reader", "trained on real", "trained on synthetic", "training accuracy",
-                                       "ratings written", "file", "note"])
+    for generator in generators:
+        for reader in readers:
+            try:
+                r = run_machine_observer(case_set, run_dir, reader, seed=seed, generator=generator,
+                                         generator_stores=generator_stores)
+            except ReaderStudyError as exc:
+                rows.append({"reader": machine_reader_id(reader, generator, generators), "generator": generator,
+                             "note": f"skipped: {exc}"})
+                continue
+            rows.append({"reader": r.reader, "generator": generator, "trained on real": r.n_train_real,
+                         "trained on synthetic": r.n_train_synthetic,
+                         "training accuracy": round(r.train_accuracy, 3), "ratings written": r.written,
+                         "file": r.ratings_path.name, "note": r.note})
+    return pd.DataFrame(rows, columns=["reader", "generator", "trained on real", "trained on synthetic",
+                                       "training accuracy", "ratings written", "file", "note"])

@@ -1,6 +1,9 @@
 """Multi-reader multi-case (MRMC) ROC analysis by the Obuchowski-Rockette (OR) method with
-Hillis's denominator degrees of freedom, for the fully crossed layout: every reader reads every
-case in every modality ("treatment"), ratings shaped (modalities t, readers r, cases c).
+Hillis's denominator degrees of freedom, ratings shaped (modalities t, readers r, cases c): the
+fully crossed layout (every reader reads every case in every modality, "treatment") and the
+partially paired one of a study whose modalities are generators (every reader reads every case
+of a modality; the real cases are in every modality, each synthetic case in one): see
+:func:`partial_auc_covariance` and :func:`or_analysis`.
 
 Model (Obuchowski & Rockette 1995, Commun. Stat. Simul. Comput. 24:285-308):
     A_ij = mu + tau_i + R_j + (tau R)_ij + e_ij
@@ -45,9 +48,18 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
-from mammo_lib.auc_stats import delong_covariance, jackknife_covariance
+from mammo_lib.auc_stats import (
+    as_binary_truth,
+    delong_components,
+    delong_covariance,
+    jackknife_aucs,
+    jackknife_covariance,
+)
 
 COVARIANCE_METHODS = ("jackknife", "delong")
+PARTIAL_DESIGN = ("partially paired: each modality's AUCs use its own cases; cases shared by modalities (e.g. the "
+                  "real cases, read once and scored in every generator's modality) correlate them, the others "
+                  "do not (covariances over the shared cases, mammo_lib.mrmc.partial_auc_covariance)")
 
 
 @dataclass
@@ -84,6 +96,125 @@ def auc_covariance(ratings: np.ndarray, truth: Sequence, method: str = "jackknif
     else:
         raise ValueError(f"covariance method {method!r} is not one of {COVARIANCE_METHODS}")
     return auc.reshape(t, r), cov
+
+
+def _modality_cases(ratings: np.ndarray, is_pos: np.ndarray, present: np.ndarray, i: int) -> tuple:
+    idx = present[i]
+    if min(int((is_pos & idx).sum()), int((~is_pos & idx).sum())) < 2:
+        raise ValueError(f"modality {i + 1} holds {int((is_pos & idx).sum())} positive and "
+                         f"{int((~is_pos & idx).sum())} negative case(s); the analysis needs 2 of each")
+    return idx, ratings[i][:, idx], is_pos[idx]
+
+
+def _partial_jackknife(ratings: np.ndarray, is_pos: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, r, c = ratings.shape
+    auc = np.empty((t, r))
+    loo = np.empty((t, r, c))
+    for i in range(t):
+        idx, scores, truth_i = _modality_cases(ratings, is_pos, present, i)
+        auc[i] = delong_components(scores, truth_i)[0]
+        loo[i] = auc[i][:, None]  # a case outside modality i leaves its AUCs unchanged
+        loo[i][:, idx] = jackknife_aucs(scores, truth_i)
+    cov = np.empty((t * r, t * r))
+    for i in range(t):
+        for k in range(t):
+            union = present[i] | present[k]
+            n_u = int(union.sum())
+            di = loo[i][:, union] - loo[i][:, union].mean(axis=1, keepdims=True)
+            dk = loo[k][:, union] - loo[k][:, union].mean(axis=1, keepdims=True)
+            cov[i * r:(i + 1) * r, k * r:(k + 1) * r] = (n_u - 1) / n_u * di @ dk.T
+    return auc, cov
+
+
+def _shared_term(comp: list[np.ndarray], means: np.ndarray, sets: list[np.ndarray], i: int, k: int) -> np.ndarray:
+    """Sum over the cases modalities i and k share of the products of centred components, scaled
+    as DeLong's S/m when they share all (m_i m_k) and 0 when they share none."""
+    shared = sets[i] & sets[k]
+    n_ik = int(shared.sum())
+    r = means.shape[1]
+    if n_ik == 0:
+        return np.zeros((r, r))
+    if n_ik == 1:
+        return np.full((r, r), np.nan)
+    m_i, m_k = int(sets[i].sum()), int(sets[k].sum())
+    ci = comp[i][:, shared[sets[i]]] - means[i][:, None]
+    ck = comp[k][:, shared[sets[k]]] - means[k][:, None]
+    return ci @ ck.T / (m_i * m_k) * n_ik / (n_ik - 1)
+
+
+def _partial_delong(ratings: np.ndarray, is_pos: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, r, _ = ratings.shape
+    auc = np.empty((t, r))
+    v10, v01 = [], []
+    for i in range(t):
+        _, scores, truth_i = _modality_cases(ratings, is_pos, present, i)
+        auc[i], a10, a01 = delong_components(scores, truth_i)
+        v10.append(a10)
+        v01.append(a01)
+    pos_sets = [present[i] & is_pos for i in range(t)]
+    neg_sets = [present[i] & ~is_pos for i in range(t)]
+    cov = np.empty((t * r, t * r))
+    for i in range(t):
+        for k in range(t):
+            cov[i * r:(i + 1) * r, k * r:(k + 1) * r] = (_shared_term(v10, auc, pos_sets, i, k)
+                                                         + _shared_term(v01, auc, neg_sets, i, k))
+    return auc, cov
+
+
+def partial_auc_covariance(ratings: np.ndarray, truth: Sequence, present: np.ndarray,
+                           method: str = "jackknife") -> tuple[np.ndarray, np.ndarray]:
+    """AUCs and their covariance when a case need not be read in every modality.
+
+    Reader j's AUC in modality i uses the cases present in modality i only. The covariance of
+    two AUCs comes from the cases they share:
+
+    * ``jackknife``: leave-one-case-out AUCs over the union of the two AUCs' cases (a case
+      outside a modality leaves that modality's AUC unchanged),
+      cov = (u-1)/u sum_k (A_(k) - mean)(B_(k) - mean) with u the size of the union. For one
+      modality (or two that hold the same cases) this is the OR-DBM jackknife of Hillis et al.
+      (2005) on that modality's cases, so a modality's variance and Cov2 equal those of a
+      one-modality analysis of its own cases.
+    * ``delong``: DeLong et al.'s (1988) structural components; the positive-case term of
+      AUCs a, b is sum over their shared positives of (V10_a - A_a)(V10_b - A_b) / (m_a m_b)
+      times s/(s-1) (s shared positives), likewise for negatives: S10/m + S01/n when all cases
+      are shared, 0 for a class they share none of.
+
+    Parameters
+    ----------
+    ratings : float array, shape (t, r, c)
+        Ratings of every reader; cells of absent cases are ignored (NaN allowed there).
+    truth : array-like, shape (c,)
+        Positive-case labels (see :func:`mammo_lib.auc_stats.as_binary_truth`).
+    present : bool array, shape (t, c)
+        Which cases are read in which modality (every reader reads every present case).
+    method : {"jackknife", "delong"}
+
+    Returns
+    -------
+    auc : float array, shape (t, r)
+    cov : float array, shape (t*r, t*r), modality-major
+
+    Raises
+    ------
+    ValueError
+        If a modality holds fewer than 2 cases of a class, or ``method`` is unknown.
+
+    References
+    ----------
+    DeLong ER, DeLong DM, Clarke-Pearson DL (1988) Biometrics 44:837-845.
+    Hillis SL, Obuchowski NA, Schartz KM, Berbaum KS (2005) Stat Med 24:1579-1607.
+    """
+    ratings = np.asarray(ratings, dtype=float)
+    is_pos = as_binary_truth(truth)
+    present = np.asarray(present, dtype=bool)
+    if present.shape != (ratings.shape[0], ratings.shape[2]) or is_pos.size != ratings.shape[2]:
+        raise ValueError(f"present must be shaped (modalities, cases) = {(ratings.shape[0], ratings.shape[2])} "
+                         f"and truth (cases,); got {present.shape} and {is_pos.shape}")
+    if method == "jackknife":
+        return _partial_jackknife(ratings, is_pos, present)
+    if method == "delong":
+        return _partial_delong(ratings, is_pos, present)
+    raise ValueError(f"covariance method {method!r} is not one of {COVARIANCE_METHODS}")
 
 
 def or_components(auc: np.ndarray, cov: np.ndarray) -> ORComponents:
@@ -157,13 +288,57 @@ def single_modality_rrrc(auc_i: np.ndarray, ms_r_i: float, cov2_i: float, alpha:
 def or_analysis(
     ratings: np.ndarray, truth: Sequence, covariance: str = "jackknife", alpha: float = 0.05,
     modalities: Sequence[str] | None = None, readers: Sequence[str] | None = None,
+    present: np.ndarray | None = None,
 ) -> dict:
     """Obuchowski-Rockette analysis of ratings shaped (modalities, readers, cases).
 
-    Returns a JSON-able dict: per-reader AUCs, mean squares, variance components, and for
-    RRRC / FRRC / RRFC the single-modality AUCs with CIs (and, RRRC, the test of AUC = 0.5) and,
-    with two or more modalities, the overall F (or chi-square) test with df and p and every
-    pairwise difference with SE, df, p and CI. Needs at least 2 readers and 2 cases per class.
+    Fully crossed by default. With ``present``, a case may be read in some modalities only
+    (every reader reads every case of a modality): the partially paired design of a study whose
+    modalities are generators, where the real cases are read in every modality and each
+    generator's synthetic cases in its own. Each reader x modality AUC is computed on that
+    modality's cases and the OR error covariances (Var_error, Cov1, Cov2, Cov3) come from the
+    cases the AUCs share (:func:`partial_auc_covariance`); the OR model and every formula above
+    then apply unchanged (Obuchowski & Rockette 1995 model the AUCs' correlation through the
+    covariance of their errors, whatever case structure causes it). Cov1 and Cov3 (different
+    modalities) are smaller than in a fully paired design because only the shared cases
+    correlate them, so modality differences are tested with less help from pairing. A fully
+    crossed ``present`` (all True) gives exactly the fully crossed analysis.
+
+    Parameters
+    ----------
+    ratings : float array, shape (t, r, c)
+        Ratings (higher = more likely positive); NaN allowed only in absent cells.
+    truth : array-like, shape (c,)
+        Positive-case labels.
+    covariance : {"jackknife", "delong"}
+    alpha : float
+        1 - confidence level of the CIs.
+    modalities, readers : sequence of str, optional
+        Names (default "modality i", "reader j").
+    present : bool array, shape (t, c), optional
+        Which cases are read in which modality (None: every case in every modality).
+
+    Returns
+    -------
+    dict
+        JSON-able: per-reader AUCs, mean squares, variance components, and for RRRC / FRRC /
+        RRFC the single-modality AUCs with CIs (and, RRRC, the test of AUC = 0.5) and, with two
+        or more modalities, the overall F (or chi-square) test with df and p and every pairwise
+        difference with SE, df, p and CI. With a partially paired ``present``, also ``design``
+        (a sentence) and ``n_cases_per_modality``; ``n_cases`` counts the union of cases.
+
+    Raises
+    ------
+    ValueError
+        If the layout is not 3-D, there are fewer than 2 readers, a modality holds fewer than 2
+        cases of a class, or the covariance method is unknown.
+
+    References
+    ----------
+    Obuchowski NA, Rockette HE (1995) Commun Stat Simul Comput 24:285-308.
+    Hillis SL (2007) Stat Med 26:596-619.
+    Hillis SL, Obuchowski NA, Schartz KM, Berbaum KS (2005) Stat Med 24:1579-1607.
+    DeLong ER, DeLong DM, Clarke-Pearson DL (1988) Biometrics 44:837-845.
     """
     ratings = np.asarray(ratings, dtype=float)
     if ratings.ndim != 3:
@@ -173,13 +348,18 @@ def or_analysis(
         raise ValueError(f"the Obuchowski-Rockette analysis needs at least 2 readers; got {r}")
     modalities = list(modalities) if modalities is not None else [f"modality {i + 1}" for i in range(t)]
     readers = list(readers) if readers is not None else [f"reader {j + 1}" for j in range(r)]
-    auc, cov = auc_covariance(ratings, truth, covariance)
+    partial = present is not None and not np.asarray(present, dtype=bool).all()
+    if partial:
+        auc, cov = partial_auc_covariance(ratings, truth, present, covariance)
+    else:
+        auc, cov = auc_covariance(ratings, truth, covariance)
     comp = or_components(auc, cov)
     z = stats.norm.ppf(1 - alpha / 2)
     out: dict = {
         "method": "Obuchowski-Rockette (1995) with Hillis (2007, 2008) denominator df",
         "covariance": covariance, "alpha": alpha, "n_modalities": t, "n_readers": r,
-        "n_cases": int(ratings.shape[2]), "modalities": modalities, "readers": readers,
+        "n_cases": int(np.asarray(present, bool).any(axis=0).sum()) if partial else int(ratings.shape[2]),
+        "modalities": modalities, "readers": readers,
         "auc": {m: dict(zip(readers, map(float, auc[i]), strict=True)) for i, m in enumerate(modalities)},
         "modality_mean_auc": dict(zip(modalities, map(float, auc.mean(axis=1)), strict=True)),
         "anova": {"MS_T": comp.ms_t, "MS_R": comp.ms_r, "MS_TR": comp.ms_tr,
@@ -195,6 +375,10 @@ def or_analysis(
         var_tr = float("nan")
         var_r = comp.ms_r - comp.var_error + comp.cov2
     out["variance_components"] = {"Var_R": float(var_r), "Var_TR": float(var_tr)}
+    if partial:
+        out["design"] = PARTIAL_DESIGN
+        out["n_cases_per_modality"] = dict(zip(modalities, map(int, np.asarray(present, bool).sum(axis=1)),
+                                               strict=True))
 
     # single-modality analyses (each modality on its own data)
     rrrc_single, frrc_single, rrfc_single = {}, {}, {}

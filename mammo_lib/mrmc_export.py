@@ -11,8 +11,11 @@ check stage 05's numbers with them (stage 05 writes them to ``<run_dir>/roc/expo
   of MRMCaov (``mrmc(rating, truth, modality, reader, case)``) and RJafroc's data frames.
 
 Positive ("signal present", truth 1) is a REAL patch and the score is the mapped value (the
-reader's probability of real), as in stage 05. Both files hold the fully crossed part of the data
-(the cases every exported reader has rated), which these tools need.
+reader's probability of real), as in stage 05. With one generator both files hold the fully
+crossed part of the data (the cases every exported reader has rated), which these tools need.
+With several generators the generator is the modality: the real cases appear under every
+generator, each synthetic case under its own generator only (a partially paired layout: iMRMC
+reads it; readers below read it back).
 
 References
 ----------
@@ -40,14 +43,23 @@ class ExportError(ValueError):
 
 @dataclass
 class MRMCData:
-    """A fully crossed MRMC layout: ``ratings`` (modalities t, readers r, cases c), ``truth`` (c,)
-    booleans (True = positive), and the names of modalities, readers and cases."""
+    """An MRMC layout: ``ratings`` (modalities t, readers r, cases c), ``truth`` (c,) booleans
+    (True = positive), the names of modalities, readers and cases, and ``present`` (t, c): which
+    cases are read in which modality (None: fully crossed). In a partially paired layout every
+    reader reads every case of a modality; absent cells of ``ratings`` are NaN."""
 
     ratings: np.ndarray
     truth: np.ndarray
     modalities: list[str]
     readers: list[str]
     cases: list[str]
+    present: np.ndarray | None = None
+
+    def cells(self) -> np.ndarray:
+        """bool array, shape (t, r, c): the (modality, reader, case) cells that hold a rating."""
+        t, r, c = np.shape(self.ratings)
+        mask = np.ones((t, c), bool) if self.present is None else np.asarray(self.present, bool)
+        return np.broadcast_to(mask[:, None, :], (t, r, c))
 
 
 def _num(value: float) -> str:
@@ -78,12 +90,13 @@ def write_imrmc(path: str | os.PathLike, data: MRMCData, description: str = "mam
     """
     ratings, truth = _check(data, path)
     t, r, c = ratings.shape
+    cells = data.cells()
     lines = [description.replace("\n", " "), f"N0:{int((~truth).sum())}", f"N1:{int(truth.sum())}",
              f"NR:{r}", f"NM:{t}", "BEGIN DATA:"]
     lines += [f"-1,{k + 1},truth,{int(truth[k])}" for k in range(c)]
     for i, modality in enumerate(data.modalities):
         for j in range(r):
-            lines += [f"{j + 1},{k + 1},{modality},{_num(ratings[i, j, k])}" for k in range(c)]
+            lines += [f"{j + 1},{k + 1},{modality},{_num(ratings[i, j, k])}" for k in range(c) if cells[i, j, k]]
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -94,8 +107,11 @@ def _check(data: MRMCData, path) -> tuple[np.ndarray, np.ndarray]:
     if (len(data.modalities), len(data.readers), len(data.cases), truth.size) != (t, r, c, c):
         raise ExportError(f"{path}: ratings shaped {ratings.shape} do not match {len(data.modalities)} modalities, "
                           f"{len(data.readers)} readers, {len(data.cases)} cases and {truth.size} truth values")
-    if not np.isfinite(ratings).all():
-        raise ExportError(f"{path}: {int((~np.isfinite(ratings)).sum())} rating(s) are not finite numbers")
+    if data.present is not None and np.shape(data.present) != (t, c):
+        raise ExportError(f"{path}: present is shaped {np.shape(data.present)}, not (modalities, cases) = {(t, c)}")
+    bad = ~np.isfinite(ratings) & data.cells()
+    if bad.any():
+        raise ExportError(f"{path}: {int(bad.sum())} rating(s) are not finite numbers")
     if any("," in m for m in data.modalities):
         raise ExportError(f"{path}: modality names may not contain commas: {data.modalities}")
     if truth.all() or not truth.any():
@@ -104,7 +120,7 @@ def _check(data: MRMCData, path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_imrmc(path: str | os.PathLike) -> MRMCData:
-    """Read an iMRMC input file into a fully crossed layout.
+    """Read an iMRMC input file into a fully crossed or partially paired layout.
 
     Parameters
     ----------
@@ -114,12 +130,15 @@ def read_imrmc(path: str | os.PathLike) -> MRMCData:
     -------
     MRMCData
         Modalities, readers and cases in order of first appearance; names as in the file.
+        ``present`` is None when every case is read in every modality; a case read in some
+        modalities only gives the partially paired layout.
 
     Raises
     ------
     ExportError
         If the header or ``BEGIN DATA:`` is missing, a line is not ``reader,case,modality,score``, a
-        case has no truth line, the counts disagree with the header, or a rating is missing.
+        case has no truth line, the counts disagree with the header, or a rating is missing (a
+        reader who did not rate a case of a modality the others rated, or a case nobody rated).
     """
     path = Path(path)
     text = path.read_text().splitlines()
@@ -154,11 +173,17 @@ def _crossed(df: pd.DataFrame, truth: pd.Series, path: Path, header: dict | None
             raise ExportError(f"{path}: header counts do not match the data (header, data): {wrong}")
     cube = (df.set_index(["modality", "reader", "case"])["rating"]
             .reindex(pd.MultiIndex.from_product([modalities, readers, cases])))
-    if cube.isna().any():
-        raise ExportError(f"{path}: {int(cube.isna().sum())} (modality, reader, case) rating(s) are missing; "
-                          "the layout must be fully crossed")
     ratings = cube.to_numpy(dtype=float).reshape(len(modalities), len(readers), len(cases))
-    return MRMCData(ratings, truth.loc[cases].to_numpy() == 1, modalities, readers, cases)
+    rated = ~np.isnan(ratings)
+    present = rated.any(axis=1)  # (t, c): someone read the case in that modality
+    missing = int((~rated & present[:, None, :]).sum()) + len(readers) * len(modalities) * int(
+        (~present.any(axis=0)).sum())
+    if missing:
+        raise ExportError(f"{path}: {missing} (modality, reader, case) rating(s) are missing; every reader must "
+                          "rate every case of a modality (fully crossed, or partially paired: a case read in "
+                          "some modalities only, by every reader)")
+    return MRMCData(ratings, truth.loc[cases].to_numpy() == 1, modalities, readers, cases,
+                    None if present.all() else present)
 
 
 def write_long_csv(path: str | os.PathLike, data: MRMCData) -> Path:
@@ -180,16 +205,26 @@ def write_long_csv(path: str | os.PathLike, data: MRMCData) -> Path:
     """
     ratings, truth = _check(data, path)
     t, r, c = ratings.shape
+    keep = data.cells().ravel()
     df = pd.DataFrame({
         "reader": np.tile(np.repeat(data.readers, c), t), "case": np.tile(data.cases, t * r),
         "modality": np.repeat(data.modalities, r * c), "truth": np.tile(truth.astype(int), t * r),
-        "rating": [_num(v) for v in ratings.ravel()],
+        "rating": [_num(v) if k else "" for v, k in zip(ratings.ravel(), keep, strict=True)],
     })
-    return atomic_write_text(path, df.to_csv(index=False))
+    return atomic_write_text(path, df[keep].to_csv(index=False))
 
 
 def read_long_csv(path: str | os.PathLike) -> MRMCData:
-    """Read a long ``reader,case,modality,truth,rating`` CSV into a fully crossed layout.
+    """Read a long ``reader,case,modality,truth,rating`` CSV into an MRMC layout.
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    MRMCData
+        As :func:`data_from_long`.
 
     Raises
     ------
@@ -197,7 +232,32 @@ def read_long_csv(path: str | os.PathLike) -> MRMCData:
         If a column is missing, a case has two truth values, or a rating is missing.
     """
     path = Path(path)
-    df = pd.read_csv(path, dtype={"reader": str, "case": str, "modality": str})
+    return data_from_long(pd.read_csv(path, dtype={"reader": str, "case": str, "modality": str}), path)
+
+
+def data_from_long(df: pd.DataFrame, path: str | os.PathLike = "ratings") -> MRMCData:
+    """The MRMC layout of a long table, one row per rating.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Columns ``reader``, ``case``, ``modality`` (str), ``truth`` (1 = positive, 0), ``rating``
+        (float). A case may be read in some modalities only (by every reader of the table).
+    path : path or str
+        Named in error messages.
+
+    Returns
+    -------
+    MRMCData
+        Modalities, readers and cases in order of first appearance; ``present`` None when fully
+        crossed.
+
+    Raises
+    ------
+    ExportError
+        If a column is missing, a case has two truth values, or a rating is missing.
+    """
+    path = Path(path)
     need = {"reader", "case", "modality", "truth", "rating"}
     if not need <= set(df.columns):
         raise ExportError(f"{path}: missing column(s) {sorted(need - set(df.columns))}")
@@ -259,24 +319,55 @@ def export_ratings(ratings: pd.DataFrame, out_dir: str | os.PathLike, modality: 
     data, notes = study_data(ratings, modality)
     if data.truth.all() or not data.truth.any() or not data.cases:
         return {}, notes + ["exports skipped: the cases every reader rated do not hold both real and synthetic ones"]
+    return write_exports(data, out_dir, f"mammo-synth-study ratings, modality {modality}, "
+                         "truth 1 = real, score = probability of real"), notes
+
+
+def write_exports(data: MRMCData, out_dir: str | os.PathLike, description: str) -> dict[str, Path]:
+    """Write one layout as ``ratings.imrmc`` (integer reader and case ids), ``ratings_long.csv``
+    (the study's names), ``reader_ids.csv`` and ``case_ids.csv``.
+
+    Parameters
+    ----------
+    data : MRMCData
+        Fully crossed or partially paired (only the cells read are written).
+    out_dir : path
+    description : str
+        The iMRMC file's first line.
+
+    Returns
+    -------
+    dict
+        name ("imrmc", "long_csv", "reader_ids", "case_ids") -> path.
+
+    Raises
+    ------
+    ExportError
+        As :func:`write_imrmc`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     numbered = MRMCData(data.ratings, data.truth, data.modalities, [str(j + 1) for j in range(len(data.readers))],
-                        [str(k + 1) for k in range(len(data.cases))])
-    paths = {
-        "imrmc": write_imrmc(out_dir / "ratings.imrmc", numbered, f"mammo-synth-study ratings, modality {modality}, "
-                             "truth 1 = real, score = probability of real"),
+                        [str(k + 1) for k in range(len(data.cases))], data.present)
+    return {
+        "imrmc": write_imrmc(out_dir / "ratings.imrmc", numbered, description),
         "long_csv": write_long_csv(out_dir / "ratings_long.csv", data),
         "reader_ids": atomic_write_text(out_dir / "reader_ids.csv", pd.DataFrame(
             {"imrmc_reader": numbered.readers, "reader": data.readers}).to_csv(index=False)),
         "case_ids": atomic_write_text(out_dir / "case_ids.csv", pd.DataFrame(
             {"imrmc_case": numbered.cases, "case_id": data.cases}).to_csv(index=False)),
     }
-    return paths, notes
 
 
 def export_study(analysis, run_dir: str | os.PathLike) -> tuple[dict[str, Path], list[str]]:
     """Stage 05's exports: the analysed readers' ratings under ``<run_dir>/roc/exports/``.
+
+    With one generator the modality is named after the case set (one fully crossed modality).
+    With several, the generator is the modality: the partially paired layout of the MRMC across
+    generators (``analysis.across_generators.layout``: the real cases under every generator, each
+    generator's synthetic cases under its own; machine observers as one reader per observer,
+    rating in modality g with the copy trained against g), readable by iMRMC, which takes any
+    design; tools that need a fully crossed layout cannot analyse it.
 
     Parameters
     ----------
@@ -286,12 +377,19 @@ def export_study(analysis, run_dir: str | os.PathLike) -> tuple[dict[str, Path],
     Returns
     -------
     paths, notes
-        As :func:`export_ratings`; the modality is named after the case set.
+        As :func:`export_ratings`.
     """
     from mammo_lib.run_folder import stage_dir
 
+    out_dir = stage_dir(run_dir, "roc") / "exports"
+    across = getattr(analysis, "across_generators", None)
+    if across is not None and across.layout is not None:
+        return write_exports(across.layout, out_dir, "mammo-synth-study ratings, modality = generator, "
+                             "truth 1 = real, score = probability of real"), list(across.layout_notes)
+    if across is not None:
+        return {}, list(across.layout_notes) or ["exports skipped: no layout across generators"]
     ratings = analysis.load.ratings
     ratings = ratings[ratings["reader"].isin(list(analysis.per_reader))]
     if ratings.empty:
         return {}, ["exports skipped: no reader has ROC statistics yet"]
-    return export_ratings(ratings, stage_dir(run_dir, "roc") / "exports", analysis.case_set.case_set_id)
+    return export_ratings(ratings, out_dir, analysis.case_set.case_set_id)

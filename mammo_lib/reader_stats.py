@@ -130,8 +130,26 @@ def reader_statistics(
     return out
 
 
-def reader_seed(seed: int, reader: str) -> np.random.SeedSequence:
-    """The bootstrap stream of one reader: keyed by (seed, purpose, reader name), so a reader's
-    interval does not change when other readers are added."""
-    name_key = int.from_bytes(hashlib.sha256(reader.encode()).digest()[:4], "little")
-    return np.random.SeedSequence([int(seed), BOOTSTRAP_PURPOSE, name_key])
+def reader_seed(seed: int, reader: str, generator: str | None = None) -> np.random.SeedSequence:
+    """The bootstrap stream of one reader (and, per generator, of one reader x generator).
+
+    Keyed by (seed, purpose, reader name[, generator name]), so a reader's interval does not
+    change when other readers or generators are added.
+
+    Parameters
+    ----------
+    seed : int
+        The study seed.
+    reader : str
+    generator : str, optional
+        The generator of a per-generator statistic (None: the reader's statistics on all cases).
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+    """
+    def key(text: str) -> int:
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+    entropy = [int(seed), BOOTSTRAP_PURPOSE, key(reader)]
+    return np.random.SeedSequence(entropy if generator is None else [*entropy, key(generator)])

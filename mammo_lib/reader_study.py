@@ -5,7 +5,9 @@ The files and their formats are described (and read) in :mod:`mammo_lib.study_fi
 reading side is :mod:`mammo_lib.reading_session` (driven by the rating page,
 :mod:`mammo_lib.rating_app`); the machine observers are :mod:`mammo_lib.machine_observer`.
 
-Reads ``patches/lesion.zarr`` and ``synthetic/synthetic.zarr`` (+ manifests); writes
+Reads ``patches/lesion.zarr`` and every generator's ``synthetic/<name>.zarr`` (+ manifests;
+the DCGAN's is ``synthetic/synthetic.zarr``); the sample is drawn in
+:mod:`mammo_lib.case_sampling`. Writes
 ``reader_study/case_set/``, ``reader_study/key/``, an empty ``reader_study/ratings/``,
 ``reader_study/figures/*.png`` and the build time in ``reader_study/timings.json``.
 """
@@ -18,8 +20,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,17 @@ import pandas as pd
 
 from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
+from mammo_lib.case_sampling import (  # noqa: F401  (draw_sample, CaseSample: re-exported)
+    CaseSample,
+    StudySample,
+    draw_generator_sample,
+    draw_sample,
+    opaque_ids,
+)
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.lesion_classes import class_counts_text, normalise_lesion_classes, select_lesion_rows
 from mammo_lib.patch_store import open_patch_store
-from mammo_lib.run_folder import lesion_store_path, synthetic_store_path
+from mammo_lib.run_folder import lesion_store_path
 from mammo_lib.study_files import (
     CaseSet,
     ReaderStudyError,
@@ -80,103 +88,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- sampling
-@dataclass
-class CaseSample:
-    """Which store rows form the scored cases, the practice cases and the held-out rest."""
-
-    real_cases: np.ndarray
-    synthetic_cases: np.ndarray
-    real_practice: np.ndarray
-    synthetic_practice: np.ndarray
-    real_held_out: np.ndarray
-    synthetic_held_out: np.ndarray
-    warnings: list[str] = field(default_factory=list)
-
-
-def draw_sample(
-    n_real_available: int, n_synthetic_available: int, n_real: int, n_synthetic: int,
-    n_practice: int = 0, seed: int = 0, shrink_to_fit: bool = False, min_held_out: int = 0,
-) -> CaseSample:
-    """Balanced random sample of store rows.
-
-    Practice cases (half real, half synthetic) and ``min_held_out`` patches per class are kept
-    out of the scored sample.
-
-    Parameters
-    ----------
-    n_real_available, n_synthetic_available : int
-        Rows in the real and synthetic stores.
-    n_real, n_synthetic : int
-        Scored cases asked for (>= 1).
-    n_practice : int
-        Practice cases (real ones get the odd one).
-    seed : int
-        Sampling seed.
-    shrink_to_fit : bool
-        A too-small store gives the largest balanced sample possible (with a note in
-        ``warnings``) instead of an error.
-    min_held_out : int
-        Patches per class left out of cases and practice (the machine observers' training data).
-
-    Returns
-    -------
-    CaseSample
-        Sorted row indices (int arrays) of each part.
-
-    Raises
-    ------
-    ReaderStudyError
-        If a count is not positive, or the stores are too small (without ``shrink_to_fit``, or
-        when not even one balanced pair fits).
-    """
-    if n_real < 1 or n_synthetic < 1 or n_practice < 0 or min_held_out < 0:
-        raise ReaderStudyError(
-            f"case counts must be positive (n_real={n_real}, n_synthetic={n_synthetic}, "
-            f"n_practice={n_practice}, min_held_out={min_held_out})"
-        )
-    prac_real, prac_syn = (n_practice + 1) // 2, n_practice // 2
-    room_real = n_real_available - prac_real - min_held_out
-    room_syn = n_synthetic_available - prac_syn - min_held_out
-    notes: list[str] = []
-    if n_real > room_real or n_synthetic > room_syn:
-        msg = (
-            f"the stores hold {n_real_available} real and {n_synthetic_available} synthetic "
-            f"patches; {n_real} + {n_synthetic} cases, {n_practice} practice cases and "
-            f"{min_held_out} held-out patches per class do not fit"
-        )
-        if not shrink_to_fit:
-            raise ReaderStudyError(msg + ": extract/generate more patches (notebooks 01/02) or ask for fewer cases")
-        n_each = min(n_real, n_synthetic, room_real, room_syn)
-        if n_each < 1:
-            raise ReaderStudyError(msg + ": not even one balanced pair is left")
-        notes.append(msg + f"; using the most balanced sample possible: {n_each} + {n_each}")
-        n_real = n_synthetic = n_each
-    rng = np.random.default_rng(seed)
-    perm_real = rng.permutation(n_real_available)
-    perm_syn = rng.permutation(n_synthetic_available)
-    return CaseSample(
-        real_cases=np.sort(perm_real[:n_real]),
-        synthetic_cases=np.sort(perm_syn[:n_synthetic]),
-        real_practice=np.sort(perm_real[n_real:n_real + prac_real]),
-        synthetic_practice=np.sort(perm_syn[n_synthetic:n_synthetic + prac_syn]),
-        real_held_out=np.sort(perm_real[n_real + prac_real:]),
-        synthetic_held_out=np.sort(perm_syn[n_synthetic + prac_syn:]),
-        warnings=notes,
-    )
-
-
-def opaque_ids(rng: np.random.Generator, n: int, prefix: str = "c") -> list[str]:
-    """``n`` distinct random hex ids (they reveal nothing about truth or source)."""
-    ids: set[str] = set()
-    out: list[str] = []
-    while len(out) < n:
-        token = prefix + "".join(f"{b:02x}" for b in rng.integers(0, 256, size=5))
-        if token not in ids:
-            ids.add(token)
-            out.append(token)
-    return out
-
-
+# (drawn in mammo_lib.case_sampling; re-exported here, where notebooks and tests used them)
 def _source_fingerprint(stores: Sequence) -> str:
     h = hashlib.sha256()
     for store in stores:
@@ -196,12 +108,13 @@ def _machine_ratings_only(path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- building
-def _sample_rows(real, synthetic, classes, n_real, n_synthetic, n_practice, seed, shrink_to_fit,
-                 min_held_out) -> CaseSample:
+def _sample_rows(real, synthetic: dict, classes, n_real, n_synthetic, n_practice, seed, shrink_to_fit,
+                 min_held_out) -> StudySample:
     real_rows = select_lesion_rows(real.manifest, classes, real.path, purpose="for the real cases")
     try:
-        sample = draw_sample(len(real_rows), len(synthetic), n_real, n_synthetic, n_practice, seed,
-                             shrink_to_fit=shrink_to_fit, min_held_out=min_held_out)
+        sample = draw_generator_sample(len(real_rows), {g: len(st) for g, st in synthetic.items()}, n_real,
+                                       n_synthetic, n_practice, seed, shrink_to_fit=shrink_to_fit,
+                                       min_held_out=min_held_out)
     except ReaderStudyError as exc:
         if classes is None:
             raise
@@ -243,45 +156,86 @@ def _existing_case_set(case_set_dir: Path, key_dir: Path, ratings_dir: Path, req
     return None
 
 
-def _write_cases(tmp_cases: Path, tmp_key: Path, ids, sample: CaseSample, real, synthetic, display_scale) -> None:
-    truth = ["real"] * len(sample.real_cases) + ["synthetic"] * len(sample.synthetic_cases)
-    stores = [real] * len(sample.real_cases) + [synthetic] * len(sample.synthetic_cases)
-    rows = list(sample.real_cases) + list(sample.synthetic_cases)
-    patches = list(real.load(sample.real_cases)) + list(synthetic.load(sample.synthetic_cases))
+def _parts(sample: StudySample, real, synthetic: dict, part: str) -> list[tuple[str, object, str, int]]:
+    """(truth, store, generator, row) of one part ("cases", "practice", "held_out"): real rows
+    first, then each generator's in study order (the order ids are drawn in)."""
+    real_rows = {"cases": sample.real_cases, "practice": sample.real_practice, "held_out": sample.real_held_out}[part]
+    out = [("real", real, "", int(i)) for i in real_rows]
+    for g, rows in sample.synthetic.items():
+        out += [("synthetic", synthetic[g], g, int(i)) for i in getattr(rows, part)]
+    return out
+
+
+def _write_cases(tmp_cases: Path, tmp_key: Path, ids, sample: StudySample, real, synthetic: dict,
+                 display_scale) -> None:
     case_rows, key_rows = [], []
-    for case_id, patch, t, store, row in zip(ids, patches, truth, stores, rows, strict=True):
+    for case_id, (t, store, generator, row) in zip(ids, _parts(sample, real, synthetic, "cases"), strict=True):
         image = f"cases/{case_id}.png"
-        (tmp_cases / image).write_bytes(patch_png_bytes(patch, display_scale))
+        (tmp_cases / image).write_bytes(patch_png_bytes(store.load([row])[0], display_scale))
         case_rows.append({"case_id": case_id, "image": image})
         key_rows.append({"case_id": case_id, "truth": t, "store": store.path.name,
-                         "patch_id": str(store.manifest["patch_id"].iloc[int(row)])})
+                         "patch_id": str(store.manifest["patch_id"].iloc[row]), "generator": generator})
     pd.DataFrame(case_rows).sort_values("case_id").to_csv(tmp_cases / "cases.csv", index=False)
     pd.DataFrame(key_rows).sort_values("case_id").to_csv(tmp_key / "key.csv", index=False)
 
 
-def _write_practice(tmp_cases: Path, tmp_key: Path, rng, sample: CaseSample, real, synthetic,
+def _write_practice(tmp_cases: Path, tmp_key: Path, rng, sample: StudySample, real, synthetic: dict,
                     display_scale) -> list[str]:
-    prac = [("real", real, i) for i in sample.real_practice]
-    prac += [("synthetic", synthetic, i) for i in sample.synthetic_practice]
+    prac = _parts(sample, real, synthetic, "practice")
     order = rng.permutation(len(prac)) if prac else []
     rows = []
     for k, j in enumerate(order):
-        t, store, row = prac[int(j)]
+        t, store, generator, row = prac[int(j)]
         pid = f"p{k + 1:02d}"
         image = f"practice/{pid}.png"
-        (tmp_cases / image).write_bytes(patch_png_bytes(store.load([int(row)])[0], display_scale))
+        (tmp_cases / image).write_bytes(patch_png_bytes(store.load([row])[0], display_scale))
         rows.append({"practice_id": pid, "image": image, "truth": t, "store": store.path.name,
-                     "patch_id": str(store.manifest["patch_id"].iloc[int(row)])})
-    df = pd.DataFrame(rows, columns=["practice_id", "image", "truth", "store", "patch_id"])
+                     "patch_id": str(store.manifest["patch_id"].iloc[row]), "generator": generator})
+    df = pd.DataFrame(rows, columns=["practice_id", "image", "truth", "store", "patch_id", "generator"])
     df[["practice_id", "image", "truth"]].to_csv(tmp_cases / "practice" / "practice.csv", index=False)
     df.to_csv(tmp_key / "practice_sources.csv", index=False)  # provenance lives with the key
-    held = pd.DataFrame(
-        [{"store": real.path.name, "row": int(i)} for i in sample.real_held_out]
-        + [{"store": synthetic.path.name, "row": int(i)} for i in sample.synthetic_held_out],
-        columns=["store", "row"],
-    )
+    held = pd.DataFrame([{"store": st.path.name, "row": row, "generator": g}
+                         for _, st, g, row in _parts(sample, real, synthetic, "held_out")],
+                        columns=["store", "row", "generator"])
     held.to_csv(tmp_key / "held_out.csv", index=False)
     return [r["practice_id"] for r in rows]
+
+
+def open_generator_stores(run_dir: str | os.PathLike, synthetic_store: str | os.PathLike | None = None,
+                          generator_stores: Mapping[str, str | os.PathLike] | None = None) -> dict:
+    """The synthetic stores of a reader study, opened.
+
+    Parameters
+    ----------
+    run_dir : path
+    synthetic_store : path, optional
+        One store: one generator, named "dcgan" when it is the DCGAN's ``synthetic.zarr``, else
+        by its folder stem.
+    generator_stores : mapping of str to path, optional
+        Generator name -> store (wins over ``synthetic_store``).
+
+    Returns
+    -------
+    dict
+        Generator name -> :class:`mammo_lib.patch_store.PatchStore`, in study order (default:
+        every store of :func:`mammo_lib.run_folder.synthetic_stores`, the DCGAN first).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run has no synthetic store and none is given.
+    PatchStoreError
+        If a store cannot be opened.
+    """
+    from mammo_lib.run_folder import LEGACY_SYNTHETIC_GENERATOR, synthetic_stores
+
+    if generator_stores is None and synthetic_store is not None:
+        path = Path(synthetic_store)
+        name = LEGACY_SYNTHETIC_GENERATOR if path.name == "synthetic.zarr" else path.name.removesuffix(".zarr")
+        generator_stores = {name: path}
+    if generator_stores is None:
+        generator_stores = synthetic_stores(run_dir)
+    return {str(g): open_patch_store(p) for g, p in generator_stores.items()}
 
 
 def _swap_in(pairs: Sequence[tuple[Path, Path]]) -> None:
@@ -299,9 +253,15 @@ def build_case_set(
     seed: int = 0, case_set_dir: str | os.PathLike | None = None,
     display_scale: int = DEFAULT_DISPLAY_SCALE, shrink_to_fit: bool = False, min_held_out: int = 0,
     real_store: str | os.PathLike | None = None, synthetic_store: str | os.PathLike | None = None,
-    lesion_classes: list[str] | None = None,
+    lesion_classes: list[str] | None = None, generator_stores: Mapping[str, str | os.PathLike] | None = None,
 ) -> CaseSet:
     """Draw a balanced sample from the real and synthetic stores and write a blinded case set.
+
+    Half the scored cases are real, half synthetic (the paper's balance); with several generators
+    the synthetic half is split evenly across them (:func:`mammo_lib.case_sampling.split_evenly`,
+    seeded from (seed, purpose)), ``key/key.csv`` records each case's generator (empty for real
+    cases) and ``study.json`` lists the generators and their case counts. With one generator the
+    case set is the one earlier versions built (same rows, ids and request).
 
     Real cases, real practice cases and the real held-out patches (the machine observers'
     training data) come only from the real patches whose ``lesion_class`` is in
@@ -321,9 +281,13 @@ def build_case_set(
     display_scale : int
         Screen pixels per patch pixel in the case PNGs (default 4: 128 px -> 512 px).
     real_store, synthetic_store : path, optional
-        Patch stores (default the run folder's ``patches/lesion.zarr``, ``synthetic/synthetic.zarr``).
+        Patch stores (default the run folder's ``patches/lesion.zarr`` and every
+        ``synthetic/*.zarr``, :func:`mammo_lib.run_folder.synthetic_stores`); one
+        ``synthetic_store`` is one generator.
     lesion_classes : list of str, optional
         Real cases only of these classes (None: every class; the paper used ``["mass"]``).
+    generator_stores : mapping of str to path, optional
+        Generator name -> synthetic store, in study order (overrides ``synthetic_store``).
 
     Returns
     -------
@@ -332,30 +296,35 @@ def build_case_set(
     Raises
     ------
     ReaderStudyError
-        If the stores are too small (see :func:`draw_sample`), or the folder holds a different
-        case set that humans rated, or ratings without a key.
+        If the stores are too small (see :func:`mammo_lib.case_sampling.draw_generator_sample`),
+        there are fewer synthetic cases than generators, or the folder holds a different case set
+        that humans rated, or ratings without a key.
+    FileNotFoundError
+        If the run has no synthetic store (:func:`mammo_lib.run_folder.synthetic_stores`).
     LesionClassError
         If a lesion class is unknown (:mod:`mammo_lib.lesion_classes`).
     """
     case_set_dir = Path(case_set_dir) if case_set_dir else default_case_set_dir(run_dir)
     case_set_dir, key_dir, ratings_dir = study_paths(case_set_dir)
     real = open_patch_store(real_store or lesion_store_path(run_dir))
-    synthetic = open_patch_store(synthetic_store or synthetic_store_path(run_dir))
+    synthetic = open_generator_stores(run_dir, synthetic_store, generator_stores)
     classes = normalise_lesion_classes(lesion_classes)
     sample = _sample_rows(real, synthetic, classes, n_real, n_synthetic, n_practice, seed, shrink_to_fit,
                           min_held_out)
     request = {
         "n_real_requested": n_real, "n_synthetic_requested": n_synthetic,
         "n_practice": n_practice, "seed": seed, "display_scale": display_scale,
-        "min_held_out": min_held_out, "source_fingerprint": _source_fingerprint([real, synthetic]),
+        "min_held_out": min_held_out, "source_fingerprint": _source_fingerprint([real, *synthetic.values()]),
     }
+    if len(synthetic) > 1:  # absent for one generator, so one-generator case sets stay valid
+        request["generators"] = list(synthetic)
     if classes is not None:  # absent for all classes, so case sets built before the filter stay valid
         request["lesion_classes"] = classes
     existing = _existing_case_set(case_set_dir, key_dir, ratings_dir, request)
     if existing is not None:
         return existing
     rng = np.random.default_rng([seed, 4])
-    ids = opaque_ids(rng, len(sample.real_cases) + len(sample.synthetic_cases))
+    ids = opaque_ids(rng, len(sample.real_cases) + sample.n_synthetic)
     case_set_id = "cs-" + hashlib.sha256(json.dumps([request, ids]).encode()).hexdigest()[:12]
 
     # write into temporary folders, then swap them in (a killed build leaves the old set intact)
@@ -369,10 +338,11 @@ def build_case_set(
     practice_ids = _write_practice(tmp_cases, tmp_key, rng, sample, real, synthetic, display_scale)
     study: StudyJson = {
         "case_set_id": case_set_id, "n_real": int(len(sample.real_cases)),
-        "n_synthetic": int(len(sample.synthetic_cases)), "seed": int(seed),
+        "n_synthetic": sample.n_synthetic, "seed": int(seed),
         "display_scale": int(display_scale), "patch_size": int(real.patch_size), "app_version": APP_VERSION,
         "practice_ids": practice_ids, "request": request, "lesion_classes": classes,
-        "warnings": sample.warnings,
+        "warnings": sample.warnings, "generators": list(synthetic),
+        "n_synthetic_by_generator": {g: int(len(rows.cases)) for g, rows in sample.synthetic.items()},
     }
     atomic_write_text(tmp_cases / "study.json", json.dumps(study, indent=2))
     _swap_in(((tmp_key, key_dir), (tmp_cases, case_set_dir)))
@@ -402,6 +372,13 @@ def case_set_text(case_set: CaseSet) -> str:
             f"scored cases, {len(study.get('practice_ids', []))} practice cases, display scale {scale} "
             f"(each patch pixel shown as {scale}x{scale} screen pixels); real cases from "
             f"{'the lesion classes ' + ', '.join(classes) if classes else 'every lesion class'}.")
+    counts = study.get("n_synthetic_by_generator") or {}
+    if len(counts) > 1:
+        text += (f" The synthetic half is split evenly across {len(counts)} generators: "
+                 + ", ".join(f"**{g}** ({n} cases)" for g, n in counts.items())
+                 + "; each generator's cases are compared with the same real cases in stage 05.")
+    elif counts:
+        text += f" The synthetic cases come from the generator **{next(iter(counts))}**."
     for note in study.get("warnings", []):
         text += f"\n\n**Note:** {note}."
     return text
@@ -416,8 +393,9 @@ def case_set_balance(case_set: CaseSet) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame, shape (2, 3)
-        Rows real/synthetic; columns "scored cases", "practice", "held out (machine training)"
+    DataFrame, shape (1 + G, 3) for G > 1 generators, else (2, 3)
+        Rows "real" and "synthetic" (one generator) or "real" and "synthetic: <generator>" per
+        generator (several); columns "scored cases", "practice", "held out (machine training)"
         (patch counts, int).
 
     Raises
@@ -429,12 +407,18 @@ def case_set_balance(case_set: CaseSet) -> pd.DataFrame:
     key_dir = case_set.key_path.parent
     held = pd.read_csv(key_dir / "held_out.csv", dtype={"store": str})
     practice = pd.read_csv(key_dir / "practice_sources.csv", dtype=str)
-    store_truth = dict(zip(key["store"], key["truth"], strict=False))
+    generators = case_set.study.get("generators") or []
+    label = dict(zip(key["store"], key["truth"], strict=False))
+    rows = ["real", "synthetic"]
+    if len(generators) > 1:
+        label = {st: (t if t == "real" else f"synthetic: {g}")
+                 for st, t, g in zip(key["store"], key["truth"], key["generator"], strict=True)}
+        rows = ["real"] + [f"synthetic: {g}" for g in generators]
     return pd.DataFrame({
-        "scored cases": key["truth"].value_counts(),
-        "practice": practice["truth"].value_counts(),
-        "held out (machine training)": held["store"].map(store_truth).value_counts(),
-    }).reindex(["real", "synthetic"]).fillna(0).astype(int)
+        "scored cases": key["store"].map(label).value_counts(),
+        "practice": practice["store"].map(label).value_counts(),
+        "held out (machine training)": held["store"].map(label).value_counts(),
+    }).reindex(rows).fillna(0).astype(int).rename_axis(None)
 
 
 def option_counts(case_set: CaseSet) -> pd.DataFrame:

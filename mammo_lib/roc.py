@@ -40,12 +40,11 @@ from typing import TypedDict
 import numpy as np
 import pandas as pd
 
-from mammo_lib.auc_stats import (
-    pairwise_kappa,
-)
+from mammo_lib.auc_stats import pairwise_kappa
 from mammo_lib.fileio import json_safe
 from mammo_lib.rating_scale import OPTION_VALUE, POSITIVE_TRUTH, THRESHOLD, TRUTHS
 from mammo_lib.reader_stats import reader_seed, reader_statistics
+from mammo_lib.roc_generators import GeneratorAnalysis, analyse_study_generators, synthetic_counts
 from mammo_lib.study_files import (
     KeyedCaseSet,
     RatingsError,
@@ -83,6 +82,20 @@ class RocMetrics(TypedDict):
     mrmc: group ("all readers", "human readers", "machine readers") -> :func:`mammo_lib.mrmc.or_analysis`
     output with a note, or {"skipped": reason}; {"skipped": ...} when there are fewer than 2 readers.
     paper_comparison: rows of :func:`paper_comparison_table`.
+    generators: the case set's generators, in study order (one: the study of earlier versions).
+    n_synthetic_by_generator: generator -> synthetic cases.
+    by_generator: None with one generator; with several, generator -> {n_real, n_synthetic,
+    readers: ratings id -> {n_cases, n_real, n_synthetic, accuracy, sensitivity, specificity (this
+    generator's patches called synthetic), auc, auc_delong, auc_hanley_mcneil_se, auc_bootstrap
+    (as in ``readers``, computed on the real cases + this generator's), reader_kind, mrmc_reader
+    (the reader it is in the MRMC: a machine observer's copies are one reader), trained_on (the
+    generator a machine observer was trained against; None for humans)}}; the humans and the
+    machine observers trained against that generator.
+    mrmc_generators: None with one generator; with several, group ("all readers", "human
+    readers", "machine readers") -> :func:`mammo_lib.mrmc.or_analysis` output with the generators
+    as modalities (partially paired: ``design``, ``n_cases_per_modality``; RRRC/FRRC/RRFC F or
+    X2 tests and ``differences`` "A - B") and a note, or {"skipped": reason}
+    (:mod:`mammo_lib.roc_generators`).
     """
 
     stage: str
@@ -107,6 +120,10 @@ class RocMetrics(TypedDict):
     agreement: dict | None
     mrmc: dict
     paper_comparison: list[dict]
+    generators: list[str]
+    n_synthetic_by_generator: dict[str, int]
+    by_generator: dict | None
+    mrmc_generators: dict | None
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +146,11 @@ class StudyAnalysis:
     mrmc_covariance: str
     seconds: float = 0.0
     run_dir: Path | None = None
+    across_generators: GeneratorAnalysis | None = None
+
+    @property
+    def generators(self) -> list[str]:
+        return self.case_set.generators
 
     @property
     def human_readers(self) -> list[str]:
@@ -165,6 +187,10 @@ class StudyAnalysis:
                 "pairs": self.kappa.to_dict(orient="records")}),
             "mrmc": self.mrmc,
             "paper_comparison": paper_comparison_table(self).to_dict(orient="records"),
+            "generators": self.generators,
+            "n_synthetic_by_generator": synthetic_counts(self.case_set),
+            **(self.across_generators.to_json() if self.across_generators is not None
+               else {"by_generator": None, "mrmc_generators": None}),
         })
 
 
@@ -287,11 +313,13 @@ def analyse_study(
         notes.append("no human reader has rated this case set yet: every result below comes from machine "
                      "observers only")
     kappa, mrmc = _agreement_and_mrmc(df, list(per_reader), kind, case_set, mrmc_covariance, notes)
+    across = analyse_study_generators(df, case_set, {r: kind[r] for r in per_reader}, n_bootstrap, seed,
+                                mrmc_covariance, notes)
     notes = [relative_text(n, run_dir) for n in notes]
     return StudyAnalysis(case_set=case_set, load=load, per_reader=per_reader, reader_kind=kind, kappa=kappa,
                          mrmc=mrmc, notes=notes, n_bootstrap=n_bootstrap, seed=seed,
                          mrmc_covariance=mrmc_covariance, seconds=time.perf_counter() - started,
-                         run_dir=Path(run_dir) if run_dir is not None else None)
+                         run_dir=Path(run_dir) if run_dir is not None else None, across_generators=across)
 
 
 def who_rated(analysis: StudyAnalysis) -> str:
@@ -442,8 +470,6 @@ def paper_comparison_table(analysis: StudyAnalysis) -> pd.DataFrame:
                      f"{n_real} real + {n_syn} synthetic", "cases": s["n_cases"],
                      "accuracy": round(s["accuracy"]["estimate"], 3), "AUC": round(s["auc"], 3)})
     return pd.DataFrame(rows)
-
-
 
 
 def write_metrics(analysis: StudyAnalysis, run_dir: str | Path) -> Path:

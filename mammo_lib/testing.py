@@ -142,32 +142,46 @@ def write_example_stores(
 def write_simulated_study(
     reader_study_dir: str | Path, n_real: int = 20, n_synthetic: int = 20,
     readers: dict[str, tuple[str, float]] | None = None, seed: int = 0,
-    case_set_id: str = "cs-simulated",
+    case_set_id: str = "cs-simulated", generators: dict[str, float] | None = None,
 ) -> Path:
     """Write ``case_set/`` (study.json, cases.csv), ``key/key.csv`` and ``ratings/<reader>.jsonl``
     in the reader-study format, with readers ``{name: (reader_kind, separation)}`` whose latent
     score is N(separation, 1) for real and N(0, 1) for synthetic cases, cut into the six options
-    (a binormal observer). Returns the case set folder. Not used by the study itself."""
+    (a binormal observer). Returns the case set folder. Not used by the study itself.
+
+    ``generators`` ({name: shift}, several) splits the synthetic cases across generators in turn
+    (key.csv gains ``generator`` and ``<name>.zarr`` stores, study.json ``generators`` and
+    ``n_synthetic_by_generator``); a synthetic case of generator g has latent N(-shift_g, 1), so
+    a larger shift makes g easier to tell from real. None: one generator, the layout of a key
+    written before generators were named."""
     root = Path(reader_study_dir)
     readers = readers or {"machine-a": ("machine", 1.0), "machine-b": ("machine", 0.3)}
     rng = np.random.default_rng(seed)
     n = n_real + n_synthetic
     case_ids = [f"c{k:04d}" for k in rng.permutation(n)]
     truth = np.array(["real"] * n_real + ["synthetic"] * n_synthetic)
+    names = list(generators or {})
+    generator = np.array([""] * n_real + [names[k % len(names)] if names else "" for k in range(n_synthetic)])
+    shift = np.array([0.0] * n_real + [(generators or {}).get(g, 0.0) for g in generator[n_real:]])
     (root / "case_set").mkdir(parents=True, exist_ok=True)
     (root / "key").mkdir(parents=True, exist_ok=True)
     (root / "ratings").mkdir(parents=True, exist_ok=True)
-    (root / "case_set" / "study.json").write_text(json.dumps({"case_set_id": case_set_id, "n_real": n_real,
-                                                             "n_synthetic": n_synthetic}))
+    study = {"case_set_id": case_set_id, "n_real": n_real, "n_synthetic": n_synthetic}
+    if names:
+        study.update(generators=names, n_synthetic_by_generator={g: int((generator == g).sum()) for g in names})
+    (root / "case_set" / "study.json").write_text(json.dumps(study))
     pd.DataFrame({"case_id": case_ids, "image": [f"images/{c}.png" for c in case_ids]}).sort_values(
         "case_id").to_csv(root / "case_set" / "cases.csv", index=False)
-    pd.DataFrame({"case_id": case_ids, "truth": truth,
-                  "store": np.where(truth == "real", "lesion.zarr", "synthetic.zarr"),  # store folder names, as build_case_set writes
-                  "patch_id": [f"p{k}" for k in range(n)]}).sort_values("case_id").to_csv(
-        root / "key" / "key.csv", index=False)
+    key = pd.DataFrame({"case_id": case_ids, "truth": truth,
+                        "store": np.where(truth == "real", "lesion.zarr", "synthetic.zarr"),  # store folder names, as build_case_set writes
+                        "patch_id": [f"p{k}" for k in range(n)]})
+    if names:
+        key["store"] = np.where(truth == "real", "lesion.zarr", np.char.add(generator, ".zarr"))
+        key["generator"] = generator
+    key.sort_values("case_id").to_csv(root / "key" / "key.csv", index=False)
     cuts = np.array([-0.9, -0.3, 0.3, 0.9, 1.5])  # latent -> options 6 (lowest) ... 1 (highest)
     for name, (kind, separation) in readers.items():
-        latent = rng.normal(size=n) + separation * (truth == "real")
+        latent = rng.normal(size=n) + separation * (truth == "real") - shift
         options = 6 - np.searchsorted(cuts, latent)
         lines = []
         for cid, opt in zip(case_ids, options, strict=True):

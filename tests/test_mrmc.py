@@ -189,3 +189,126 @@ def test_degenerate_readers_give_nan_or_inf_not_an_exception():
     single = mrmc.or_analysis(np.stack([perfect, perfect])[None], truth)["RRRC"]["single_modality"]["modality 1"]
     assert single["auc"] == 1.0 and single["se"] == 0.0 and single["p_vs_0.5"] == 0.0
     json.dumps(json_safe(same), allow_nan=False)
+
+
+# --------------------------------------------------------------------------- generators as modalities
+def vandyke_long(roc_reference_dir, names=("dcgan", "mine")) -> pd.DataFrame:
+    """The Van Dyke data as stage 05's long table across generators: modality = generator."""
+    ratings, truth, _ = vandyke(roc_reference_dir)
+    t, r, c = ratings.shape
+    return pd.DataFrame({
+        "reader": np.tile(np.repeat([str(j + 1) for j in range(r)], c), t),
+        "case": np.tile([str(k + 1) for k in range(c)], t * r),
+        "modality": np.repeat(list(names), r * c), "truth": np.tile(truth.astype(int), t * r),
+        "rating": ratings.ravel()})
+
+
+def test_vandyke_read_as_two_generators_reproduces_or_dbm_mrmc_2_51(roc_reference_dir):
+    """Stage 05's MRMC across generators (the path it runs on a two-generator case set), fed the Van
+    Dyke data with its two modalities as two generators, gives the pinned OR-DBM MRMC 2.51 figures."""
+    from mammo_lib.roc_generators import generator_or_analysis
+
+    _, _, exp = vandyke(roc_reference_dir)
+    res, data = generator_or_analysis(vandyke_long(roc_reference_dir), covariance="jackknife")
+    assert data.present is None and data.modalities == ["dcgan", "mine"] and "design" not in res
+    e = exp["OR"]["RRRC"]
+    assert res["RRRC"]["F"] == pytest.approx(e["F"], abs=5e-3)
+    assert res["RRRC"]["ddf_H"] == pytest.approx(e["ddf_H"], abs=5e-3)
+    assert res["RRRC"]["p"] == pytest.approx(e["p"], abs=5e-5)
+    (diff,) = res["RRRC"]["differences"]
+    assert diff["comparison"] == "dcgan - mine"
+    assert diff["difference"] == pytest.approx(exp["trt_diff_0_minus_1"], abs=TOL_8)
+    assert diff["se"] == pytest.approx(e["diff_se"], abs=TOL_5)
+    np.testing.assert_allclose(diff["ci"], e["diff_ci95"], atol=TOL_5)
+    for name, key in (("dcgan", "trt0"), ("mine", "trt1")):
+        np.testing.assert_allclose(res["RRRC"]["single_modality"][name]["ci"], e["single_trt"][key]["ci95"], atol=TOL_8)
+    vc = exp["OR"]["var_components"]
+    for name in ("Cov1", "Cov2", "Cov3"):
+        assert res["covariances"][name] == pytest.approx(vc[name], abs=TOL_8)
+    assert res["FRRC"]["X2"] == pytest.approx(exp["OR"]["FRRC"]["X2"], abs=TOL_5)
+    assert res["FRRC"]["p"] == pytest.approx(exp["OR"]["FRRC"]["p"], abs=5e-5)
+
+
+@pytest.mark.parametrize("method", ["jackknife", "delong"])
+def test_partially_paired_estimator_reduces_to_the_fully_crossed_one(roc_reference_dir, method):
+    """With every case in every modality the partially paired covariance is OR-DBM's (jackknife) or
+    DeLong's, to rounding, so the known answer above also pins the estimator stage 05 uses."""
+    ratings, truth, exp = vandyke(roc_reference_dir)
+    auc_full, cov_full = mrmc.auc_covariance(ratings, truth, method)
+    auc_part, cov_part = mrmc.partial_auc_covariance(ratings, truth, np.ones((2, 114), bool), method)
+    np.testing.assert_allclose(auc_part, auc_full, atol=1e-15)
+    np.testing.assert_allclose(cov_part, cov_full, atol=1e-15)
+    if method == "jackknife":
+        comp = mrmc.or_components(auc_part, cov_part)
+        assert comp.cov2 == pytest.approx(exp["OR"]["var_components"]["Cov2"], abs=TOL_8)
+
+
+def _generator_design(seed=3, n_real=30, n_per_generator=(20, 25), shifts=(0.3, 1.2), r=4):
+    """Real cases read once (their rating counts in every modality), each generator's cases in
+    its own modality: ratings (t, r, c) with NaN outside each modality, and ``present``."""
+    rng = np.random.default_rng(seed)
+    t = len(n_per_generator)
+    c = n_real + sum(n_per_generator)
+    truth = np.r_[np.ones(n_real, bool), np.zeros(c - n_real, bool)]
+    present = np.zeros((t, c), bool)
+    present[:, :n_real] = True
+    latent = rng.normal(size=(r, c)) + 1.0 * truth
+    start = n_real
+    for i, (n_g, shift) in enumerate(zip(n_per_generator, shifts, strict=True)):
+        present[i, start:start + n_g] = True
+        latent[:, start:start + n_g] -= shift
+        start += n_g
+    ratings = np.where(present[:, None, :], latent[None], np.nan)
+    return ratings, truth, present
+
+
+@pytest.mark.parametrize("method", ["jackknife", "delong"])
+def test_partially_paired_generators_match_their_own_one_generator_analyses(method):
+    ratings, truth, present = _generator_design()
+    res = mrmc.or_analysis(ratings, truth, covariance=method, modalities=["a", "b"], present=present)
+    assert res["n_cases"] == 75 and res["n_cases_per_modality"] == {"a": 50, "b": 55}
+    assert "partially paired" in res["design"]
+    for i, name in enumerate(["a", "b"]):
+        own = mrmc.or_analysis(ratings[i:i + 1][:, :, present[i]], truth[present[i]], covariance=method,
+                               modalities=[name])
+        for k in ("auc", "se", "df", "ci"):
+            np.testing.assert_allclose(res["RRRC"]["single_modality"][name][k], own["RRRC"]["single_modality"][name][k],
+                                       rtol=1e-12, atol=1e-15)
+    # b's patches are easier to tell from real (larger shift): its AUC is higher, the difference negative
+    (diff,) = res["RRRC"]["differences"]
+    assert diff["comparison"] == "a - b" and diff["difference"] < 0 and diff["ci"][0] < diff["difference"] < diff["ci"][1]
+    assert 0 <= res["RRRC"]["p"] <= 1 and res["RRRC"]["ddf_H"] > 0
+
+
+def test_partially_paired_covariance_by_definition():
+    """Cross-modality covariance comes from the shared (real) cases only: jackknife over the union
+    of the two modalities' cases, a case outside a modality leaving its AUC unchanged; DeLong's
+    negative-case term is 0 when the modalities share no negative case."""
+    ratings, truth, present = _generator_design(n_real=8, n_per_generator=(6, 7), r=2)
+    auc, cov = mrmc.partial_auc_covariance(ratings, truth, present, "jackknife")
+    c = truth.size
+    loo = np.empty((2, 2, c))
+    for i in range(2):
+        for j in range(2):
+            for k in range(c):
+                keep = present[i] & (np.arange(c) != k)
+                loo[i, j, k] = auc_stats.auc_mann_whitney(ratings[i, j, keep], truth[keep])
+    union = present[0] | present[1]
+    u = union.sum()
+    d0 = loo[0, 1, union] - loo[0, 1, union].mean()
+    d1 = loo[1, 0, union] - loo[1, 0, union].mean()
+    assert cov[1, 2] == pytest.approx((u - 1) / u * d0 @ d1, abs=1e-15)  # (modality 0, reader 1) x (1, 0)
+    own = present[0]
+    d = loo[0, 0, own] - loo[0, 0, own].mean()
+    assert cov[0, 0] == pytest.approx((own.sum() - 1) / own.sum() * d @ d, abs=1e-15)
+    _, cov_d = mrmc.partial_auc_covariance(ratings, truth, present, "delong")
+    _, v10_0, _ = auc_stats.delong_components(ratings[0][:, present[0]], truth[present[0]])
+    _, v10_1, _ = auc_stats.delong_components(ratings[1][:, present[1]], truth[present[1]])
+    m = 8
+    expected = np.cov(v10_0[1], v10_1[0], ddof=1)[0, 1] / m  # shared positives only
+    assert cov_d[1, 2] == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(ValueError, match="modality 2 holds 8 positive and 1 negative"):
+        bad = present.copy()
+        bad[1, 15:] = False
+        bad[1, 14] = True
+        mrmc.partial_auc_covariance(ratings, truth, bad)

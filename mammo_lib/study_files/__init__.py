@@ -9,10 +9,13 @@ case set)::
   case_set/cases.csv        case_id, image            (sorted by the opaque id: no order)
   case_set/cases/<id>.png   the patch, upscaled by ``display_scale`` (nearest neighbour)
   case_set/practice/        practice.csv (practice_id, image, truth) + PNGs: unscored, feedback
-  key/key.csv               case_id, truth, store, patch_id   (designer side only; ``store`` is
-                            the patch store's folder name, e.g. ``lesion.zarr``)
-  key/held_out.csv          store, row: patches kept out of the case set (machine training)
-  key/practice_sources.csv  practice_id, image, truth, store, patch_id
+  key/key.csv               case_id, truth, store, patch_id, generator   (designer side only;
+                            ``store`` is the patch store's folder name, e.g. ``lesion.zarr``;
+                            ``generator`` names the synthetic case's generator, empty for real
+                            cases; keys written before it read as one generator)
+  key/held_out.csv          store, row, generator: patches kept out of the case set (machine
+                            training; per generator)
+  key/practice_sources.csv  practice_id, image, truth, store, patch_id, generator
   ratings/<reader>.jsonl    one JSON line per answer (format in mammo_lib.rating_scale),
                             append-only
 

@@ -44,6 +44,10 @@ class StudyJson(TypedDict, total=False):
         it unchanged). lesion_classes: the real cases' lesion classes (None: every class).
     warnings: what the build said (e.g. a sample shrunk to fit). Wall-clock times are not here
         but in ``reader_study/timings.json``, so a rebuild writes identical bytes.
+    generators: the generators whose patches are the synthetic cases, in study order (absent in
+        case sets built before generators were named: one generator). n_synthetic_by_generator:
+        generator -> scored synthetic cases (they sum to n_synthetic). Neither says which case
+        comes from which generator: that is in ``key/key.csv`` only.
     """
 
     case_set_id: str
@@ -57,6 +61,8 @@ class StudyJson(TypedDict, total=False):
     request: dict
     lesion_classes: list[str] | None
     warnings: list[str]
+    generators: list[str]
+    n_synthetic_by_generator: dict[str, int]
 
 
 # --------------------------------------------------------------------------- names and paths
@@ -312,7 +318,8 @@ def load_key(case_set: CaseSet, key_path: str | os.PathLike | None = None) -> pd
     Returns
     -------
     DataFrame
-        ``case_id``, ``truth`` ("real"/"synthetic"), ``store``, ``patch_id`` (strings).
+        ``case_id``, ``truth`` ("real"/"synthetic"), ``store``, ``patch_id`` and, in case sets
+        built since generators were named, ``generator`` (empty for real cases) (strings).
 
     Raises
     ------
@@ -339,7 +346,14 @@ class KeyedCaseSet:
 
     case_set: CaseSet
     key_path: Path
-    cases: pd.DataFrame  # case_id, image, truth, store, patch_id
+    cases: pd.DataFrame  # case_id, image, truth, store, patch_id, generator ("" for real cases)
+
+    @property
+    def generators(self) -> list[str]:
+        """The generators of the synthetic cases, in study order (study.json, else the key)."""
+        listed = [str(g) for g in self.case_set.study.get("generators") or []]
+        found = sorted(set(self.cases.loc[self.cases["truth"] == "synthetic", "generator"]))
+        return [g for g in listed if g in found] + [g for g in found if g not in listed]
 
     @property
     def case_set_id(self) -> str:
@@ -378,9 +392,21 @@ def load_case_set(case_set_dir: str | os.PathLike, key_path: str | os.PathLike |
                                "notebook 04 (reader study) first or pass case_set_dir= pointing at a case set folder")
     case_set = open_case_set(case_set_dir, check_images=False)
     key = load_key(case_set, key_path)
-    key_cols = [c for c in ("case_id", "truth", "store", "patch_id") if c in key.columns]
+    key_cols = [c for c in ("case_id", "truth", "store", "patch_id", "generator") if c in key.columns]
     merged = case_set.cases.merge(key[key_cols], on="case_id", how="left", suffixes=("", "_key"))
+    if "generator" not in merged.columns:
+        merged["generator"] = [_legacy_generator(t, st) for t, st in
+                               zip(merged["truth"], merged.get("store", [""] * len(merged)), strict=True)]
     return KeyedCaseSet(case_set=case_set, key_path=key_path, cases=merged)
+
+
+def _legacy_generator(truth: str, store: str) -> str:
+    """The generator of a synthetic case in a key written before keys named it: the store's
+    folder stem (the DCGAN's ``synthetic.zarr``: "dcgan")."""
+    if truth != "synthetic":
+        return ""
+    store = str(store or "synthetic.zarr")
+    return "dcgan" if store == "synthetic.zarr" else store.removesuffix(".zarr")
 
 
 # --------------------------------------------------------------------------- timings
