@@ -9,10 +9,12 @@ into ``<run>/patches/``:
 - ``skipped_files.csv``: every file or finding that could not be used (columns
   :data:`SKIPPED_COLUMNS`: path, problem, stage, kind; paths relative to the collection folder
   when inside it, else to the run folder);
-- ``extraction.json``: parameters and counts (schema :class:`ExtractionSummary`; paths relative
-  to the run folder), byte-identical on a rerun with the same inputs and seed;
-- ``timings.json``: wall-clock times of the run (schema :class:`ExtractionTimings`), the only
-  file that differs between two such runs.
+- ``extraction.json``: parameters and counts (schema
+  :class:`~mammo_lib.extraction_schema.ExtractionSummary`; paths relative to the run folder),
+  byte-identical on a rerun with the same inputs and seed;
+- ``timings.json``: wall-clock times of the run (schema
+  :class:`~mammo_lib.extraction_schema.ExtractionTimings`), the only file that differs between
+  two such runs.
 
 Scale: images are processed in batches (one Dask task per batch) on a ``LocalCluster`` of
 ``n_workers`` processes (or a real cluster at ``scheduler_address``; ``n_workers=0`` runs in
@@ -295,8 +297,8 @@ def extract_patches(
     out_dir : str or path-like
         The stage folder; ``lesion.zarr``, ``normal.zarr`` (uint8 patches, shape
         (n, patch_size, patch_size), + ``manifest.csv`` each), ``skipped_files.csv``,
-        ``extraction.json`` (:class:`ExtractionSummary`) and ``timings.json``
-        (:class:`ExtractionTimings`) are written there; earlier outputs are replaced.
+        ``extraction.json`` (:class:`~mammo_lib.extraction_schema.ExtractionSummary`) and ``timings.json``
+        (:class:`~mammo_lib.extraction_schema.ExtractionTimings`) are written there; earlier outputs are replaced.
     patch_size : int
         Side of the square patches in pixels (the paper: 128).
     n_normal_per_image : int
@@ -455,7 +457,7 @@ def read_summary(out_dir: str | os.PathLike) -> ExtractionSummary:
     Returns
     -------
     ExtractionSummary
-        Parameters and counts, as :class:`ExtractionSummary` describes them.
+        Parameters and counts, as :class:`~mammo_lib.extraction_schema.ExtractionSummary` describes them.
 
     Raises
     ------
