@@ -14,12 +14,15 @@ from mammo_lib.study_files import CaseSet
 
 
 def plot_case_set_balance(case_set: CaseSet):
-    """Horizontal bars of :func:`case_set_balance` (a matplotlib Figure)."""
+    """Horizontal bars of :func:`case_set_balance` (a matplotlib Figure): real red, the (first)
+    generator green, further generators in colours of their own."""
     import matplotlib.pyplot as plt
 
     balance = case_set_balance(case_set)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    balance.T.plot.barh(ax=ax, color=["#c0392b", "#27ae60"])
+    fig, ax = plt.subplots(figsize=(6, 3 if len(balance) <= 2 else 2 + 0.5 * len(balance)))
+    others = ["#2980b9", "#8e44ad", "#f39c12", "#16a085", "#7f8c8d", "#d35400", "#2c3e50"]
+    colors = ["#c0392b", "#27ae60"] + [others[k % len(others)] for k in range(len(balance) - 2)]
+    balance.T.plot.barh(ax=ax, color=colors)
     ax.set_xlabel("patches")
     ax.set_title(f"Case set {case_set.case_set_id}: balance")
     fig.tight_layout()
