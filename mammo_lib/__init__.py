@@ -2,9 +2,12 @@
 
 One module per stage of the study, data flowing one way through a run folder:
 
-- ``records``, ``dicom_io``, ``phantom``, ``datasets``: mammograms and their annotations
+- ``records``, ``dicom_io`` (+ ``dicom_checks``), ``images``, ``phantom``, ``datasets`` (+ ``readers.*``, one per
+  collection layout): mammograms and their annotations
 - ``patch_store``: the chunked (zarr) patch store + manifest every stage reads and writes
-- ``patches``: stage 01, lesion and normal-tissue patch extraction (Dask)
+- ``patches``: stage 01, lesion and normal-tissue patch extraction (Dask); ``patch_core`` the
+  per-image rules, ``patch_tasks`` one Dask task, ``extraction_schema`` its JSON,
+  ``reference_manifest`` the rerun check, ``extraction_report`` notebook 01's text and figures
 - ``dcgan``, ``dcgan_training``: stage 02, the DCGAN, its training and synthesis
   (``dcgan_config`` settings, ``dcgan_files`` file formats, ``dcgan_rng`` random streams,
   ``dcgan_figures`` figures)
