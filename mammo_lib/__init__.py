@@ -16,12 +16,14 @@ One module per stage of the study, data flowing one way through a run folder:
   realism metrics
 - ``study_files``: the reader study's files (case set, key, ratings JSONL), read and written here only
 - ``reader_study``, ``reader_study_figures``, ``machine_observer``: stage 04, building the blinded
-  case set and its figures, the machine observers; ``reading_session``, ``rating_app``,
+  case set and its figures, the machine observers (one per generator); ``case_sampling`` which
+  store rows become cases (the synthetic half split across generators); ``reading_session``, ``rating_app``,
   ``rating_server``: a reader's session, the rating page and its Voila server; ``invitations``,
   ``readers_cli``: readers' links and the coordinator's ``mammo-readers`` command
 - ``auc_stats``, ``reader_stats``, ``roc``, ``roc_figures``, ``mrmc``, ``mrmc_export``: stage 05,
   AUC statistics, per-reader statistics, the analysis and its figures, the Obuchowski-Rockette
-  MRMC analysis, exports for iMRMC / RJafroc / MRMCaov
+  MRMC analysis, exports for iMRMC / RJafroc / MRMCaov; ``roc_generators`` per generator
+  statistics and the MRMC with the generator as modality
 - ``run_folder``, ``runner``, ``plotting``: shared plumbing
 """
 
