@@ -65,6 +65,7 @@ from mammo_lib.extraction_schema import (
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.patch_core import PATCH_ROW_COLUMNS, STAGE, ExtractionParams
 from mammo_lib.patch_tasks import BatchSpec, run_batch, warm_worker
+from mammo_lib.progress import progress_bar
 from mammo_lib.records import ImageRecord, SkippedFile, vendor_matches
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
 SKIPPED_COLUMNS = ("path", "problem", "stage", "kind")
 #: Progress bars without elapsed time or rate: a short run prints the same text every time
 #: (a bar refreshes at most every 30 s, so long runs still show progress).
-PLAIN_BAR = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}"
 
 
 class ExtractionError(RuntimeError):
@@ -223,12 +223,8 @@ def _clear_outputs(out_dir: Path) -> Path:
 
 
 def _progress_bar(total: int, enabled: bool):
-    """A plain-text progress bar (reads right in an executed notebook, offline)."""
-    from tqdm.std import tqdm
-
-    return tqdm(total=total, unit="img", desc="extract patches", disable=not enabled,
-                mininterval=30.0, ascii=True,
-                bar_format=PLAIN_BAR)
+    """Live on a terminal; plain and time-free in a notebook (:func:`mammo_lib.progress.progress_bar`)."""
+    return progress_bar(total=total, desc="extract patches", unit="img", enabled=enabled)
 
 
 def _run_tasks(specs: list[BatchSpec], n_workers: int, scheduler_address: str | None,

@@ -415,11 +415,10 @@ def generate_phantom(
     out.mkdir(parents=True, exist_ok=True)
     views = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
     iterator = range(n_images)
-    if progress:
-        from tqdm.std import tqdm  # plain text: reads right in an executed notebook, offline
+    if progress:  # live on a terminal, plain and time-free in a notebook
+        from mammo_lib.progress import progress_bar
 
-        iterator = tqdm(iterator, desc="phantom images", unit="img", mininterval=30.0, ascii=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}")
+        iterator = progress_bar(iterator, desc="phantom images", unit="img")
     for index in iterator:
         rng = np.random.default_rng([seed, index])
         client = index // 4

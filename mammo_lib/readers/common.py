@@ -84,10 +84,10 @@ def clip_bbox(bbox: tuple[int, int, int, int] | None, rows: int | None,
 
 
 def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
-    """``items``, wrapped in a plain-text tqdm bar when ``enabled`` (reads right offline)."""
+    """``items``, wrapped in :func:`mammo_lib.progress.progress_bar` when ``enabled`` (live on a
+    terminal, plain and time-free in a notebook)."""
     if not enabled:
         return items
-    from tqdm.std import tqdm
+    from mammo_lib.progress import progress_bar
 
-    return tqdm(items, desc=desc, unit="file", mininterval=30.0, ascii=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}")
+    return progress_bar(items, desc=desc, unit="file")
