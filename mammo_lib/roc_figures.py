@@ -294,8 +294,7 @@ def save_all_figures(analysis: StudyAnalysis, run_dir: str | Path) -> dict[str, 
     Returns
     -------
     dict
-        name ("roc_curves", "ratings_by_truth", "confusion_matrices", "auc_forest", and "agreement"
-        with 2 or more readers) -> PNG path. The
+        name ("roc_curves", "ratings_by_truth", "confusion_matrices", "auc_forest") -> PNG path. The
         figures are closed after saving (a notebook shows the saved files, once each). With
         several generators "auc_forest" is :func:`plot_generator_forest` (per reader and
         generator) and "generator_differences" (:func:`plot_generator_differences`) is added.
@@ -307,13 +306,38 @@ def save_all_figures(analysis: StudyAnalysis, run_dir: str | Path) -> dict[str, 
 
     out_dir = figures_dir(run_dir, "roc")
     figs = {"roc_curves": plot_roc_curves, "ratings_by_truth": plot_ratings_by_truth,
-            "confusion_matrices": plot_confusion_matrices, "auc_forest": plot_auc_forest, "agreement": plot_agreement}
+            "confusion_matrices": plot_confusion_matrices, "auc_forest": plot_auc_forest}
     if analysis.across_generators is not None:
         figs.update(auc_forest=plot_generator_forest, generator_differences=plot_generator_differences)
     out = {}
     for name, fn in figs.items():
         fig = fn(analysis)
-        if fig is not None:
-            out[name] = save_figure(fig, out_dir / f"{name}.png")
-            plt.close(fig)
+        out[name] = save_figure(fig, out_dir / f"{name}.png")
+        plt.close(fig)
     return out
+
+
+def save_agreement_figure(analysis: StudyAnalysis, run_dir: str | Path) -> Path | None:
+    """Draw :func:`plot_agreement` and save it as ``<run_dir>/roc/figures/agreement.png``.
+
+    Parameters
+    ----------
+    analysis : StudyAnalysis
+    run_dir : path
+
+    Returns
+    -------
+    Path or None
+        The PNG, or None with fewer than 2 readers (nothing is written).
+    """
+    import matplotlib.pyplot as plt
+
+    from mammo_lib.plotting import save_figure
+    from mammo_lib.run_folder import figures_dir
+
+    fig = plot_agreement(analysis)
+    if fig is None:
+        return None
+    path = save_figure(fig, figures_dir(run_dir, "roc") / "agreement.png")
+    plt.close(fig)
+    return path

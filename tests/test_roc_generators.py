@@ -80,7 +80,8 @@ def test_metrics_figures_and_exports(study):
     assert metrics["mrmc_generators"]["all readers"]["RRRC"]["differences"][0]["comparison"] == "hard - easy"
     assert set(metrics["readers"]) == set(READERS)  # every ratings file keeps its overall statistics
     figures = roc_figures.save_all_figures(analysis, run_dir)
-    assert {"auc_forest", "generator_differences", "agreement", "ratings_by_truth"} <= set(figures)
+    assert {"auc_forest", "generator_differences", "ratings_by_truth"} <= set(figures)
+    assert roc_figures.save_agreement_figure(analysis, run_dir).stat().st_size > 5000
     by_truth = roc_figures.ratings_by_truth_table(analysis)
     assert set(by_truth["truth"]) == {"real", "synthetic: hard", "synthetic: easy"}
     assert by_truth.groupby("reader")["cases"].sum().eq(120).all()
