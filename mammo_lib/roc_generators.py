@@ -10,7 +10,9 @@ each generator is judged against the same real cases, per reader and across read
   modality, so the design is *partially paired*; the OR error covariances are estimated over the
   cases two AUCs share (:func:`mammo_lib.mrmc.partial_auc_covariance`, jackknife or DeLong),
   which makes each generator's own variance exactly that of a one-generator analysis of its
-  cases. The F test asks whether the generators' reader-averaged AUCs differ; each pairwise
+  cases (the OR model read as a marginal-mean ANOVA whose error covariances the design induces,
+  Hillis 2014; the estimator for this design is this project's, see
+  :func:`mammo_lib.mrmc.or_analysis`). The F test asks whether the generators' reader-averaged AUCs differ; each pairwise
   difference "A - B" (with CI and p, random readers and cases) answers "is generator A harder
   to tell from real than B?": a negative difference means readers separated A's patches from
   real ones less well than B's.
@@ -27,6 +29,7 @@ References
 Obuchowski NA, Rockette HE (1995) Commun Stat Simul Comput 24:285-308.
 Hillis SL (2007) Stat Med 26:596-619.
 Hillis SL, Obuchowski NA, Schartz KM, Berbaum KS (2005) Stat Med 24:1579-1607.
+Hillis SL (2014) Stat Med 33:330-360.
 DeLong ER, DeLong DM, Clarke-Pearson DL (1988) Biometrics 44:837-845.
 """
 
