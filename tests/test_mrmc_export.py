@@ -73,3 +73,27 @@ def test_stage_05_exports_match_the_analysis(tmp_path):
     ours = analysis.mrmc["all readers"]
     theirs = mrmc.or_analysis(back.ratings, back.truth, modalities=["m"], readers=list(names["reader"]))
     assert theirs["auc"]["m"] == pytest.approx(ours["auc"]["all readers"])
+
+
+def test_partially_paired_layout_round_trip_and_a_missing_rating(tmp_path):
+    """Generators as modalities: real cases under every modality, each synthetic case under one;
+    only read cells are written, and a reader missing a case of a modality is refused."""
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.ones(6, bool), np.zeros(8, bool)]
+    present = np.zeros((2, 14), bool)
+    present[:, :6] = True
+    present[0, 6:10] = present[1, 10:] = True
+    ratings = np.where(present[:, None, :], rng.random((2, 3, 14)), np.nan)
+    data = mrmc_export.MRMCData(ratings, truth, ["dcgan", "mine"], ["R1", "R2", "R3"],
+                                [f"c{k}" for k in range(14)], present)
+    imrmc = mrmc_export.write_imrmc(tmp_path / "g.imrmc", data)
+    assert len(imrmc.read_text().splitlines()) == 6 + 14 + 3 * (10 + 10)
+    long = mrmc_export.write_long_csv(tmp_path / "g.csv", data)
+    for back in (mrmc_export.read_imrmc(imrmc), mrmc_export.read_long_csv(long)):
+        np.testing.assert_array_equal(back.present, present)
+        np.testing.assert_array_equal(np.isnan(back.ratings), np.isnan(ratings))
+        np.testing.assert_allclose(back.ratings[~np.isnan(ratings)], ratings[~np.isnan(ratings)], rtol=1e-11)
+    rows = pd.read_csv(long)
+    rows[~((rows["reader"] == "R2") & (rows["case"] == "c7"))].to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(mrmc_export.ExportError, match=r"gap.csv: 1 \(modality, reader, case\) rating\(s\) are missing"):
+        mrmc_export.read_long_csv(tmp_path / "gap.csv")
