@@ -89,6 +89,10 @@ def table_html(df: pd.DataFrame | None, max_rows: int = 60) -> str:
                       float_format=lambda v: f"{v:.3g}") + note
 
 
+def _optional_table(df: pd.DataFrame) -> str | None:
+    return None if df.empty else table_html(df, max_rows=200)
+
+
 def notebook_warnings(run_dir: Path) -> list[dict[str, str]]:
     """Warning lines the executed notebooks printed on stderr, each once, with the notebook."""
     found: dict[str, str] = {}
@@ -163,6 +167,7 @@ def build_report(run_dir: str | os.PathLike) -> Path:
         "paper": table_html(sections.paper_beside_run(run_dir)),
         "realism": table_html(sections.realism_table(run_dir)),
         "readers": table_html(sections.reader_table(run_dir)),
+        "readers_by_generator": _optional_table(sections.generator_reader_table(run_dir)),
         "mrmc": table_html(sections.mrmc_table(run_dir)),
         "key_figures": [{"caption": cap, "src": png_data_uri(p)} for cap, p in sections.key_figures(figures)],
         "other_figures": {stage: [{"name": p.stem, "src": png_data_uri(p)} for p in pngs]

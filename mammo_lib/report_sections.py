@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from mammo_lib.fileio import read_json_or_empty
-from mammo_lib.run_results import manifest_rows, synthetic_stores
+from mammo_lib.run_results import generator_stores, manifest_rows
 
 #: key figures of the report: (stage folder, file stem, caption)
 KEY_FIGURES = (
@@ -23,7 +23,10 @@ KEY_FIGURES = (
                                        "against the real split-half yardstick where one exists"),
     ("dcgan", "fig3_synthetic_vs_real", "Fig. 3: synthetic lesions beside real ones"),
     ("roc", "roc_curves", "ROC curves of every reader (positive class: real)"),
-    ("roc", "auc_forest", "AUC of every reader with confidence intervals, and the MRMC reader average"),
+    ("roc", "auc_forest", "AUC of every reader (per generator when there are several) with confidence intervals, "
+                          "and the MRMC reader average"),
+    ("roc", "generator_differences", "Differences in reader-averaged AUC between generators (MRMC, generator as "
+                                     "modality): is one generator harder to tell from real than another?"),
 )
 
 
@@ -48,7 +51,7 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
     ]
     for label, store in (("real lesion patches", run_dir / "patches" / "lesion.zarr"),
                          ("normal-tissue patches", run_dir / "patches" / "normal.zarr"),
-                         *((f"synthetic patches ({s.stem})", s) for s in synthetic_stores(run_dir))):
+                         *((f"synthetic patches ({name})", s) for name, s in generator_stores(run_dir).items())):
         n = manifest_rows(store)
         rows.append((label, "stage did not run" if n is None else f"{n:,}"))
     rows += [
@@ -103,26 +106,52 @@ def reader_table(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ci_text(ci: list | None) -> str:
+    if not ci or None in ci:
+        return "undefined"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _mrmc_rows(label: str, result: Any) -> list[dict]:
+    if not isinstance(result, dict) or "skipped" in result:
+        reason = result.get("skipped", "") if isinstance(result, dict) else ""
+        return [{"analysis": label, "view": "", "AUC": "", "95% CI": "", "p": reason}]
+    rows = []
+    for view in ("RRRC", "FRRC", "RRFC"):
+        block = result.get(view) or {}
+        for modality, st in (block.get("single_modality") or {}).items():
+            rows.append({"analysis": f"{label}: {modality}" if modality != label else label, "view": view,
+                         "AUC": _fmt(st.get("auc")), "SE": _fmt(st.get("se")), "df": _fmt(st.get("df")),
+                         "95% CI": _ci_text(st.get("ci")), "p": _fmt(st.get("p_vs_0.5"))})
+        for d in block.get("differences") or []:
+            rows.append({"analysis": f"{label}: {d.get('comparison', '')}", "view": f"{view} difference",
+                         "AUC": _fmt(d.get("difference")), "SE": _fmt(d.get("se")), "df": _fmt(d.get("df")),
+                         "95% CI": _ci_text(d.get("ci")), "p": _fmt(d.get("p"))})
+    return rows
+
+
 def mrmc_table(run_dir: Path) -> pd.DataFrame:
-    """Obuchowski-Rockette reader-averaged AUC per analysis and view (RRRC, FRRC, RRFC)."""
+    """Obuchowski-Rockette reader-averaged AUC per analysis and view (RRRC, FRRC, RRFC); with
+    several generators also the analysis with the generator as modality and its differences."""
+    metrics = read_json_or_empty(run_dir / "roc" / "metrics.json")
+    rows = [r for label, result in (metrics.get("mrmc") or {}).items() for r in _mrmc_rows(label, result)]
+    rows += [r for label, result in (metrics.get("mrmc_generators") or {}).items()
+             for r in _mrmc_rows(f"generators as modalities, {label}", result)]
+    return pd.DataFrame(rows)
+
+
+def generator_reader_table(run_dir: Path) -> pd.DataFrame:
+    """Per generator and reader: accuracy and AUC of real vs that generator's cases (empty with one
+    generator, where the reader table says it all)."""
     metrics = read_json_or_empty(run_dir / "roc" / "metrics.json")
     rows = []
-    for label, result in (metrics.get("mrmc") or {}).items():
-        if not isinstance(result, dict) or "skipped" in result:
-            rows.append({"analysis": label, "view": "", "AUC": "", "95% CI": "",
-                         "p (AUC = 0.5)": (result or {}).get("skipped", "") if isinstance(result, dict) else ""})
-            continue
-        for view in ("RRRC", "FRRC", "RRFC"):
-            for modality, s in ((result.get(view) or {}).get("single_modality") or {}).items():
-                ci = s.get("ci") or [None, None]
-                rows.append({"analysis": f"{label}: {modality}" if modality != label else label, "view": view,
-                             "AUC": _fmt(s.get("auc")), "SE": _fmt(s.get("se")), "df": _fmt(s.get("df")),
-                             "95% CI": "undefined" if None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
-                             "p (AUC = 0.5)": _fmt(s.get("p_vs_0.5"))})
-            for d in (result.get(view) or {}).get("differences") or []:
-                rows.append({"analysis": label, "view": f"{view} difference {d.get('modalities', '')}",
-                             "AUC": _fmt(d.get("difference")), "SE": _fmt(d.get("se")), "df": _fmt(d.get("df")),
-                             "95% CI": str(d.get("ci", "")), "p (AUC = 0.5)": _fmt(d.get("p"))})
+    for generator, block in (metrics.get("by_generator") or {}).items():
+        for reader, st in ((block or {}).get("readers") or {}).items():
+            acc = st.get("accuracy") or {}
+            rows.append({"generator": generator, "reader": reader, "kind": st.get("reader_kind"),
+                         "trained on": st.get("trained_on") or "", "cases": st.get("n_cases"),
+                         "accuracy": _fmt(acc.get("estimate")), "accuracy 95% CI": _ci(acc),
+                         "AUC": _fmt(st.get("auc")), "AUC 95% CI (DeLong)": _ci(st.get("auc_delong"))})
     return pd.DataFrame(rows)
 
 

@@ -20,9 +20,16 @@ def manifest_rows(store: Path) -> int | None:
         return max(0, sum(1 for _ in fh) - 1)
 
 
-def synthetic_stores(run_dir: Path) -> list[Path]:
-    """Every ``synthetic/*.zarr`` store of the run (one per generator)."""
-    return sorted((run_dir / "synthetic").glob("*.zarr"))
+def generator_stores(run_dir: Path) -> dict[str, Path]:
+    """``{generator name: store}`` of the run (:func:`mammo_lib.run_folder.synthetic_stores`),
+    empty when stage 02 has not run or a store cannot be read."""
+    from mammo_lib.patch_store import PatchStoreError
+    from mammo_lib.run_folder import synthetic_stores
+
+    try:
+        return synthetic_stores(run_dir)
+    except (FileNotFoundError, ValueError, PatchStoreError):
+        return {}
 
 
 def _pick(data: dict, *path: str) -> Any:
@@ -58,7 +65,7 @@ def headline_results(run_dir: Path, stem: str) -> dict:
     if stem.startswith("02"):
         summary = read_json_or_empty(run_dir / "dcgan" / "training_summary.json")
         out = {k: summary.get(k) for k in ("iterations_done", "stopped") if k in summary}
-        out["synthetic_patches"] = {s.stem: manifest_rows(s) for s in synthetic_stores(run_dir)}
+        out["synthetic_patches"] = {name: manifest_rows(s) for name, s in generator_stores(run_dir).items()}
         return out
     if stem.startswith("03"):
         fs = read_json_or_empty(run_dir / "feature_space" / "metrics.json")
