@@ -121,15 +121,52 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(parameter_specs(notebook))
 
 
+#: keys of nested items (e.g. a generator of stage 02) whose values name files or folders
+NESTED_PATH_KEYS = ("path", "metadata")
+
+
+def _absolute(value):
+    if isinstance(value, str) and value and not Path(value).is_absolute() and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
+def _absolute_nested(value):
+    if isinstance(value, list):
+        return [_absolute_nested(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _absolute(v) if k in NESTED_PATH_KEYS else _absolute_nested(v) for k, v in value.items()}
+    return value
+
+
 def absolute_path_values(overrides: dict) -> dict:
     """Make override values that name an existing file or folder (relative to the caller's working
-    directory) absolute: notebooks run in the run folder, not where the command was typed."""
-    out = {}
-    for key, value in overrides.items():
-        if isinstance(value, str) and value and not Path(value).is_absolute() and Path(value).exists():
-            value = str(Path(value).resolve())
-        out[key] = value
-    return out
+    directory) absolute: notebooks run in the run folder, not where the command was typed. Inside
+    lists and dicts (e.g. stage 02's ``generators``) the values of ``path`` and ``metadata`` keys
+    are made absolute the same way."""
+    return {key: _absolute(value) if isinstance(value, str) else _absolute_nested(value)
+            for key, value in overrides.items()}
+
+
+def read_params_file(path: str | os.PathLike) -> dict:
+    """``--params-file``: a JSON object ``{parameter: value}`` of overrides, values already typed.
+
+    Raises
+    ------
+    StudyError
+        When the file is missing, not JSON, or not an object.
+    """
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise StudyError(f"--params-file {path}: cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"--params-file {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise StudyError(f"--params-file {path}: must hold a JSON object {{\"parameter\": value, ...}}")
+    return data
 
 
 def _relative_to_run(value, notebook_dir: Path, run_dir: Path):
@@ -355,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter in every notebook that declares it; the value is converted "
                              "by the parameter's declared type (true/false, null, [\"a\", \"b\"], numbers, text)")
+    parser.add_argument("--params-file", default=None, metavar="JSON",
+                        help="a JSON object {parameter: value} of overrides (e.g. stage 02's generators list); "
+                             "-p wins over it")
     parser.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name starts with these")
     parser.add_argument("--from", dest="start_from", default=None,
                         help="start at this notebook (earlier outputs in the run folder are reused)")
@@ -362,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", action="store_true", help="do not write report/index.html at the end")
     args = parser.parse_args(args_in)
     try:
-        overrides = {}
+        overrides = read_params_file(args.params_file) if args.params_file else {}
         for item in args.param:
             key, raw = split_override(item)
             overrides[key] = raw

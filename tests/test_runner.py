@@ -154,3 +154,21 @@ def test_mammo_study_readers_is_the_coordinator_command(capsys):
     with pytest.raises(SystemExit):
         main(["readers", "--help"])
     assert "add" in capsys.readouterr().out
+
+
+def test_params_file_gives_typed_values_and_nested_paths_are_made_absolute(tmp_path, notebook_dir, monkeypatch):
+    from mammo_lib.runner import main
+
+    _notebook(notebook_dir / "03_items.ipynb", 'run_dir = "x"\nitems = [{"name": "a"}]',
+              "from pathlib import Path\nPath(run_dir, 'items.txt').write_text(repr(items))")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "p.json").write_text(json.dumps({"items": [{"name": "a"}, {"name": "b", "path": "patches"}]}))
+    assert main(["--profile", "smoke", "--name", "pf", "--runs-root", "runs", "--notebooks", str(notebook_dir),
+                 "--only", "03", "--params-file", "p.json", "--no-report"]) == 0
+    assert (tmp_path / "runs" / "pf" / "items.txt").read_text() == repr(
+        [{"name": "a"}, {"name": "b", "path": str(tmp_path / "patches")}])
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["--profile", "smoke", "--name", "pf2", "--runs-root", "runs", "--notebooks", str(notebook_dir),
+                 "--params-file", "bad.json"]) == 1
+    assert not (tmp_path / "runs" / "pf2").exists()
