@@ -31,6 +31,8 @@ iteration count).
     .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default          # 240 s each
     .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default --quick  # 60 s each
     .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/mias --candidates baseline,chosen
+    .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default --evaluate-run
+        # no training: the same metrics for the synthetic store stage 02 of that run wrote
 """
 
 from __future__ import annotations
@@ -154,6 +156,18 @@ def run_candidate(name: str, overrides: dict, store: Path, real: np.ndarray, cnn
             "wall_s": wall, "s_per_it": per_it, **metrics}
 
 
+def evaluate_run(run_dir: Path, real: np.ndarray, cnn, seed: int) -> None:
+    """Print the metrics of the synthetic store stage 02 wrote into ``run_dir`` (its CPU time from timings.json)."""
+    from mammo_lib.run_folder import synthetic_store_path
+
+    synthetic = open_patch_store(synthetic_store_path(run_dir))
+    summary = json.loads((run_dir / "dcgan" / "training_summary.json").read_text())
+    timings = json.loads((run_dir / "dcgan" / "timings.json").read_text())
+    row = {"name": f"run:{run_dir.name}", "iterations": summary["iterations_done"], "stopped": summary["stopped"],
+           "cpu_s": float("nan"), "wall_s": timings["total_seconds"], **quality(real, synthetic.load(), cnn, seed)}
+    print(format_row(row), flush=True)
+
+
 def format_row(r: dict) -> str:
     return (f"{r['name']:<20} it {r['iterations']:>5} cpu {r['cpu_s']:6.1f}s wall {r['wall_s']:6.1f}s | "
             f"1nn_px {r['1nn_px']:.3f} 1nn_cnn {r['1nn_cnn']:.3f} fd/yard {r['fd']:.1f}/{r['yard']:.1f}"
@@ -171,6 +185,8 @@ def main() -> None:
     parser.add_argument("--n-synthetic", type=int, default=500)
     parser.add_argument("--probe-iterations", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluate-run", action="store_true",
+                        help="train nothing: score the run folder's own synthetic/synthetic.zarr (stage 02 output)")
     args = parser.parse_args()
     if args.quick:
         args.budget = 60.0
@@ -192,6 +208,9 @@ def main() -> None:
     cnn = train_lesion_cnn(real, normal, seed=args.seed, n_threads=1)
     print(f"{len(real)} real lesion patches of {real.shape[1]} px from {store}; {args.n_synthetic} synthetic per "
           f"candidate; {args.budget:g} CPU s of training each on 1 thread; {load()}", flush=True)
+    if args.evaluate_run:
+        evaluate_run(run_dir, real, cnn, args.seed)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             print(format_row(run_candidate(name, CANDIDATES[name], store, real, cnn, args, Path(tmp))), flush=True)
