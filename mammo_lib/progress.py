@@ -1,7 +1,8 @@
 """Progress bars that read right everywhere: live on a terminal, plain and time-free elsewhere.
 
 On a terminal a normal tqdm bar (rate, elapsed and remaining time). Anywhere else (a Jupyter
-kernel, papermill, a log file) a plain-text bar printed only when it starts and when it ends,
+kernel, papermill, a log file) a plain-text bar on standard output (a notebook shows it as plain
+text, not as a red error block), printed only when it starts and when it ends,
 without times or rates: an executed notebook then shows ``extract patches: 100%|##########| 140/140 img``
 offline (no widget showing "0%"), and a rerun writes exactly the same text.
 """
@@ -43,4 +44,4 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
         return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, initial=initial,
                     dynamic_ncols=True, mininterval=1.0)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, initial=initial,
-                ascii=True, bar_format=PLAIN_FORMAT, mininterval=float("inf"), file=sys.stderr)
+                ascii=True, bar_format=PLAIN_FORMAT, mininterval=float("inf"), file=sys.stdout)

@@ -68,7 +68,8 @@ def code_state(repo: str | os.PathLike) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"git_commit": str, "dirty": bool | None, "dirty_files": list[str]}``; the commit is
+        ``{"git_commit": str, "dirty": bool | None, "dirty_files": list[str]}`` (changed and
+        untracked files; ignored ones such as ``runs/`` are not listed); the commit is
         ``"unknown"`` and ``dirty`` None outside a git checkout (an installed package).
     """
     def git(*args: str) -> str:
@@ -77,7 +78,7 @@ def code_state(repo: str | os.PathLike) -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD").strip()
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git("status", "--porcelain", "--untracked-files=normal")  # untracked code counts too
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": "unknown", "dirty": None, "dirty_files": []}
     files = sorted(line[3:] for line in status.splitlines() if line.strip())

@@ -94,7 +94,7 @@ def _optional_table(df: pd.DataFrame) -> str | None:
 
 
 def notebook_warnings(run_dir: Path) -> list[dict[str, str]]:
-    """Warning lines the executed notebooks printed on stderr, each once, with the notebook."""
+    """Warning lines the executed notebooks printed (stdout or stderr), each once, with the notebook."""
     found: dict[str, str] = {}
     for nb_path in sorted(run_dir.glob("[0-9][0-9]_*.ipynb")):
         try:
@@ -103,10 +103,10 @@ def notebook_warnings(run_dir: Path) -> list[dict[str, str]]:
             continue
         for cell in nb.get("cells", []):
             for out in cell.get("outputs", []):
-                if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                if out.get("output_type") == "stream":
                     text = "".join(out.get("text", ""))
                     for line in text.splitlines():
-                        if re.search(r"Warning|warning:", line) and line.strip() not in found:
+                        if re.search(r"\bwarning\b", line, re.IGNORECASE) and line.strip() not in found:
                             found[line.strip()] = nb_path.stem
     return [{"notebook": nb, "warning": w} for w, nb in found.items()]
 

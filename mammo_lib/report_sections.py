@@ -88,6 +88,22 @@ def _fmt(v: Any) -> str:
     return "undefined" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _p(v: Any) -> str:
+    """A p-value as people read it: "<0.001" rather than "0.000"."""
+    if not isinstance(v, (int, float)) or v != v:
+        return "undefined"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _degenerate_note(stats: dict) -> str:
+    """Plain words for a reader whose ratings make the DeLong test meaningless."""
+    flag = stats.get("degenerate") or (stats.get("auc_delong") or {}).get("degenerate")
+    if flag:
+        return (f"{flag}: " if isinstance(flag, str) else "") + \
+            "perfect or reversed separation, the DeLong SE is 0 and its CI and test say nothing"
+    return ""
+
+
 def reader_table(run_dir: Path) -> pd.DataFrame:
     """Per reader: kind, cases, accuracy with its exact CI, AUC with DeLong and bootstrap CIs."""
     metrics = read_json_or_empty(run_dir / "roc" / "metrics.json")
@@ -98,10 +114,11 @@ def reader_table(run_dir: Path) -> pd.DataFrame:
         rows.append({
             "reader": reader, "kind": s.get("reader_kind"), "cases": s.get("n_cases"),
             "accuracy": _fmt(acc.get("estimate")), "accuracy 95% CI": _ci(acc),
-            "p (accuracy = 0.5)": _fmt(acc.get("p_value_vs_0.5")),
+            "p (accuracy = 0.5)": _p(acc.get("p_value_vs_0.5")),
             "AUC": _fmt(s.get("auc")), "AUC 95% CI (DeLong)": _ci(s.get("auc_delong")),
             "AUC 95% CI (bootstrap)": _ci(boot, "low", "high"),
-            "p (AUC = 0.5)": _fmt((s.get("auc_delong") or {}).get("p_value_vs_0.5")),
+            "p (AUC = 0.5)": _p((s.get("auc_delong") or {}).get("p_value_vs_0.5")),
+            "note": _degenerate_note(s),
         })
     return pd.DataFrame(rows)
 
@@ -122,11 +139,11 @@ def _mrmc_rows(label: str, result: Any) -> list[dict]:
         for modality, st in (block.get("single_modality") or {}).items():
             rows.append({"analysis": f"{label}: {modality}" if modality != label else label, "view": view,
                          "AUC": _fmt(st.get("auc")), "SE": _fmt(st.get("se")), "df": _fmt(st.get("df")),
-                         "95% CI": _ci_text(st.get("ci")), "p": _fmt(st.get("p_vs_0.5"))})
+                         "95% CI": _ci_text(st.get("ci")), "p": _p(st.get("p_vs_0.5"))})
         for d in block.get("differences") or []:
             rows.append({"analysis": f"{label}: {d.get('comparison', '')}", "view": f"{view} difference",
                          "AUC": _fmt(d.get("difference")), "SE": _fmt(d.get("se")), "df": _fmt(d.get("df")),
-                         "95% CI": _ci_text(d.get("ci")), "p": _fmt(d.get("p"))})
+                         "95% CI": _ci_text(d.get("ci")), "p": _p(d.get("p"))})
     return rows
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +40,7 @@ from mammo_lib.run_results import headline_results
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "default", "paper")
+RUN_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 class StudyError(RuntimeError):
@@ -231,6 +234,20 @@ def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], profile: str
     return params, used
 
 
+def _forget_earlier_run(run_dir: Path, notebooks: list[Path]) -> None:
+    """Before a run into an existing folder: remove what would describe an earlier run as this one
+    (the report, the rerun check, the executed copies and timings of the notebooks about to run).
+    Stage outputs stay: each stage replaces its own, and human ratings are never touched."""
+    shutil.rmtree(run_dir / "report", ignore_errors=True)
+    (run_dir / "verify.json").unlink(missing_ok=True)
+    timings = read_json_or_empty(run_dir / provenance.TIMINGS_NAME)
+    for nb in notebooks:
+        (run_dir / nb.name).unlink(missing_ok=True)
+        (timings.get("notebooks") or {}).pop(nb.name, None)
+    if timings:
+        write_json(run_dir / provenance.TIMINGS_NAME, timings)
+
+
 def _execute(nb: Path, run_dir: Path, params: dict) -> dict | None:
     """Run one notebook in the run folder; None when it succeeded, else the error record."""
     import papermill as pm
@@ -331,18 +348,23 @@ def run_study(
         typed = _typed_overrides(dict(overrides or {}), specs)
     except ParameterError as exc:
         raise StudyError(str(exc)) from None
-    seed = int(typed.pop("seed", seed))
-    run_dir = (Path(runs_root) / (name or profile)).resolve()
+    seed = int(typed.get("seed", seed))
+    name = name or profile
+    if not RUN_NAME.match(name) or name in (".", ".."):
+        raise StudyError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only (it names a folder "
+                         f"under {runs_root}, never a path)")
+    run_dir = (Path(runs_root) / name).resolve()
     rerun = {nb.name for nb in notebooks}
     planned = [(nb, *_notebook_parameters(nb, specs[nb], profile, typed, seed, run_dir)) for nb in notebooks]
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    _forget_earlier_run(run_dir, notebooks)
     previous = read_json_or_empty(run_dir / provenance.RECORD_NAME)  # kept on --from/--only
     record = provenance.base_record(profile, seed, typed, REPO_ROOT)
     record["notebooks"] = [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
-    record["results"] = previous.get("results", {})
+    record["results"] = {k: v for k, v in previous.get("results", {}).items() if f"{k}.ipynb" not in rerun}
     write_json(run_dir / provenance.RECORD_NAME, record)
-    provenance.update_timings(run_dir, started=provenance.now_iso())
+    provenance.update_timings(run_dir, started=provenance.now_iso(), finished=None)
     log(f"study: profile={profile} run folder={run_dir} ({len(planned)} notebooks)")
     for k, (nb, params, used) in enumerate(planned, start=1):
         log(f"[{k}/{len(planned)}] {nb.stem} ...")
@@ -357,6 +379,10 @@ def run_study(
             provenance.update_results(run_dir, nb.stem, headline_results(run_dir, nb.stem))
         if error:
             log(f"[{k}/{len(planned)}] {nb.stem} FAILED")
+            if report:  # the report of a failed run says so, and names what is missing
+                from mammo_lib.report import build_report
+
+                build_report(run_dir)
             raise StudyError(
                 f"notebook {nb.name} failed in cell {error['cell']} (execution count {error['execution_count']}): "
                 f"{error['exception']}: {error['message']}\n  executed copy with the full traceback: {run_dir / nb.name}"
@@ -383,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         from mammo_lib.readers_cli import main as readers_main
 
         return readers_main(args_in[1:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The study coordinator's command: mammo-study readers add|list|revoke|progress ... "
+               "(mammo-study readers --help).")
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--name", default=None, help="run folder name under runs/ (default: the profile)")
     parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"))
@@ -406,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.param:
             key, raw = split_override(item)
             overrides[key] = raw
+        if "seed" in overrides and args.seed != 0 and str(overrides["seed"]).strip() != str(args.seed):
+            raise StudyError(f"--seed {args.seed} and -p seed={overrides['seed']} disagree: give the seed once")
         run_study(profile=args.profile, name=args.name, runs_root=args.runs_root, overrides=overrides,
                   only=args.only, start_from=args.start_from, seed=args.seed,
                   notebook_dir=Path(args.notebooks), report=not args.no_report)

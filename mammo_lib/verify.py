@@ -4,8 +4,11 @@
 reruns the study with the same profile, seed and overrides into ``runs/NAME-verify`` (a fresh
 folder), and compares the two run folders byte by byte. Expected: no difference. Not compared:
 the timing records (every ``timings.json``), the report, and in executed notebooks only the
-timing metadata papermill and Jupyter add (start and end times, durations). The result is
-written to ``runs/NAME/verify.json`` and shown in the run's report.
+timing metadata papermill and Jupyter add (start and end times, durations), the study
+coordinator's invitations (``reader_study/access/``) and a live reader's lock file. People's
+ratings are inputs, not outputs: a rerun has only the machine observers' ratings, so a run that
+people have rated reports their ratings files as "only in the run". The result is written to
+``runs/NAME/verify.json`` and shown in the run's report.
 """
 
 from __future__ import annotations
@@ -62,13 +65,18 @@ def notebook_without_timings(path: Path) -> bytes:
     return json.dumps(nb, sort_keys=True).encode("utf-8")
 
 
+def _compared(rel: Path) -> bool:
+    """Whether a file of the run folder is a study output to compare (see the module docstring)."""
+    if rel.parts[0] in IGNORED_TOP or rel.name == TIMINGS_NAME:
+        return False
+    if rel.parts[:2] == ("reader_study", "access"):  # the coordinator's invitations, not an output
+        return False
+    return not (rel.parts[:2] == ("reader_study", "ratings") and rel.name.endswith(".lock"))
+
+
 def _files(root: Path) -> set[str]:
-    out = set()
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if path.is_file() and rel.parts[0] not in IGNORED_TOP and path.name != TIMINGS_NAME:
-            out.add(rel.as_posix())
-    return out
+    return {path.relative_to(root).as_posix() for path in root.rglob("*")
+            if path.is_file() and _compared(path.relative_to(root))}
 
 
 def _same(a: Path, b: Path) -> bool:

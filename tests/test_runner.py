@@ -172,3 +172,34 @@ def test_params_file_gives_typed_values_and_nested_paths_are_made_absolute(tmp_p
     assert main(["--profile", "smoke", "--name", "pf2", "--runs-root", "runs", "--notebooks", str(notebook_dir),
                  "--params-file", "bad.json"]) == 1
     assert not (tmp_path / "runs" / "pf2").exists()
+
+
+def test_a_rerun_into_an_old_folder_forgets_the_old_report_results_and_timings(tmp_path, notebook_dir):
+    runs = tmp_path / "runs"
+    run = run_study("smoke", name="old", runs_root=runs, notebook_dir=notebook_dir, log=lambda s: None)
+    assert (run / "report" / "index.html").exists()
+    (run / "verify.json").write_text("{}")
+    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('broken')")
+    with pytest.raises(StudyError):
+        run_study("smoke", name="old", runs_root=runs, notebook_dir=notebook_dir, log=lambda s: None)
+    assert not (run / "verify.json").exists()
+    timings = json.loads((run / "timings.json").read_text())
+    assert timings["finished"] is None and set(timings["notebooks"]) == {
+        "01_first.ipynb", "02_second.ipynb", "03_broken.ipynb"}
+    page = (run / "report" / "index.html").read_text()  # the failed run's own report says so
+    assert "The run failed in 03_broken.ipynb" in page
+
+
+def test_run_names_are_folder_names_and_the_seed_is_given_once(tmp_path, notebook_dir):
+    from mammo_lib.runner import main
+
+    for bad in ("../escape", "a/b", ".."):
+        with pytest.raises(StudyError, match="run name"):
+            run_study("smoke", name=bad, runs_root=tmp_path / "runs", notebook_dir=notebook_dir)
+    assert not (tmp_path / "escape").exists()
+    assert main(["--profile", "smoke", "--runs-root", str(tmp_path / "runs"), "--notebooks", str(notebook_dir),
+                 "--seed", "3", "-p", "seed=4", "--no-report"]) == 1
+    run = run_study("smoke", name="s", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, report=False,
+                    overrides={"seed": "5"}, log=lambda s: None)
+    record = json.loads((run / "run.json").read_text())
+    assert record["seed"] == 5 and record["overrides"] == {"seed": 5}
