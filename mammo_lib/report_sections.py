@@ -30,6 +30,23 @@ KEY_FIGURES = (
 )
 
 
+#: how each collection must be cited when a run uses it (also in the README's "Your own data")
+DATA_CITATIONS = {
+    "mias": "Suckling J et al., \"The Mammographic Image Analysis Society digital mammogram database\", "
+            "Excerpta Medica, International Congress Series 1069:375-378 (1994).",
+    "cbis-ddsm": "Sawyer-Lee R et al., Curated Breast Imaging Subset of DDSM, TCIA (2016), "
+                 "doi:10.7937/K9/TCIA.2016.7O02S9CY; Lee RS et al., Scientific Data 4:170177 (2017); "
+                 "Clark K et al., J Digit Imaging 26(6):1045-1057 (2013). CC BY 3.0.",
+    "vindr-mammo": "Nguyen HT et al., \"VinDr-Mammo: a large-scale benchmark dataset for computer-aided diagnosis "
+                   "in full-field digital mammography\", Scientific Data 10:277 (2023); PhysioNet (Goldberger AL "
+                   "et al., Circulation 101(23), 2000).",
+    "inbreast": "Moreira IC et al., \"INbreast: toward a full-field digital mammographic database\", Academic "
+                "Radiology 19(2):236-248 (2012).",
+    "omidb": "Halling-Brown MD et al., \"OPTIMAM Mammography Image Database: a large-scale resource of mammography "
+             "images and clinical data\", Radiology: Artificial Intelligence 3(1):e200103 (2021).",
+}
+
+
 def _notebook_params(record: dict, stem: str) -> dict:
     for entry in record.get("notebooks", []):
         if entry.get("notebook", "").startswith(stem):
@@ -49,6 +66,8 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
         ("data source", f"{p01.get('source_kind', '?')}" + (f" at {p01['source_path']}" if p01.get("source_path") else
                                                             " (the built-in phantom)" if p01.get("source_kind") == "phantom" else "")),
     ]
+    if p01.get("source_kind") in DATA_CITATIONS:
+        rows.append(("data citation (required)", DATA_CITATIONS[p01["source_kind"]]))
     for label, store in (("real lesion patches", run_dir / "patches" / "lesion.zarr"),
                          ("normal-tissue patches", run_dir / "patches" / "normal.zarr"),
                          *((f"synthetic patches ({name})", s) for name, s in generator_stores(run_dir).items())):
