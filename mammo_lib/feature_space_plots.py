@@ -325,7 +325,7 @@ def _forest_rows(space: str, generator: str, m: dict) -> list[dict]:
         ("share with mostly normal-tissue neighbours", nns, float("nan"),
          {"yardstick": ref["value"], "yardstick_low": ref["ci_low"], "yardstick_high": ref["ci_high"]}),
         ("memorisation: median NN distance ratio", mem["median_ratio_synthetic_to_real"], 1.0, {}),
-        (f"memorisation: share below real {q_key[-2:]}% NN distance", mem[q_key], q, {}),
+        (f"memorisation: share below real {int(q_key[-2:])}% NN distance", mem[q_key], q, {}),
     ]
     rows = []
     for metric, est, ideal, extra in entries:

@@ -252,7 +252,7 @@ def _summary_rows(space: str, m: dict, generator: str = "") -> list[dict]:
             f"real lesions: {nns['real_lesion_reference']['value']:.3f}"),
         row("memorisation: median NN distance ratio synth/real", mem["median_ratio_synthetic_to_real"],
             "<< 1 would mean copying"),
-        row(f"memorisation: share below real {q_key[-2:]}% NN distance", mem[q_key],
+        row(f"memorisation: share below real {int(q_key[-2:])}% NN distance", mem[q_key],
             f"about {int(q_key[-2:]) / 100:.2f} if no copying"),
     ]
     for r in rows:
