@@ -1,7 +1,7 @@
 """Benchmark: images/s of our DCGAN training loop vs a bare loop with the same networks and batch.
 
 Our loop (``mammo_lib.dcgan_training.train_dcgan``) adds a per-iteration CSV log row (flushed),
-fixed-noise sample grids, atomic checkpoints, stop checks and a tqdm progress bar to the plain
+fixed-noise sample grids, atomic checkpoints, stop checks and a progress report to the plain
 DCGAN iteration. The bare loop is the pytorch/examples dcgan iteration alone: same Generator,
 Discriminator, Adam settings, batch size and in-memory data, nothing else. Both are timed in the
 same process, alternating, on a toy lesion store; the ratio ours/bare of the best of several
@@ -9,6 +9,7 @@ repeats is printed (target >= 0.95).
 
     .venv/bin/python benchmarks/bench_dcgan.py            # 128 px, widths 16, batch 16
     .venv/bin/python benchmarks/bench_dcgan.py --quick    # 64 px, fewer iterations
+    .venv/bin/python benchmarks/bench_dcgan.py --upsampling resize_conv --channels-last  # the default profile's
 
 No GPU is lent to this project's development machine, so only CPU figures were measured; with
 CUDA present both loops run on it (``--device auto``).
@@ -35,10 +36,13 @@ from mammo_lib.dcgan_training import TrainConfig, train_dcgan
 from mammo_lib.testing import write_toy_lesion_store
 
 
-def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device) -> float:
+def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device,
+              channels_last: bool = False) -> float:
     """images/s of the plain DCGAN iteration (timed after one warm-up iteration)."""
     torch.manual_seed(0)
-    generator, discriminator = Generator(arch).to(device), Discriminator(arch).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    generator = Generator(arch).to(device, memory_format=fmt)
+    discriminator = Discriminator(arch).to(device, memory_format=fmt)
     opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = torch.nn.BCEWithLogitsLoss()
@@ -56,6 +60,7 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
         if b == 0:
             perm = torch.randperm(len(data))
         real = data[perm[b * batch:(b + 1) * batch].to(device)].float().div(127.5).sub(1).unsqueeze(1)
+        real = real.contiguous(memory_format=fmt)
         opt_d.zero_grad(set_to_none=True)
         criterion(discriminator(real), ones).backward()
         fake = generator(torch.randn(batch, arch.latent_dim, device=device))
@@ -70,10 +75,11 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
 
 
 def our_loop(store: Path, out: Path, arch: Architecture, batch: int, iterations: int, device,
-             checkpoint_every: int, sample_every: int) -> float:
+             checkpoint_every: int, sample_every: int, channels_last: bool = False) -> float:
     """images/s of train_dcgan (log, samples, checkpoints, progress), timed over the iterations after the first."""
     cfg = TrainConfig(max_iterations=1, batch_size=batch, latent_dim=arch.latent_dim, ngf=arch.ngf, ndf=arch.ndf,
-                      checkpoint_every=checkpoint_every, sample_every=sample_every, device=str(device), seed=0)
+                      checkpoint_every=checkpoint_every, sample_every=sample_every, device=str(device), seed=0,
+                      upsampling=arch.upsampling, channels_last=channels_last)
     train_dcgan(store, out, cfg, resume=False)  # warm-up iteration (also writes a checkpoint)
     cfg.max_iterations = iterations + 1
     result = train_dcgan(store, out, cfg, resume=True)
@@ -95,6 +101,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="1 by default: 2 threads on a busy 2-core machine make timings swing 5x")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--upsampling", default="transposed", choices=["transposed", "resize_conv"])
+    parser.add_argument("--channels-last", action="store_true", help="both loops in channels-last memory format")
     args = parser.parse_args()
     if args.quick:
         args.size, args.iterations = 64, 60
@@ -103,7 +111,8 @@ def main() -> None:
     sample_every = min(args.sample_every, max(1, args.iterations // 4))
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    arch = Architecture(image_size=args.size, latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf)
+    arch = Architecture(image_size=args.size, latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf,
+                        upsampling=args.upsampling)
     with tempfile.TemporaryDirectory() as tmp:
         store = write_toy_lesion_store(Path(tmp) / "lesion.zarr", n=max(128, 4 * args.batch), size=args.size)
         data = load_training_patches(store)
@@ -112,9 +121,9 @@ def main() -> None:
               f"{checkpoint_every} and samples every {sample_every} iterations, logs every iteration")
         bare, ours = [], []
         for rep in range(args.repeats):
-            bare.append(bare_loop(data, arch, args.batch, args.iterations, device))
+            bare.append(bare_loop(data, arch, args.batch, args.iterations, device, args.channels_last))
             ours.append(our_loop(store, Path(tmp) / "dcgan", arch, args.batch, args.iterations, device,
-                                 checkpoint_every, sample_every))
+                                 checkpoint_every, sample_every, args.channels_last))
             print(f"  repeat {rep + 1}: bare {bare[-1]:.1f} images/s, ours {ours[-1]:.1f} images/s")
     # best of the repeats: other processes on the machine only ever slow a run down
     print(f"bare loop: best {max(bare):.1f}, median {statistics.median(bare):.1f} images/s")

@@ -24,7 +24,7 @@ from mammo_lib.lesion_classes import normalise_lesion_classes
 
 # settings whose change makes a resumed run differ from one uninterrupted run
 REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise",
-                   "diffaugment", "ema_decay", "r1_gamma")
+                   "diffaugment", "ema_decay", "r1_gamma", "channels_last")
 
 
 @dataclass
@@ -81,6 +81,12 @@ class TrainConfig:
     r1_gamma : float
         Weight gamma of the R1 penalty gamma/2 E||grad_x D(x)||^2 on real images (0 off;
         Mescheder et al., ICML 2018); single process only.
+    channels_last : bool
+        Train G and D in torch's channels-last memory format: the same model, computed by other
+        (on one CPU thread about 1.2x faster for transposed and 1.7x for resize-convolution G at
+        128 px, widths 16) but equally deterministic kernels; results differ in the last bits
+        from the default format, so a resumed run must keep the setting. Synthesis always
+        runs in the default format.
 
     Two time-scale learning rates (Heusel et al., NeurIPS 2017) are ``lr_d`` != ``lr_g``.
     """
@@ -114,6 +120,7 @@ class TrainConfig:
     diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
     ema_decay: float = 0.0  # > 0: synthesise from an EMA of G's weights (Karras et al. 2018)
     r1_gamma: float = 0.0  # > 0: R1 penalty gamma/2 E|grad D(x)|^2 on real images (Mescheder et al. 2018)
+    channels_last: bool = False  # train in torch's channels-last memory format (faster convolutions on CPU)
 
     def __post_init__(self) -> None:
         self.lesion_classes = normalise_lesion_classes(self.lesion_classes)

@@ -248,8 +248,9 @@ class _Session:
         self.fingerprint = training_data_fingerprint(store_path, cfg.lesion_classes)
         self.data = data.to(device)
         init = torch_stream(cfg.seed, "init")
-        self.generator = Generator(self.arch, rng=init).to(device)
-        self.discriminator = Discriminator(self.arch, rng=init).to(device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.generator = Generator(self.arch, rng=init).to(device, memory_format=self.memory_format)
+        self.discriminator = Discriminator(self.arch, rng=init).to(device, memory_format=self.memory_format)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.fixed_noise = torch.randn(cfg.n_fixed_samples, self.arch.latent_dim,
@@ -316,7 +317,7 @@ class _Session:
             self._order = (epoch, epoch_order(self.n, self.cfg.seed, epoch, self.world, self.rank))
         b = self.cfg.batch_size
         idx = torch.as_tensor(self._order[1][batch * b:(batch + 1) * b], device=self.device)
-        return uint8_to_model(self.data[idx]), epoch, batch
+        return uint8_to_model(self.data[idx]).contiguous(memory_format=self.memory_format), epoch, batch
 
     def _noisy(self, images: torch.Tensor, sigma: float, rng: torch.Generator | None) -> torch.Tensor:
         if sigma <= 0 or rng is None:

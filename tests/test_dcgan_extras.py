@@ -17,7 +17,7 @@ from mammo_lib.testing import write_toy_lesion_store
 
 TINY = dict(batch_size=8, latent_dim=16, ngf=8, ndf=8, num_threads=1, progress=False, sample_every=1000)
 ALL_OPTIONS = dict(upsampling="resize_conv", spectral_norm=True, diffaugment="color,translation,cutout",
-                   ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4)
+                   ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4, channels_last=True)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +137,7 @@ def test_all_options_train_resume_bit_identically_and_are_recorded(toy_store, tm
 
 def test_deviation_list_names_every_option_with_its_source():
     text = " | ".join(deviations_from_paper(TrainConfig(**ALL_OPTIONS)))
+    assert not any("channels" in d for d in deviations_from_paper(TrainConfig(channels_last=True)))
     for source in ("Odena et al. 2016", "Miyato et al. 2018", "Zhao et al. 2020", "Karras et al. 2018",
                    "Mescheder et al. 2018", "Heusel et al. 2017"):
         assert source in text
