@@ -155,3 +155,19 @@ def test_tile_patches_uses_one_grid_layout():
     assert (grid[6:10, 11:15] == 255).all() and (grid[0] == 255).all()  # the empty sixth place, borders
     with pytest.raises(ValueError, match="non-empty"):
         tile_patches(np.zeros((0, 4, 4), np.uint8))
+
+
+def test_paper_profile_builds_the_papers_dcgan():
+    from mammo_lib.dcgan import Architecture, Generator
+    from mammo_lib.runner import NOTEBOOK_DIR, profile_parameters
+
+    paper = profile_parameters(NOTEBOOK_DIR / "02_train_dcgan.ipynb", "paper")
+    cfg = TrainConfig(**{k: v for k, v in paper.items() if k in TrainConfig.__dataclass_fields__})
+    assert deviations_from_paper(cfg) == []
+    assert (cfg.latent_dim, cfg.batch_size, cfg.ngf, cfg.ndf, cfg.upsampling) == (200, 64, 64, 64, "transposed")
+    generator = Generator(Architecture(image_size=128, latent_dim=cfg.latent_dim, ngf=cfg.ngf, upsampling=cfg.upsampling))
+    convs = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == 6 and all(m.kernel_size == (4, 4) for m in convs)
+    default = profile_parameters(NOTEBOOK_DIR / "02_train_dcgan.ipynb", "default")
+    assert "resize-convolution" in " ".join(deviations_from_paper(
+        TrainConfig(**{k: v for k, v in default.items() if k in TrainConfig.__dataclass_fields__})))
