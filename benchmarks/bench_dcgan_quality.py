@@ -33,6 +33,26 @@ iteration count).
     .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/mias --candidates baseline,chosen
     .venv/bin/python benchmarks/bench_dcgan_quality.py --run-dir runs/default --evaluate-run
         # no training: the same metrics for the synthetic store stage 02 of that run wrote
+
+Measured 2026-11-29 on the default phantom (322 lesion patches, 128 px; 2 shared cores, load as
+printed; candidates in the default format, before ``channels_last`` existed)::
+
+    baseline           it 1086 | 1nn_px 0.716 1nn_cnn 0.548 fd/yard 2.43 | R 0.28 | auc_px 0.991 auc_spec 1.000
+    diffaug            it 1090 | 1nn_px 0.843 1nn_cnn 0.530 fd/yard 3.26 | R 0.11 | auc_px 0.996 auc_spec 1.000
+    ema                it 1151 | 1nn_px 0.584 1nn_cnn 0.613 fd/yard 4.36 | R 0.26 | auc_px 0.895 auc_spec 1.000
+    resize             it  676 | 1nn_px 0.568 1nn_cnn 0.508 fd/yard 4.11 | R 0.66 | auc_px 0.834 auc_spec 1.000
+    sn                 it 1135 | 1nn_px 0.756 1nn_cnn 0.582 fd/yard 5.33 | R 0.05 | auc_px 0.996 auc_spec 1.000
+    ttur               it 1211 | 1nn_px 0.801 1nn_cnn 0.565 fd/yard 1.80 | R 0.30 | auc_px 0.999 auc_spec 1.000
+    r1                 it  754 | 1nn_px 0.677 1nn_cnn 0.568 fd/yard 2.82 | R 0.18 | auc_px 0.996 auc_spec 1.000
+    diffaug+ema        it 1077 | 1nn_px 0.767 1nn_cnn 0.536 fd/yard 2.53 | R 0.26 | auc_px 0.999 auc_spec 1.000
+    diffaug+ema+resize it  709 | 1nn_px 0.671 1nn_cnn 0.567 fd/yard 3.38 | R 0.17 | auc_px 0.858 auc_spec 1.000
+
+``--evaluate-run`` of default-profile runs: resize + EMA, 700 iterations: 1nn_px 0.604, 1nn_cnn
+0.567, fd/yard 3.38, auc_px 0.728, auc_spec 1.000; the chosen default (resize + EMA +
+channels_last, 1,000 iterations, 239 s): 1nn_px 0.578, 1nn_cnn 0.503, fd/yard 3.68, recall 0.60,
+auc_px 0.608, auc_spec 0.998; the former default (1,200 transposed iterations): 1nn_px 0.793,
+1nn_cnn 0.540, fd/yard 8.02, auc_px 0.995, auc_spec 1.000. Met: 1nn_px <= 0.65. Not met: the
+spectrum observer (<= 0.90) and fd/yard (<= 1.3).
 """
 
 from __future__ import annotations
