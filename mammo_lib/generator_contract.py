@@ -96,6 +96,8 @@ def parse_generators(items: list[dict] | None) -> list[GeneratorSpec]:
         if kind not in GENERATOR_KINDS:
             problems.append(f"{where}: kind {kind!r} is not one of {GENERATOR_KINDS}")
             continue
+        if kind == "dcgan" and name != "dcgan":
+            problems.append(f"{where}: the built-in DCGAN is named \"dcgan\" (its store is synthetic/synthetic.zarr)")
         options = {key: v for key, v in item.items() if key not in ("name", "kind")}
         missing = [key for key in _REQUIRED[kind] if key not in options]
         unknown = sorted(set(options) - _ALLOWED[kind])

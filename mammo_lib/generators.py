@@ -141,3 +141,32 @@ def import_generators(items: list[dict] | None, synthetic_dir: str | os.PathLike
 
     specs = [s for s in parse_generators(items) if s.kind != "dcgan"]
     return {spec.name: import_generator(spec, synthetic_dir, patch_size, seed) for spec in specs}
+
+
+def remove_other_stores(run_dir: str | os.PathLike, keep: set[str]) -> list[str]:
+    """Delete the synthetic stores of generators not in ``keep`` (left by an earlier run of stage 02
+    with another ``generators`` list), so later stages judge exactly the generators asked for.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+    keep : set of str
+        Generator names to keep (``"dcgan"`` is the DCGAN's ``synthetic/synthetic.zarr``).
+
+    Returns
+    -------
+    list of str
+        The names of the stores removed.
+    """
+    from mammo_lib.patch_store import PatchStoreError
+    from mammo_lib.run_folder import synthetic_stores
+
+    try:
+        stores = synthetic_stores(run_dir)
+    except (FileNotFoundError, ValueError, PatchStoreError):
+        return []
+    removed = [name for name in stores if name not in keep]
+    for name in removed:
+        shutil.rmtree(stores[name])
+    return removed

@@ -34,10 +34,12 @@ def test_parse_generators_default_and_every_problem_named():
     with pytest.raises(GeneratorError) as err:
         parse_generators([{"name": "a b", "kind": "folder", "path": "x"}, {"name": "g", "kind": "gan"},
                           {"name": "t", "kind": "torchscript", "path": "g.pt", "n": 0},
-                          {"name": "t", "kind": "folder", "path": "y", "colour": 1}, "dcgan"])
+                          {"name": "t", "kind": "folder", "path": "y", "colour": 1}, "dcgan",
+                          {"name": "gan", "kind": "dcgan"}])
     text = str(err.value)
     for needle in ("name must be", "kind 'gan' is not one of", "needs ['latent_dim']", "n must be a positive",
-                   "'t' is used twice", "unknown key(s) ['colour']", "must be a dict"):
+                   "'t' is used twice", "unknown key(s) ['colour']", "must be a dict",
+                   "the built-in DCGAN is named \"dcgan\""):
         assert needle in text, needle
 
 

@@ -27,3 +27,29 @@ def test_notebook_02_smoke(tmp_path):
     images = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 3  # loss curves, samples over training, Fig. 3 shown inline
+
+
+def test_notebook_02_with_another_generator_and_without_the_dcgan(tmp_path):
+    """A folder of patches beside the DCGAN; then the folder alone: the DCGAN's store goes, and a
+    generator no longer listed is removed."""
+    import numpy as np
+
+    from mammo_lib.run_folder import synthetic_stores
+
+    write_toy_lesion_store(run_folder.lesion_store_path(tmp_path), n=24, size=32, seed=0)
+    src = tmp_path / "mine"
+    src.mkdir()
+    np.save(src / "stack.npy", np.random.default_rng(1).integers(0, 256, (10, 32, 32)).astype(np.uint8))
+    both = [{"name": "dcgan", "kind": "dcgan"}, {"name": "mine", "kind": "folder", "path": str(src)}]
+    execute_notebook("02_train_dcgan", tmp_path, profile="smoke", generators=both)
+    stores = synthetic_stores(tmp_path)
+    assert list(stores) == ["dcgan", "mine"]
+    mine = open_patch_store(stores["mine"])
+    assert len(mine) == 10 and set(mine.manifest["source_file"]) == {f"stack.npy[{i}]" for i in range(10)}
+    assert (tmp_path / "dcgan" / "figures" / "generator_mine_examples.png").stat().st_size > 1000
+    out = execute_notebook("02_train_dcgan", tmp_path, profile="smoke",
+                           generators=[{"name": "mine", "kind": "folder", "path": str(src)}])
+    assert list(synthetic_stores(tmp_path)) == ["mine"]
+    text = out.read_text()
+    assert "removed the stores of generators no longer listed: dcgan" in text
+    assert "no DCGAN in `generators`: training skipped" in text
