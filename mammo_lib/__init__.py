@@ -9,11 +9,15 @@ One module per stage of the study, data flowing one way through a run folder:
   per-image rules, ``patch_tasks`` one Dask task, ``extraction_schema`` its JSON,
   ``reference_manifest`` the rerun check, ``extraction_report`` notebook 01's text and figures
 - ``dcgan``, ``dcgan_training``: stage 02, the DCGAN, its training and synthesis
-  (``dcgan_config`` settings, ``dcgan_files`` file formats, ``dcgan_rng`` random streams,
-  ``dcgan_figures`` figures)
-- ``feature_space``, ``tsne_affinity``, ``tsne``, ``lesion_cnn``, ``neighbours``,
+  (``dcgan_config`` settings, ``dcgan_extras`` data-efficient training options,
+  ``dcgan_synthesis`` synthetic patches, ``dcgan_files`` file formats, ``dcgan_rng`` random
+  streams, ``dcgan_figures`` figures)
+- ``generator_contract``, ``generator_sources``, ``generators``: stage 02's ``generators``
+  parameter, any source of synthetic patches (folder, TorchScript, medigan) as ``synthetic/<name>.zarr``
+- ``feature_space``, ``feature_space_rng``, ``patch_arrays``, ``tsne_affinity``, ``tsne``,
+  ``tsne_kernels`` (the fused numba gradient), ``tsne_torch``, ``lesion_cnn``, ``neighbours``,
   ``realism_metrics``, ``feature_space_plots``, ``feature_space_results``: stage 03, t-SNE and
-  realism metrics
+  realism metrics per generator
 - ``study_files``: the reader study's files (case set, key, ratings JSONL), read and written here only
 - ``reader_study``, ``reader_study_figures``, ``machine_observer``: stage 04, building the blinded
   case set and its figures, the machine observers (one per generator); ``case_sampling`` which
@@ -24,7 +28,15 @@ One module per stage of the study, data flowing one way through a run folder:
   AUC statistics, per-reader statistics, the analysis and its figures, the Obuchowski-Rockette
   MRMC analysis, exports for iMRMC / RJafroc / MRMCaov; ``roc_generators`` per generator
   statistics and the MRMC with the generator as modality
-- ``run_folder``, ``runner``, ``plotting``: shared plumbing
+- ``runner`` (the study runner), ``parameters`` (typed notebook parameters), ``provenance``
+  (``run.json`` and ``timings.json``), ``run_results`` (each stage's headline figures),
+  ``report``, ``report_sections`` (the study report), ``verify`` (bitwise rerun check)
+- ``run_folder`` (the run-folder layout), ``fileio`` (atomic writes, JSON, digests),
+  ``progress`` (progress bars), ``plotting``, ``lesion_classes``, ``rating_scale``: shared
+  plumbing; ``testing``: small synthetic fixtures for tests and benchmarks (never study data)
+
+Data flows one way: each stage reads what earlier stages wrote in the run folder and writes its
+own folder; no module imports a later stage (a test walks the imports and finds no cycle).
 """
 
 __version__ = "0.1.0"
