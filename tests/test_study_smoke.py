@@ -71,3 +71,22 @@ def test_two_generators_end_to_end(tmp_path_factory):
     assert set(roc["by_generator"]) == {"dcgan", "mine"} and roc["mrmc_generators"]
     page = (run / "report" / "index.html").read_text()
     assert "synthetic patches (mine)" in page and "Per generator" in page
+
+
+def test_a_stage_rerun_by_hand_updates_run_json(smoke_run, tmp_path):
+    """Under the runner each notebook's last cell leaves the record to the runner; rerun outside
+    it (as from JupyterLab), the stage's entry in run.json is replaced and marked."""
+    import shutil
+
+    from conftest import execute_notebook
+
+    for name in [nb.name for nb in discover_notebooks()]:
+        last = json.loads((smoke_run / name).read_text())["cells"][-1]
+        assert "recorded by the study runner" in json.dumps(last["outputs"]), name
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run, copy)
+    execute_notebook("05_roc_analysis", copy, profile="smoke", n_bootstrap=50)
+    record = json.loads((copy / "run.json").read_text())
+    entry = next(e for e in record["notebooks"] if e["notebook"] == "05_roc_analysis.ipynb")
+    assert entry["status"] == "ok (rerun interactively)" and entry["parameters"]["n_bootstrap"] == 50
+    assert record["results"]["05_roc_analysis"]["readers"]
