@@ -31,7 +31,8 @@ One module per stage of the study, data flowing one way through a run folder:
 - ``runner`` (the study runner), ``parameters`` (typed notebook parameters), ``provenance``
   (``run.json`` and ``timings.json``), ``run_results`` (each stage's headline figures),
   ``report``, ``report_sections`` (the study report), ``verify`` (bitwise rerun check)
-- ``run_folder`` (the run-folder layout), ``fileio`` (atomic writes, JSON, digests),
+- ``run_folder`` (the run-folder layout), ``fileio`` (atomic writes, JSON, digests), ``rng`` (random
+  streams keyed by seed and purpose),
   ``progress`` (progress bars), ``plotting``, ``lesion_classes``, ``rating_scale``: shared
   plumbing; ``testing``: small synthetic fixtures for tests and benchmarks (never study data)
 

@@ -21,18 +21,12 @@ Purposes used by stage 02 (the ``indices`` after them):
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
+from mammo_lib import rng
+
 PURPOSES = ("init", "fixed_noise", "data_order", "latent", "instance_noise", "augment", "synthesis", "figure")
-
-
-def _purpose_code(purpose: str) -> int:
-    if purpose not in PURPOSES:
-        raise ValueError(f"unknown random stream purpose {purpose!r}; expected one of {PURPOSES}")
-    return int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
 
 
 def stream_seed(seed: int, purpose: str, *indices: int) -> int:
@@ -57,11 +51,9 @@ def stream_seed(seed: int, purpose: str, *indices: int) -> int:
     ValueError
         When ``purpose`` is unknown or ``seed`` or an index is negative.
     """
-    keys = [int(seed), *(int(i) for i in indices)]
-    if min(keys) < 0:
-        raise ValueError(f"seed and stream indices must be >= 0, got seed={seed}, indices={indices}")
-    entropy = [keys[0], _purpose_code(purpose), *keys[1:]]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown random stream purpose {purpose!r}; expected one of {PURPOSES}")
+    return rng.stream_seed(seed, purpose, *indices)
 
 
 def torch_stream(seed: int, purpose: str, *indices: int) -> torch.Generator:

@@ -9,7 +9,6 @@ it then says so plainly instead of failing, so that stage 01 always finishes.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mammo_lib import run_folder
+from mammo_lib import rng, run_folder
 from mammo_lib.dicom_checks import DicomNotes
 from mammo_lib.extraction_schema import relative_notes, relative_to_run
 from mammo_lib.images import breast_mask, load_image_pixels
@@ -30,8 +29,8 @@ STAGE_FOLDER = "patches"
 
 
 def purpose_rng(seed: int, purpose: str) -> np.random.Generator:
-    """A generator keyed by ``(seed, purpose)`` (``numpy.random.SeedSequence``)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(purpose.encode())]))
+    """A generator keyed by ``(seed, purpose)`` (:func:`mammo_lib.rng.numpy_stream`)."""
+    return rng.numpy_stream(seed, purpose)
 
 
 # ------------------------------------------------------------------------------ text
@@ -223,8 +222,8 @@ def example_patches_figure(store: PatchStore, group: str, seed: int, n: int = 32
     title = {"lesion": "Lesion patches", "normal": "Normal-tissue patches"}[group]
     if len(store) == 0:
         return _message_figure(f"0 {group} patches", title)
-    rng = purpose_rng(seed, f"{group} examples")
-    idx = np.sort(rng.choice(len(store), size=min(n, len(store)), replace=False))
+    picker = purpose_rng(seed, f"{group} examples")
+    idx = np.sort(picker.choice(len(store), size=min(n, len(store)), replace=False))
     rows = store.manifest.iloc[idx]
     labels = ([f"{r.lesion_class[:5]} x{r.scale:.2f}" for r in rows.itertuples()] if group == "lesion"
               else [f"breast {r.breast_fraction:.2f}" for r in rows.itertuples()])

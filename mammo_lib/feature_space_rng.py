@@ -22,9 +22,9 @@ Purposes used by stage 03:
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+
+from mammo_lib import rng as _rng
 
 PURPOSES = ("sample", "sample_generator", "cnn_init", "cnn_batch_order", "one_nn_subsample", "one_nn_bootstrap",
             "prdc_bootstrap", "frechet_bootstrap", "frechet_split", "normal_share_bootstrap",
@@ -55,11 +55,7 @@ def stream_seed(seed: int, purpose: str, *indices: int) -> int:
     """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown random stream purpose {purpose!r}; expected one of {PURPOSES}")
-    keys = [int(seed), *(int(i) for i in indices)]
-    if min(keys) < 0:
-        raise ValueError(f"seed and stream indices must be >= 0, got seed={seed}, indices={indices}")
-    code = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
-    return int(np.random.SeedSequence([keys[0], code, *keys[1:]]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return _rng.stream_seed(seed, purpose, *indices)
 
 
 def rng(seed: int, purpose: str, *indices: int) -> np.random.Generator:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mammo_lib import rng
 from mammo_lib.fileio import file_sha256
 from mammo_lib.generator_contract import (
     IMAGE_SUFFIXES,
@@ -130,9 +131,9 @@ def folder_patches(spec: GeneratorSpec, patch_size: int) -> tuple[np.ndarray, pd
 
 
 def latent_generator_seed(seed: int, name: str) -> int:
-    """The seed of a generator's latent stream, from (study seed, "latents", generator name)."""
-    entropy = [int(seed), *b"latents", *name.encode("utf-8")]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """The seed of a generator's latent stream: :func:`mammo_lib.rng.stream_seed` of
+    (study seed, "latents", a code of the generator's name)."""
+    return rng.stream_seed(seed, "latents", rng.purpose_code(name))
 
 
 def model_patches(spec: GeneratorSpec, patch_size: int, seed: int,
