@@ -163,7 +163,7 @@ def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, nam
         return f"this stage is recorded by the study runner in {RECORD_NAME}"
     run_dir = Path(run_dir)
     if not (run_dir / RECORD_NAME).exists():
-        return (f"{RECORD_NAME} does not exist in {run_dir}: this stage was run outside the study runner "
+        return (f"this run folder has no {RECORD_NAME}: this stage was run outside the study runner "
                 "and is not recorded")
     source = next((p for p in (Path.cwd() / f"{notebook_stem}.ipynb",
                                Path(__file__).resolve().parent.parent / "notebooks" / f"{notebook_stem}.ipynb")

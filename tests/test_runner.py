@@ -135,6 +135,7 @@ def test_an_interactive_rerun_updates_the_record(tmp_path, notebook_dir, monkeyp
     entry = json.loads((run / "run.json").read_text())["notebooks"][1]
     assert entry == {"notebook": "02_second.ipynb", "status": "ok (rerun interactively)", "parameters": {"factor": 9}}
     assert "not recorded" in provenance.record_interactive_rerun(tmp_path, "02_second", {})
+    assert str(tmp_path) not in provenance.record_interactive_rerun(tmp_path, "02_second", {})
 
 
 def test_cli_reads_the_notebooks_folder_and_reports_bad_values(tmp_path, notebook_dir, capsys):
