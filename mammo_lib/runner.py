@@ -225,7 +225,7 @@ def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], profile: str
     unknown = sorted(set(params) - set(specs))
     if unknown:
         raise StudyError(f"{nb.name}: profile {profile!r} sets parameters the notebook does not declare: {unknown}")
-    params.update({key: val for key, val in overrides.items() if key in specs})
+    params.update({key: val for key, val in overrides.items() if key in specs and key != "seed"})
     params["run_dir"] = "."  # notebooks run inside the run folder
     if "seed" in specs:
         params["seed"] = seed

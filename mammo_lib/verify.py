@@ -110,7 +110,7 @@ def compare_run_folders(reference: str | os.PathLike, rerun: str | os.PathLike) 
             "differing": differing, "only_here": only_here, "only_in_rerun": only_there}
 
 
-def verify_run(run_dir: str | os.PathLike, log=print) -> dict:
+def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.PathLike | None = None) -> dict:
     """Rerun ``run_dir``'s study with its recorded parameters and compare (see module docstring).
 
     Parameters
@@ -119,6 +119,8 @@ def verify_run(run_dir: str | os.PathLike, log=print) -> dict:
         A finished run folder with ``run.json``.
     log : callable
         Progress lines.
+    notebook_dir : str or os.PathLike, optional
+        The notebooks the run was made with (default: this checkout's ``notebooks/``).
 
     Returns
     -------
@@ -134,7 +136,7 @@ def verify_run(run_dir: str | os.PathLike, log=print) -> dict:
         When the rerun fails.
     """
     from mammo_lib.report import build_report
-    from mammo_lib.runner import run_study
+    from mammo_lib.runner import NOTEBOOK_DIR, run_study
 
     run_dir = Path(run_dir).resolve()
     record = read_json_or_empty(run_dir / RECORD_NAME)
@@ -142,11 +144,11 @@ def verify_run(run_dir: str | os.PathLike, log=print) -> dict:
         raise VerifyError(f"{run_dir / RECORD_NAME} is missing or has no profile: not a run made by the study runner")
     rerun_dir = run_dir.with_name(run_dir.name + "-verify")
     shutil.rmtree(rerun_dir, ignore_errors=True)
-    overrides = dict(record.get("overrides") or {})
-    overrides["seed"] = record.get("seed", 0)
-    log(f"verify: rerunning {run_dir.name} (profile {record['profile']}, seed {overrides['seed']}) into {rerun_dir.name}")
-    run_study(record["profile"], name=rerun_dir.name, runs_root=run_dir.parent, overrides=overrides,
-              log=log, report=False)
+    overrides = dict(record.get("overrides") or {})  # exactly as given, so run.json compares equal
+    seed = int(record.get("seed", 0))
+    log(f"verify: rerunning {run_dir.name} (profile {record['profile']}, seed {seed}) into {rerun_dir.name}")
+    run_study(record["profile"], name=rerun_dir.name, runs_root=run_dir.parent, overrides=overrides, seed=seed,
+              log=log, report=False, notebook_dir=Path(notebook_dir or NOTEBOOK_DIR))
     result = compare_run_folders(run_dir, rerun_dir)
     result.update(reference=run_dir.name, rerun=rerun_dir.name, checked_at=now_iso())
     write_json(run_dir / VERIFY_NAME, result)

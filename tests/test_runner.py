@@ -204,3 +204,29 @@ def test_run_names_are_folder_names_and_the_seed_is_given_once(tmp_path, noteboo
                     overrides={"seed": "5"}, log=lambda s: None)
     record = json.loads((run / "run.json").read_text())
     assert record["seed"] == 5 and record["overrides"] == {"seed": 5}
+
+
+def test_injected_parameters_do_not_depend_on_how_the_seed_was_given(tmp_path, notebook_dir):
+    runs = tmp_path / "runs"
+    a = run_study("smoke", name="a", runs_root=runs, notebook_dir=notebook_dir, report=False, seed=2,
+                  only=["01"], log=lambda s: None)
+    b = run_study("smoke", name="b", runs_root=runs, notebook_dir=notebook_dir, report=False,
+                  overrides={"seed": "2"}, only=["01"], log=lambda s: None)
+    cells = [json.loads((r / "01_first.ipynb").read_text())["cells"] for r in (a, b)]
+    injected = [next(c for c in cs if "injected-parameters" in c["metadata"].get("tags", [])) for cs in cells]
+    assert injected[0]["source"] == injected[1]["source"]
+
+
+def test_verify_reruns_with_the_recorded_parameters_and_finds_no_difference(tmp_path, notebook_dir):
+    from mammo_lib.verify import verify_run
+
+    run = run_study("smoke", name="v", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, seed=3,
+                    overrides={"factor": "7"}, log=lambda s: None)
+    result = verify_run(run, log=lambda s: None, notebook_dir=notebook_dir)
+    assert result["identical"] and result["n_compared"] >= 4 and result["rerun"] == "v-verify"
+    assert json.loads((run / "verify.json").read_text())["identical"] is True
+    assert "byte-identical" in (run / "report" / "index.html").read_text()
+    (tmp_path / "runs" / "v-verify" / "second.txt").write_text("0")  # what a changed output would look like
+    from mammo_lib.verify import compare_run_folders
+
+    assert compare_run_folders(run, tmp_path / "runs" / "v-verify")["differing"] == ["second.txt"]
