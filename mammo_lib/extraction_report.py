@@ -28,11 +28,6 @@ from mammo_lib.records import Collection, ImageRecord
 STAGE_FOLDER = "patches"
 
 
-def purpose_rng(seed: int, purpose: str) -> np.random.Generator:
-    """A generator keyed by ``(seed, purpose)`` (:func:`mammo_lib.rng.numpy_stream`)."""
-    return rng.numpy_stream(seed, purpose)
-
-
 # ------------------------------------------------------------------------------ text
 
 
@@ -222,7 +217,7 @@ def example_patches_figure(store: PatchStore, group: str, seed: int, n: int = 32
     title = {"lesion": "Lesion patches", "normal": "Normal-tissue patches"}[group]
     if len(store) == 0:
         return _message_figure(f"0 {group} patches", title)
-    picker = purpose_rng(seed, f"{group} examples")
+    picker = rng.numpy_stream(seed, f"{group} examples")
     idx = np.sort(picker.choice(len(store), size=min(n, len(store)), replace=False))
     rows = store.manifest.iloc[idx]
     labels = ([f"{r.lesion_class[:5]} x{r.scale:.2f}" for r in rows.itertuples()] if group == "lesion"
