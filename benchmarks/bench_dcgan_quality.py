@@ -88,8 +88,22 @@ CANDIDATES = {
     "r1": {"r1_gamma": 1.0},
     "diffaug+ema": {"diffaugment": AUGMENT, "ema_decay": 0.99},
     "diffaug+ema+resize": {"diffaugment": AUGMENT, "ema_decay": 0.99, "upsampling": "resize_conv"},
+    "noise": {"noise_injection": True},
     "chosen": {},  # filled from the default profile in notebooks/params/02_train_dcgan.json
+    # parts only used in combinations such as "chosen+noise+in0.1" (later parts override earlier ones)
+    "in0": {"instance_noise": 0.0},
+    "in0.1": {"instance_noise": 0.1},
+    "transposed": {"upsampling": "transposed"},
+    "noema": {"ema_decay": 0.0},
+    "ema999": {"ema_decay": 0.999},
+    "cl": {"channels_last": True},
+    "spec": {"spectral_loss_weight": 1.0},
+    "spec0.1": {"spectral_loss_weight": 0.1},
+    "spec3": {"spectral_loss_weight": 3.0},
+    "spec10": {"spectral_loss_weight": 10.0},
 }
+CANDIDATES_RUN_BY_DEFAULT = ["baseline", "diffaug", "ema", "resize", "sn", "ttur", "r1", "diffaug+ema",
+                             "diffaug+ema+resize", "noise", "chosen"]
 BASELINE = dict(batch_size=16, latent_dim=200, ngf=16, ndf=16, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                 label_smoothing=0.1, instance_noise=0.3)
 
@@ -159,6 +173,20 @@ def quality(real: np.ndarray, synthetic: np.ndarray, cnn, seed: int) -> dict:
     }
 
 
+def candidate_overrides(name: str) -> dict:
+    """A candidate's overrides: a name of :data:`CANDIDATES`, or names joined by "+" (merged left to right)."""
+    if name in CANDIDATES:
+        return CANDIDATES[name]
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in CANDIDATES]
+    if unknown:
+        sys.exit(f"unknown candidates {unknown} in {name!r}; choose from {list(CANDIDATES)} or join them with '+'")
+    merged: dict = {}
+    for part in parts:
+        merged.update(CANDIDATES[part])
+    return merged
+
+
 def run_candidate(name: str, overrides: dict, store: Path, real: np.ndarray, cnn, args, tmp: Path) -> dict:
     base = {**BASELINE, "seed": args.seed, "num_threads": 1, "progress": False, "device": "cpu"}
     cfg = TrainConfig(**{**base, **overrides, "max_iterations": 10, "checkpoint_every": 10**6,
@@ -201,10 +229,14 @@ def main() -> None:
                         help="run folder with patches/lesion.zarr and normal.zarr from stage 01")
     parser.add_argument("--budget", type=float, default=240.0, help="CPU seconds of training per candidate")
     parser.add_argument("--quick", action="store_true", help="60 CPU seconds per candidate")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES_RUN_BY_DEFAULT),
+                        help="comma-separated names, each a candidate or candidates joined by '+' (e.g. chosen+noise)")
     parser.add_argument("--n-synthetic", type=int, default=500)
     parser.add_argument("--probe-iterations", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", default=None,
+                        help="folder to keep each candidate's training folder and synthetic store in "
+                             "(default: a temporary folder, removed at the end)")
     parser.add_argument("--evaluate-run", action="store_true",
                         help="train nothing: score the run folder's own synthetic/synthetic.zarr (stage 02 output)")
     args = parser.parse_args()
@@ -217,9 +249,7 @@ def main() -> None:
                  f"--profile default --name {run_dir.name} --only 01")
     CANDIDATES["chosen"] = {k: v for k, v in default_profile_config().items() if k not in ("seed",)}
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(CANDIDATES))
-    if unknown:
-        sys.exit(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    overrides = {name: candidate_overrides(name) for name in names}
     torch.set_num_threads(1)
     from mammo_lib.lesion_cnn import train_lesion_cnn
 
@@ -232,8 +262,10 @@ def main() -> None:
         evaluate_run(run_dir, real, cnn, args.seed)
         return
     with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.keep) if args.keep else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
         for name in names:
-            print(format_row(run_candidate(name, CANDIDATES[name], store, real, cnn, args, Path(tmp))), flush=True)
+            print(format_row(run_candidate(name, overrides[name], store, real, cnn, args, out)), flush=True)
     print("targets (default profile): auc_spec <= 0.90, 1nn_px <= 0.65, fd/yard <= 1.3")
 
 

@@ -38,7 +38,15 @@ Deviations from the reference
   (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016);
   ``spectral_norm=True`` puts spectral normalisation on every convolution of D and drops D's
   batch norm, as in the SN-GAN discriminators (Miyato, Kataoka, Koyama & Yoshida, "Spectral
-  Normalization for Generative Adversarial Networks", ICLR 2018).
+  Normalization for Generative Adversarial Networks", ICLR 2018);
+  ``noise_injection=True`` adds per-pixel Gaussian noise maps with a learnt per-channel scale
+  (initially 0) after every upsampling convolution of G, and before its tanh, as the "noise
+  inputs" of StyleGAN (Karras, Laine & Aila, "A Style-Based Generator Architecture for
+  Generative Adversarial Networks", CVPR 2019, section 3.2): G gets fine stochastic detail
+  (quantum noise, fine parenchymal texture) from these inputs instead of having to build it
+  from the latent vector through nearest-neighbour upsampling. The noise maps are explicit
+  inputs of :meth:`Generator.forward` (:func:`draw_noise_maps`), drawn from keyed random
+  streams, so every synthetic patch stays a pure function of its latent seed.
 - Initial weights come from an explicit ``torch.Generator`` (the ``"init"`` stream of
   :mod:`mammo_lib.dcgan_rng`), not from torch's global random state.
 
@@ -76,7 +84,8 @@ class Architecture:
     ``upsampling`` is ``"transposed"`` (DCGAN's strided transposed convolutions) or
     ``"resize_conv"`` (nearest-neighbour upsampling + 3x3 convolution, Odena et al. 2016);
     ``spectral_norm`` puts spectral normalisation on D's convolutions and drops D's batch norm
-    (Miyato et al. 2018). The defaults are the paper's DCGAN.
+    (Miyato et al. 2018); ``noise_injection`` gives G per-pixel noise inputs (Karras et al. 2019).
+    The defaults are the paper's DCGAN.
     """
 
     image_size: int = 128
@@ -86,6 +95,7 @@ class Architecture:
     channels: int = 1
     upsampling: str = "transposed"
     spectral_norm: bool = False
+    noise_injection: bool = False
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -148,6 +158,56 @@ def _upsample_block(w_in: int, w_out: int) -> list[nn.Module]:
     return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, 1, 1, bias=False)]
 
 
+class NoiseInjection(nn.Module):
+    """``x + weight * noise``: a per-pixel noise map, scaled per channel by a learnt weight (initially 0).
+
+    References
+    ----------
+    Karras, Laine & Aila, "A Style-Based Generator Architecture for Generative Adversarial
+    Networks", CVPR 2019, section 3.2 and figure 1 ("B": learnt per-channel scaling of
+    single-channel noise).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.weight * noise
+
+
+def noise_map_sizes(arch: Architecture) -> list[int]:
+    """Side lengths of G's noise maps, one per upsampling layer (8, 16, ..., image_size); [] without noise inputs."""
+    if not arch.noise_injection:
+        return []
+    return [2 ** k for k in range(3, int(math.log2(arch.image_size)) + 1)]
+
+
+def draw_noise_maps(arch: Architecture, batch: int, rng: torch.Generator,
+                    device: str | torch.device = "cpu") -> list[torch.Tensor] | None:
+    """G's per-pixel noise inputs for one batch, drawn from ``rng`` (None when G has none).
+
+    Parameters
+    ----------
+    arch : Architecture
+    batch : int
+        Number of images.
+    rng : torch.Generator
+        A CPU generator; maps are drawn in order of :func:`noise_map_sizes`.
+    device : str or torch.device
+        Where the maps are placed.
+
+    Returns
+    -------
+    list of float32 tensors, shapes (batch, 1, s, s) for s in :func:`noise_map_sizes`, or None
+        N(0, 1) values; None when ``arch.noise_injection`` is False.
+    """
+    sizes = noise_map_sizes(arch)
+    if not sizes:
+        return None
+    return [torch.randn(batch, 1, s, s, generator=rng).to(device) for s in sizes]
+
+
 @torch.no_grad()
 def _add_spectral_norm(layers: nn.Sequential, rng: torch.Generator | None) -> None:
     """Spectral normalisation on every convolution; its power-iteration vectors drawn from ``rng``."""
@@ -175,21 +235,40 @@ class Generator(nn.Module):
         self.arch = arch or Architecture()
         widths = _widths(self.arch.ngf, self.arch.image_size)
         up = _upsample_block if self.arch.upsampling == "resize_conv" else _transposed_block
+        noise = (lambda w: [NoiseInjection(w)]) if self.arch.noise_injection else (lambda w: [])
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.arch.latent_dim, widths[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [*up(w_in, w_out), nn.BatchNorm2d(w_out), nn.ReLU(True)]
-        layers += [*up(widths[-1], self.arch.channels), nn.Tanh()]
+            layers += [*up(w_in, w_out), *noise(w_out), nn.BatchNorm2d(w_out), nn.ReLU(True)]
+        layers += [*up(widths[-1], self.arch.channels), *noise(self.arch.channels), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         _init_all(self, rng)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """G(z): ``z`` (B, latent_dim) or (B, latent_dim, 1, 1); ``noise`` the maps of
+        :func:`draw_noise_maps` when the architecture has noise inputs (ignored otherwise).
+
+        Raises
+        ------
+        ValueError
+            When G has noise inputs and ``noise`` is None or has the wrong number of maps.
+        """
         if z.dim() == 2:
             z = z[:, :, None, None]
-        return self.main(z)
+        if not self.arch.noise_injection:
+            return self.main(z)
+        n_maps = len(noise_map_sizes(self.arch))
+        if noise is None or len(noise) != n_maps:
+            raise ValueError(f"this generator has noise inputs (noise_injection=True): pass its {n_maps} noise "
+                             "maps, e.g. mammo_lib.dcgan.draw_noise_maps(arch, batch, torch.Generator().manual_seed(s))")
+        maps = iter(noise)
+        x = z
+        for module in self.main:
+            x = module(x, next(maps)) if isinstance(module, NoiseInjection) else module(x)
+        return x
 
 
 class Discriminator(nn.Module):

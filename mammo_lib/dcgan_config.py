@@ -72,6 +72,14 @@ class TrainConfig:
     spectral_norm : bool
         Spectral normalisation of D's convolutions, without batch norm in D (Miyato et al.,
         ICLR 2018).
+    noise_injection : bool
+        Per-pixel Gaussian noise inputs to G after each upsampling convolution, scaled by learnt
+        per-channel weights (Karras, Laine & Aila, CVPR 2019, "noise inputs" of StyleGAN): fine
+        stochastic texture without spending latent capacity on it.
+    spectral_loss_weight : float
+        Weight of a spectral term in G's loss: the squared difference of the batch-mean radial
+        log power spectra of G's batch and the real batch (0 off; after Durall, Keuper & Keuper,
+        CVPR 2020, against the spectral deficits of up-convolutions).
     diffaugment : str
         Comma-separated DiffAugment policies applied to every image D sees, real and fake:
         ``color``, ``translation``, ``cutout`` ("" off; Zhao et al., NeurIPS 2020).
@@ -117,6 +125,8 @@ class TrainConfig:
     # options for few training patches (issue 15), all off in the paper's DCGAN
     upsampling: str = "transposed"  # or "resize_conv" (Odena et al. 2016)
     spectral_norm: bool = False  # spectral normalisation in D, no batch norm there (Miyato et al. 2018)
+    noise_injection: bool = False  # per-pixel noise inputs to G (Karras et al. 2019)
+    spectral_loss_weight: float = 0.0  # > 0: spectral term in G's loss (Durall et al. 2020)
     diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
     ema_decay: float = 0.0  # > 0: synthesise from an EMA of G's weights (Karras et al. 2018)
     r1_gamma: float = 0.0  # > 0: R1 penalty gamma/2 E|grad D(x)|^2 on real images (Mescheder et al. 2018)
@@ -129,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
+        if self.spectral_loss_weight < 0:
+            raise ValueError(f"spectral_loss_weight must be >= 0 (0: off), got {self.spectral_loss_weight}")
         if self.r1_gamma < 0:
             raise ValueError(f"r1_gamma must be >= 0 (0: off), got {self.r1_gamma}")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -211,6 +223,10 @@ _DEVIATION_TEXT = {
     "upsampling": "G upsamples by nearest-neighbour doubling + 3x3 convolution instead of transposed "
                   "convolutions (resize-convolution, Odena et al. 2016)",
     "spectral_norm": "spectral normalisation in D, without batch norm there (Miyato et al. 2018)",
+    "noise_injection": "G gets per-pixel Gaussian noise inputs with learnt per-channel scales after every "
+                       "upsampling convolution (StyleGAN's noise inputs, Karras et al. 2019)",
+    "spectral_loss_weight": "a spectral term in G's loss, weight {v:g}: the batch's radially averaged log power "
+                            "spectrum is pulled towards the real batch's (after Durall et al. 2020)",
     "diffaugment": "DiffAugment ({v}) of every image D sees, real and synthetic (Zhao et al. 2020)",
     "ema_decay": "samples and synthetic patches from an exponential moving average of G's weights, "
                  "decay {v:g} (Karras et al. 2018)",

@@ -1,4 +1,5 @@
-"""Stage 02 options for data-efficient GAN training on few lesions: DiffAugment, EMA of G, R1.
+"""Stage 02 options for data-efficient GAN training on few lesions: DiffAugment, EMA of G, R1, and a
+spectral loss for G.
 
 Each is off unless chosen in :class:`mammo_lib.dcgan_config.TrainConfig`; the paper's DCGAN uses
 none of them. All randomness comes from the explicit ``torch.Generator`` passed in (the
@@ -19,6 +20,11 @@ none of them. All randomness comes from the explicit ``torch.Generator`` passed 
   Yazıcı et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019).
 - :func:`r1_penalty`: gamma/2 * E ||grad_x D(x)||^2 on real images (Mescheder, Geiger &
   Nowozin, "Which Training Methods for GANs do actually Converge?", ICML 2018).
+- :func:`spectral_loss`: a term of G's loss that pulls the azimuthally averaged power spectrum
+  of G's batch towards that of the real batch, after the spectral regularisation of Durall,
+  Keuper & Keuper ("Watch your Up-Convolution: CNN Based Generative Deep Neural Networks are
+  Failing to Reproduce Spectral Distributions", CVPR 2020), who show that up-convolutions leave
+  generated images with too little or too much power at high frequencies.
 """
 
 from __future__ import annotations
@@ -165,3 +171,64 @@ def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
     out = discriminator(real)
     (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def radial_log_power(images: torch.Tensor) -> torch.Tensor:
+    """Azimuthally averaged log power spectrum of each image (the 1-D profile of Durall et al. 2020).
+
+    Parameters
+    ----------
+    images : float tensor, shape (B, 1, H, W)
+        Square images; each image's mean is removed first.
+
+    Returns
+    -------
+    float tensor, shape (B, H // 2)
+        ``log(1e-8 + mean |FFT|^2)`` over the rings of integer radius 0 .. H/2 - 1 (cycles per
+        image), with the FFT normalised by sqrt(H W) ("ortho"), so that a weak band (fine
+        texture, quantum noise) counts as much as a strong one; differentiable.
+
+    Raises
+    ------
+    ValueError
+        When the images are not square.
+    """
+    b, _, h, w = images.shape
+    if h != w:
+        raise ValueError(f"radial_log_power needs square images, got {h}x{w}")
+    x = images[:, 0] - images.mean(dim=(1, 2, 3))[:, None, None]
+    power = torch.fft.fft2(x, norm="ortho").abs().pow(2)  # (B, H, W)
+    freq = torch.fft.fftfreq(h, device=images.device) * h
+    radius = torch.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2).round().long().flatten()
+    keep = radius < h // 2
+    sums = torch.zeros(b, h // 2, device=images.device, dtype=power.dtype)
+    sums.index_add_(1, radius[keep], power.flatten(1)[:, keep])
+    counts = torch.bincount(radius[keep], minlength=h // 2).to(power.dtype)
+    return torch.log(sums / counts + 1e-8)
+
+
+def spectral_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the batch-mean radial log power spectra of ``fake`` and ``real``.
+
+    Added to G's loss with weight ``spectral_loss_weight``; gradients flow to ``fake`` only.
+
+    Parameters
+    ----------
+    fake : float tensor, shape (B, 1, H, W)
+        G's batch, in [-1, 1].
+    real : float tensor, shape (B', 1, H, W)
+        A real batch, in [-1, 1].
+
+    Returns
+    -------
+    scalar tensor
+
+    References
+    ----------
+    R. Durall, M. Keuper, J. Keuper, "Watch your Up-Convolution: CNN Based Generative Deep Neural
+    Networks are Failing to Reproduce Spectral Distributions", CVPR 2020 (their regulariser
+    compares normalised 1-D spectra with a binary cross-entropy; here the log spectra, averaged
+    over each batch, are compared with a squared error, which needs no normalisation).
+    """
+    target = radial_log_power(real.detach()).mean(0)
+    return (radial_log_power(fake).mean(0) - target).pow(2).mean()

@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 
 from mammo_lib.dcgan import (
+    Architecture,
     load_checkpoint,
     load_generator,
     model_to_uint8,
+    noise_map_sizes,
     resolve_device,
     synthesis_weights_key,
 )
@@ -33,13 +35,14 @@ from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 
 # training options recorded with every synthetic store, with their values in the paper's DCGAN
 SYNTHESIS_OPTION_DEFAULTS = {
-    "upsampling": "transposed", "spectral_norm": False, "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
+    "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0, "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
     "lr_g": 2e-4, "lr_d": 2e-4, "label_smoothing": 0.0, "instance_noise": 0.0,
 }
 
 LATENT_SEED_RULE = (
     "latent_seed = mammo_lib.dcgan_rng.stream_seed(seed, 'synthesis', index) (numpy SeedSequence); "
-    "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed))"
+    "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed)); with noise inputs, "
+    "G's noise maps are drawn next from the same generator, one torch.randn(1, s, s) per map side s = 8, 16, ..."
 )
 
 
@@ -88,6 +91,29 @@ def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
     return torch.randn(latent_dim, generator=gen)
 
 
+def latent_inputs(latent_seed: int, arch: Architecture) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """G's inputs for one synthetic patch, a pure function of ``latent_seed`` (:data:`LATENT_SEED_RULE`).
+
+    Parameters
+    ----------
+    latent_seed : int
+        The manifest's ``latent_seed``.
+    arch : Architecture
+        G's architecture (its latent length and noise maps).
+
+    Returns
+    -------
+    z : float32 tensor, shape (latent_dim,)
+        As :func:`latent_vector` (the same vector).
+    noise : list of float32 tensors, shapes (1, s, s)
+        The noise maps (:func:`mammo_lib.dcgan.noise_map_sizes`), drawn after z from the same
+        generator; empty when G has no noise inputs.
+    """
+    gen = torch.Generator().manual_seed(int(latent_seed))
+    z = torch.randn(arch.latent_dim, generator=gen)
+    return z, [torch.randn(1, s, s, generator=gen) for s in noise_map_sizes(arch)]
+
+
 @torch.no_grad()
 def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds: Iterable[int], device: str = "cpu",
                        batch_size: int = 64) -> np.ndarray:
@@ -119,8 +145,10 @@ def regenerate_patches(checkpoint: str | os.PathLike, latent_seeds: Iterable[int
     out = []
     dev = next(generator.parameters()).device
     for start in range(0, len(seeds), batch_size):
-        z = torch.stack([latent_vector(s, generator.arch.latent_dim) for s in seeds[start:start + batch_size]])
-        out.append(model_to_uint8(generator(z.to(dev))))
+        inputs = [latent_inputs(s, generator.arch) for s in seeds[start:start + batch_size]]
+        z = torch.stack([zi for zi, _ in inputs]).to(dev)
+        maps = [torch.stack(m).to(dev) for m in zip(*(ni for _, ni in inputs), strict=True)] or None
+        out.append(model_to_uint8(generator(z, maps)))
     size = generator.arch.image_size
     return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
 

@@ -70,6 +70,7 @@ from mammo_lib.dcgan import (
     CheckpointError,
     Discriminator,
     Generator,
+    draw_noise_maps,
     model_to_uint8,
     resolve_device,
     save_checkpoint_atomic,
@@ -81,7 +82,13 @@ from mammo_lib.dcgan_config import (
     add_config_options,
     config_from_args,
 )
-from mammo_lib.dcgan_extras import GeneratorEMA, diff_augment, parse_policy, r1_penalty
+from mammo_lib.dcgan_extras import (
+    GeneratorEMA,
+    diff_augment,
+    parse_policy,
+    r1_penalty,
+    spectral_loss,
+)
 from mammo_lib.dcgan_figures import save_sample_grid
 from mammo_lib.dcgan_files import (
     LossLog,
@@ -103,7 +110,8 @@ from mammo_lib.patch_store import PatchStoreError
 
 RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha256(purpose), *indices]) "
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
-                       "instance_noise(rank, iteration); augment(rank, iteration)")
+                       "g_noise(rank, iteration); fixed_g_noise; instance_noise(rank, iteration); "
+                       "augment(rank, iteration)")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -239,7 +247,8 @@ class _Session:
         data = load_training_patches(store_path, cfg.lesion_classes)
         self.n = int(data.shape[0])
         self.arch = Architecture(image_size=int(data.shape[1]), latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
-                                 upsampling=cfg.upsampling, spectral_norm=cfg.spectral_norm)
+                                 upsampling=cfg.upsampling, spectral_norm=cfg.spectral_norm,
+                                 noise_injection=cfg.noise_injection)
         if cfg.r1_gamma > 0 and world > 1:
             raise ValueError("r1_gamma > 0 needs one process: the R1 penalty's double backward is not "
                              "synchronised by DistributedDataParallel")
@@ -349,7 +358,10 @@ class _Session:
         out_real = self.d_train(real_in)
         err_d_real = self.criterion(out_real, real_target)
         (err_d_real + self._r1_term(real_in)).backward()
-        fake = self._noisy(self.g_train(z), sigma, noise_rng)
+        g_noise = draw_noise_maps(self.arch, cfg.batch_size, torch_stream(cfg.seed, "g_noise", self.rank, it),
+                                  self.device) if self.arch.noise_injection else None
+        fake_clean = self.g_train(z, g_noise)
+        fake = self._noisy(fake_clean, sigma, noise_rng)
         out_fake = self.d_train(self._aug(fake.detach(), aug_rng))
         err_d_fake = self.criterion(out_fake, fake_target)
         err_d_fake.backward()
@@ -358,7 +370,10 @@ class _Session:
         self.opt_g.zero_grad(set_to_none=True)
         out_gen = self.d_train(self._aug(fake, aug_rng))
         err_g = self.criterion(out_gen, gen_target)
-        err_g.backward()
+        if cfg.spectral_loss_weight > 0:
+            (err_g + cfg.spectral_loss_weight * spectral_loss(fake_clean, real)).backward()
+        else:
+            err_g.backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.generator)
@@ -431,7 +446,9 @@ class _Session:
         model = self.ema.model if self.ema is not None else self.generator
         model.eval()
         with torch.no_grad():
-            images = model_to_uint8(model(self.fixed_noise.to(self.device)))
+            maps = draw_noise_maps(self.arch, len(self.fixed_noise), torch_stream(self.cfg.seed, "fixed_g_noise"),
+                                   self.device) if self.arch.noise_injection else None
+            images = model_to_uint8(model(self.fixed_noise.to(self.device), maps))
         self.generator.train()
         self.paths["samples"].mkdir(parents=True, exist_ok=True)
         np.save(self.paths["samples"] / f"iter_{iteration:06d}.npy", images)

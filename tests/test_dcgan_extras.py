@@ -1,23 +1,45 @@
 """Stage 02 options for few training patches (issue 15): DiffAugment, EMA of G, R1, resize-convolution
-G, spectral norm in D; each recorded in checkpoint and synthetic store, each resumable bit for bit."""
+G, noise inputs to G, spectral norm in D; each recorded in checkpoint and synthetic store, each resumable bit for bit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from mammo_lib.dcgan import Architecture, Discriminator, Generator, load_checkpoint, load_generator
+from mammo_lib.dcgan import (
+    Architecture,
+    Discriminator,
+    Generator,
+    NoiseInjection,
+    draw_noise_maps,
+    load_checkpoint,
+    load_generator,
+    noise_map_sizes,
+)
 from mammo_lib.dcgan_config import TrainConfig, deviations_from_paper
-from mammo_lib.dcgan_extras import GeneratorEMA, diff_augment, parse_policy, r1_penalty
-from mammo_lib.dcgan_synthesis import generate_synthetic_patches, generator_digest
+from mammo_lib.dcgan_extras import (
+    GeneratorEMA,
+    diff_augment,
+    parse_policy,
+    r1_penalty,
+    radial_log_power,
+    spectral_loss,
+)
+from mammo_lib.dcgan_synthesis import (
+    generate_synthetic_patches,
+    generator_digest,
+    regenerate_patches,
+)
 from mammo_lib.dcgan_training import train_dcgan
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.testing import write_toy_lesion_store
 
 TINY = dict(batch_size=8, latent_dim=16, ngf=8, ndf=8, num_threads=1, progress=False, sample_every=1000)
 ALL_OPTIONS = dict(upsampling="resize_conv", spectral_norm=True, diffaugment="color,translation,cutout",
-                   ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4, channels_last=True)
+                   ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4, channels_last=True, noise_injection=True,
+                   spectral_loss_weight=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +153,64 @@ def test_all_options_train_resume_bit_identically_and_are_recorded(toy_store, tm
     assert set(manifest["dcgan_diffaugment"]) == {"color,translation,cutout"}
     assert store.attrs["training_options"]["r1_gamma"] == 1.0
     with torch.no_grad():
-        ema_out = generator(torch.zeros(1, 16))
+        ema_out = generator(torch.zeros(1, 16), draw_noise_maps(generator.arch, 1, _rng(0)))
     assert ema_out.shape == (1, 1, 32, 32) and np.isfinite(ema_out.numpy()).all()
+    assert set(manifest["dcgan_noise_injection"]) == {True} and a["architecture"]["noise_injection"] is True
+    # the noise scales were learnt (they start at 0), and each patch depends only on its own latent seed
+    scales = [m.weight for m in generator.modules() if isinstance(m, NoiseInjection)]
+    assert len(scales) == len(noise_map_sizes(generator.arch)) == 3 and any(w.abs().sum() > 0 for w in scales)
+    seeds = manifest["latent_seed"].tolist()
+    alone = np.concatenate([regenerate_patches(straight.checkpoint, [s]) for s in seeds])
+    assert np.array_equal(alone, store.load())
+
+
+def test_noise_inputs_are_explicit_and_change_the_texture_not_the_shapes():
+    arch = Architecture(image_size=32, latent_dim=8, ngf=4, ndf=4, upsampling="resize_conv", noise_injection=True)
+    assert noise_map_sizes(arch) == [8, 16, 32] and noise_map_sizes(Architecture(image_size=32)) == []
+    assert draw_noise_maps(Architecture(image_size=32), 2, _rng(0)) is None
+    generator = Generator(arch, rng=_rng(0)).eval()
+    plain = Generator(Architecture(image_size=32, latent_dim=8, ngf=4, ndf=4, upsampling="resize_conv"), rng=_rng(0))
+    assert len(generator.state_dict()) == len(plain.state_dict()) + 3  # one learnt scale per map
+    z = torch.randn(2, 8, generator=_rng(1))
+    with pytest.raises(ValueError, match="noise inputs"):
+        generator(z)
+    with pytest.raises(ValueError, match="3 noise maps"):
+        generator(z, draw_noise_maps(arch, 2, _rng(2))[:2])
+    with torch.no_grad():
+        for m in generator.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.5)
+        a = generator(z, draw_noise_maps(arch, 2, _rng(2)))
+        b = generator(z, draw_noise_maps(arch, 2, _rng(2)))
+        c = generator(z, draw_noise_maps(arch, 2, _rng(3)))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_spectral_loss_sees_missing_fine_texture_and_pulls_g_towards_it():
+    white = torch.randn(8, 1, 64, 64, generator=_rng(0))
+    profile = radial_log_power(white)
+    assert profile.shape == (8, 32)
+    assert torch.allclose(profile[:, 4:].mean(0), torch.zeros(28), atol=0.25)  # white noise: flat, power 1
+    blurred = nn.functional.avg_pool2d(white, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    assert (radial_log_power(blurred)[:, 24:] < profile[:, 24:] - 1.0).all()  # less power at high frequencies
+    assert spectral_loss(white, white).item() == 0.0
+    fake = blurred.clone().requires_grad_(True)
+    loss = spectral_loss(fake, white)
+    loss.backward()
+    assert loss.item() > 0.5 and torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+    stepped = (fake - 0.5 * fake.grad / fake.grad.abs().max()).detach()
+    assert spectral_loss(stepped, white) < loss  # one gradient step moves the spectrum towards the real one
+    with pytest.raises(ValueError, match="square"):
+        radial_log_power(torch.zeros(1, 1, 32, 16))
+    with pytest.raises(ValueError, match="spectral_loss_weight"):
+        TrainConfig(spectral_loss_weight=-1)
 
 
 def test_deviation_list_names_every_option_with_its_source():
     text = " | ".join(deviations_from_paper(TrainConfig(**ALL_OPTIONS)))
     assert not any("channels" in d for d in deviations_from_paper(TrainConfig(channels_last=True)))
+    assert "Durall et al. 2020" in " | ".join(deviations_from_paper(TrainConfig(spectral_loss_weight=1.0)))
+    assert "Karras et al. 2019" in " | ".join(deviations_from_paper(TrainConfig(noise_injection=True)))
     for source in ("Odena et al. 2016", "Miyato et al. 2018", "Zhao et al. 2020", "Karras et al. 2018",
                    "Mescheder et al. 2018", "Heusel et al. 2017"):
         assert source in text
