@@ -9,7 +9,12 @@ repeats is printed (target >= 0.95).
 
     .venv/bin/python benchmarks/bench_dcgan.py            # 128 px, widths 16, batch 16
     .venv/bin/python benchmarks/bench_dcgan.py --quick    # 64 px, fewer iterations
-    .venv/bin/python benchmarks/bench_dcgan.py --upsampling resize_conv --channels-last  # the default profile's
+    .venv/bin/python benchmarks/bench_dcgan.py --default-profile  # the default profile's networks and options
+
+With noise inputs, a spectral loss or an EMA of G, the bare loop does the same work per iteration
+(noise maps drawn, the spectral term in G's loss, the EMA's weight update); what our loop adds on
+top is the same as above, plus recomputing the EMA's batch-norm statistics before each sample
+grid and checkpoint.
 
 No GPU is lent to this project's development machine, so only CPU figures were measured; with
 CUDA present both loops run on it (``--device auto``).
@@ -18,6 +23,7 @@ CUDA present both loops run on it (``--device auto``).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -29,15 +35,17 @@ from mammo_lib.dcgan import (
     Architecture,
     Discriminator,
     Generator,
+    draw_noise_maps,
     resolve_device,
 )
+from mammo_lib.dcgan_extras import GeneratorEMA, spectral_loss
 from mammo_lib.dcgan_files import load_training_patches
 from mammo_lib.dcgan_training import TrainConfig, train_dcgan
 from mammo_lib.testing import write_toy_lesion_store
 
 
 def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device,
-              channels_last: bool = False) -> float:
+              channels_last: bool = False, spectral_weight: float = 0.0, ema_decay: float = 0.0) -> float:
     """images/s of the plain DCGAN iteration (timed after one warm-up iteration)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -46,6 +54,8 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
     opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = torch.nn.BCEWithLogitsLoss()
+    ema = GeneratorEMA(generator, ema_decay) if ema_decay > 0 else None
+    noise_rng = torch.Generator().manual_seed(0)
     ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
     data = data_u8.to(device)
     per_epoch = len(data) // batch
@@ -63,27 +73,43 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
         real = real.contiguous(memory_format=fmt)
         opt_d.zero_grad(set_to_none=True)
         criterion(discriminator(real), ones).backward()
-        fake = generator(torch.randn(batch, arch.latent_dim, device=device))
+        fake = generator(torch.randn(batch, arch.latent_dim, device=device),
+                         draw_noise_maps(arch, batch, noise_rng, device))
         criterion(discriminator(fake.detach()), zeros).backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
-        criterion(discriminator(fake), ones).backward()
+        loss_g = criterion(discriminator(fake), ones)
+        (loss_g + spectral_weight * spectral_loss(fake, real) if spectral_weight > 0 else loss_g).backward()
         opt_g.step()
+        if ema is not None:
+            ema.update(generator)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return iterations * batch / (time.perf_counter() - start)
 
 
 def our_loop(store: Path, out: Path, arch: Architecture, batch: int, iterations: int, device,
-             checkpoint_every: int, sample_every: int, channels_last: bool = False) -> float:
+             checkpoint_every: int, sample_every: int, channels_last: bool = False, spectral_weight: float = 0.0,
+             ema_decay: float = 0.0) -> float:
     """images/s of train_dcgan (log, samples, checkpoints, progress), timed over the iterations after the first."""
     cfg = TrainConfig(max_iterations=1, batch_size=batch, latent_dim=arch.latent_dim, ngf=arch.ngf, ndf=arch.ndf,
                       checkpoint_every=checkpoint_every, sample_every=sample_every, device=str(device), seed=0,
-                      upsampling=arch.upsampling, channels_last=channels_last)
+                      upsampling=arch.upsampling, channels_last=channels_last, noise_injection=arch.noise_injection,
+                      spectral_loss_weight=spectral_weight, ema_decay=ema_decay)
     train_dcgan(store, out, cfg, resume=False)  # warm-up iteration (also writes a checkpoint)
     cfg.max_iterations = iterations + 1
     result = train_dcgan(store, out, cfg, resume=True)
     return result.images_per_s
+
+
+def apply_default_profile(args: argparse.Namespace) -> None:
+    """Set the networks and options of the default profile on ``args``."""
+    table = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "params" / "02_train_dcgan.json")
+                       .read_text())["default"]
+    for name in ("ngf", "ndf", "latent_dim", "upsampling", "channels_last", "noise_injection",
+                 "spectral_loss_weight", "ema_decay", "checkpoint_every", "sample_every"):
+        setattr(args, name, table[name])
+    args.batch = table["batch_size"]
 
 
 def main() -> None:
@@ -103,7 +129,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--upsampling", default="transposed", choices=["transposed", "resize_conv"])
     parser.add_argument("--channels-last", action="store_true", help="both loops in channels-last memory format")
+    parser.add_argument("--noise-injection", action="store_true", help="G with per-pixel noise inputs")
+    parser.add_argument("--spectral-loss-weight", type=float, default=0.0)
+    parser.add_argument("--ema-decay", type=float, default=0.0)
+    parser.add_argument("--default-profile", action="store_true",
+                        help="networks and options of the default profile (notebooks/params/02_train_dcgan.json)")
     args = parser.parse_args()
+    if args.default_profile:
+        apply_default_profile(args)
     if args.quick:
         args.size, args.iterations = 64, 60
     # each measured run must contain checkpoints and samples, so scale the intervals to the run
@@ -112,7 +145,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     arch = Architecture(image_size=args.size, latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf,
-                        upsampling=args.upsampling)
+                        upsampling=args.upsampling, noise_injection=args.noise_injection)
+    extras = dict(channels_last=args.channels_last, spectral_weight=args.spectral_loss_weight, ema_decay=args.ema_decay)
     with tempfile.TemporaryDirectory() as tmp:
         store = write_toy_lesion_store(Path(tmp) / "lesion.zarr", n=max(128, 4 * args.batch), size=args.size)
         data = load_training_patches(store)
@@ -121,9 +155,9 @@ def main() -> None:
               f"{checkpoint_every} and samples every {sample_every} iterations, logs every iteration")
         bare, ours = [], []
         for rep in range(args.repeats):
-            bare.append(bare_loop(data, arch, args.batch, args.iterations, device, args.channels_last))
+            bare.append(bare_loop(data, arch, args.batch, args.iterations, device, **extras))
             ours.append(our_loop(store, Path(tmp) / "dcgan", arch, args.batch, args.iterations, device,
-                                 checkpoint_every, sample_every, args.channels_last))
+                                 checkpoint_every, sample_every, **extras))
             print(f"  repeat {rep + 1}: bare {bare[-1]:.1f} images/s, ours {ours[-1]:.1f} images/s")
     # best of the repeats: other processes on the machine only ever slow a run down
     print(f"bare loop: best {max(bare):.1f}, median {statistics.median(bare):.1f} images/s")

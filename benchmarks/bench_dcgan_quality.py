@@ -121,13 +121,18 @@ def default_profile_config() -> dict:
 
 
 def cpu_seconds_per_iteration(store: Path, cfg: TrainConfig, out: Path, iterations: int) -> float:
-    """CPU seconds of one iteration of ``cfg`` (after one warm-up iteration)."""
+    """CPU seconds of one iteration of ``cfg``: the difference of two resumed runs of ``iterations`` and
+    ``2 * iterations`` (after a warm-up iteration), so the samples and checkpoint written at the end of
+    each run (with the EMA's batch-norm recalibration) do not count as training time."""
     probe = TrainConfig(**{**cfg.__dict__, "max_iterations": 1, "checkpoint_every": 10**6, "sample_every": 10**6})
     train_dcgan(store, out, probe, resume=False)
-    probe.max_iterations = iterations + 1
-    start = time.process_time()
-    train_dcgan(store, out, probe, resume=True)
-    return (time.process_time() - start) / iterations
+    seconds = []
+    for more in (iterations, 2 * iterations):
+        probe.max_iterations += more
+        start = time.process_time()
+        train_dcgan(store, out, probe, resume=True)
+        seconds.append(time.process_time() - start)
+    return (seconds[1] - seconds[0]) / iterations
 
 
 def machine_observer_auc(real: np.ndarray, synthetic: np.ndarray, kind: str, seed: int) -> float:

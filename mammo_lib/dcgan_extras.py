@@ -18,6 +18,13 @@ none of them. All randomness comes from the explicit ``torch.Generator`` passed 
 - :class:`GeneratorEMA`: an exponential moving average of G's weights, used for samples and
   synthesis (Karras, Aila, Laine & Lehtinen, "Progressive Growing of GANs", ICLR 2018;
   Yazıcı et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019).
+  G has batch norm, so after averaging the weights the running statistics of the average's
+  batch norms are recomputed from its own activations on a fixed set of latent inputs
+  (:meth:`GeneratorEMA.recalibrate_batch_norm`), as stochastic weight averaging does after
+  averaging (Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
+  Generalization", UAI 2018, section 3.2; ``torch.optim.swa_utils.update_bn``): G's own
+  running statistics do not fit the averaged weights, and synthesis with them loses contrast
+  and fine texture.
 - :func:`r1_penalty`: gamma/2 * E ||grad_x D(x)||^2 on real images (Mescheder, Geiger &
   Nowozin, "Which Training Methods for GANs do actually Converge?", ICML 2018).
 - :func:`spectral_loss`: a term of G's loss that pulls the azimuthally averaged power spectrum
@@ -30,9 +37,11 @@ none of them. All randomness comes from the explicit ``torch.Generator`` passed 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 
@@ -145,6 +154,42 @@ class GeneratorEMA:
             avg.lerp_(cur.detach(), 1.0 - self.decay)
         for avg, cur in zip(self.model.buffers(), generator.buffers(), strict=True):
             avg.copy_(cur)
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self, draw_inputs: Callable[[], tuple], n_batches: int = 8) -> None:
+        """Recompute the running mean and variance of the average's batch norms from its own activations.
+
+        Uses ``torch.optim.swa_utils.update_bn`` (running statistics reset, then the cumulative
+        average over ``n_batches`` forward passes in training mode); the model is left in eval mode.
+
+        Parameters
+        ----------
+        draw_inputs : callable
+            Returns one batch of G's inputs, ``(z, noise)``: z float (B, latent_dim), noise the
+            maps of :func:`mammo_lib.dcgan.draw_noise_maps` or None. Called ``n_batches`` times;
+            draw from an explicit generator to keep the result reproducible.
+        n_batches : int
+            Batches to average over.
+
+        References
+        ----------
+        P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov, A. G. Wilson, "Averaging Weights
+        Leads to Wider Optima and Better Generalization", UAI 2018, section 3.2.
+        """
+        batches = [(draw_inputs(),) for _ in range(n_batches)]  # update_bn passes each batch's first item
+        update_bn(batches, _CallWithInputs(self.model))
+        self.model.eval()
+
+
+class _CallWithInputs(nn.Module):
+    """``model(*inputs)`` for a tuple of inputs: lets ``update_bn`` drive G, which takes (z, noise)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: tuple) -> torch.Tensor:
+        return self.model(*inputs)
 
 
 def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ Purposes used by stage 02 (the ``indices`` after them):
 - ``"latent"`` (rank, iteration): G's input batch of one iteration on one process;
 - ``"g_noise"`` (rank, iteration): G's per-pixel noise inputs of one iteration
   (``noise_injection``); ``"fixed_g_noise"``: those of the sample grids;
+- ``"ema_batch_norm"``: the latent inputs over which the EMA of G's batch-norm statistics are
+  recomputed before it is sampled or saved;
 - ``"instance_noise"`` (rank, iteration), ``"augment"`` (rank, iteration): noise and
   augmentation parameters applied to D's inputs;
 - ``"synthesis"`` (index): the latent vector of synthetic patch ``index``;
@@ -28,8 +30,8 @@ import torch
 
 from mammo_lib import rng
 
-PURPOSES = ("init", "fixed_noise", "data_order", "latent", "g_noise", "fixed_g_noise", "instance_noise", "augment",
-            "synthesis", "figure")
+PURPOSES = ("init", "fixed_noise", "data_order", "latent", "g_noise", "fixed_g_noise", "ema_batch_norm",
+            "instance_noise", "augment", "synthesis", "figure")
 
 
 def stream_seed(seed: int, purpose: str, *indices: int) -> int:

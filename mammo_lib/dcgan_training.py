@@ -108,9 +108,12 @@ from mammo_lib.dcgan_files import (
 from mammo_lib.dcgan_rng import epoch_order, torch_stream
 from mammo_lib.patch_store import PatchStoreError
 
+# latent inputs over which the EMA of G's batch-norm statistics are recomputed before it is sampled or saved
+EMA_CALIBRATION_BATCH, EMA_CALIBRATION_BATCHES = 64, 8
+
 RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha256(purpose), *indices]) "
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
-                       "g_noise(rank, iteration); fixed_g_noise; instance_noise(rank, iteration); "
+                       "g_noise(rank, iteration); fixed_g_noise; ema_batch_norm; instance_noise(rank, iteration); "
                        "augment(rank, iteration)")
 
 
@@ -266,6 +269,7 @@ class _Session:
                                        generator=torch_stream(cfg.seed, "fixed_noise"))
         self.policy = parse_policy(cfg.diffaugment)
         self.ema = GeneratorEMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self._ema_calibrated_at: int | None = None
         self.criterion = nn.BCEWithLogitsLoss()
         b = cfg.batch_size
         self.targets = (torch.full((b,), 1.0 - cfg.label_smoothing, device=device),
@@ -421,6 +425,7 @@ class _Session:
 
     def checkpoint(self, iteration: int) -> None:
         cfg = self.cfg
+        self._recalibrate_ema(iteration)
         save_checkpoint_atomic({
             "format": CHECKPOINT_FORMAT,
             "architecture": asdict(self.arch),
@@ -441,8 +446,22 @@ class _Session:
             "random_streams": {"rule": RANDOM_STREAMS_RULE, "seed": cfg.seed},
         }, self.paths["last"])
 
+    def _recalibrate_ema(self, iteration: int) -> None:
+        """Batch-norm statistics of the EMA of G for its own weights, before it is sampled or saved."""
+        if self.ema is None or self._ema_calibrated_at == iteration:
+            return
+        rng = torch_stream(self.cfg.seed, "ema_batch_norm")
+
+        def draw() -> tuple:
+            z = torch.randn(EMA_CALIBRATION_BATCH, self.arch.latent_dim, generator=rng).to(self.device)
+            return z, draw_noise_maps(self.arch, EMA_CALIBRATION_BATCH, rng, self.device)
+
+        self.ema.recalibrate_batch_norm(draw, n_batches=EMA_CALIBRATION_BATCHES)
+        self._ema_calibrated_at = iteration
+
     def sample(self, iteration: int) -> None:
         """Fixed-noise samples from the generator synthesis will use (the EMA one when on)."""
+        self._recalibrate_ema(iteration)
         model = self.ema.model if self.ema is not None else self.generator
         model.eval()
         with torch.no_grad():

@@ -107,6 +107,28 @@ def test_ema_follows_generator_and_r1_is_a_gradient_norm():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in discriminator.parameters())
 
 
+def test_ema_batch_norm_statistics_are_recomputed_for_the_averaged_weights():
+    arch = Architecture(image_size=32, latent_dim=8, ngf=4, ndf=4, noise_injection=True)
+    generator = Generator(arch, rng=_rng(0))
+    ema = GeneratorEMA(generator, decay=0.5)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.mul_(3.0)
+    ema.update(generator)  # the average's weights moved; its running statistics are G's (initial) ones
+    first_bn = next(m for m in ema.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert torch.equal(first_bn.running_mean, torch.zeros_like(first_bn.running_mean))
+    seen = []
+    hook = first_bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    rng = _rng(5)
+    ema.recalibrate_batch_norm(lambda: (torch.randn(16, 8, generator=rng), draw_noise_maps(arch, 16, rng)),
+                               n_batches=3)
+    hook.remove()
+    acts = torch.cat(seen)  # (48, C, 4, 4): the average's own activations over the three batches
+    assert len(seen) == 3 and not ema.model.training
+    torch.testing.assert_close(first_bn.running_mean, acts.mean(dim=(0, 2, 3)))
+    assert first_bn.running_mean.abs().max() > 1e-3
+
+
 def test_resize_conv_generator_and_spectral_norm_discriminator():
     arch = Architecture(image_size=64, latent_dim=8, ngf=4, ndf=4, upsampling="resize_conv", spectral_norm=True)
     generator = Generator(arch, rng=_rng(0))
