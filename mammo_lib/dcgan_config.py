@@ -85,7 +85,8 @@ class TrainConfig:
         ``color``, ``translation``, ``cutout`` ("" off; Zhao et al., NeurIPS 2020).
     ema_decay : float
         Decay of an exponential moving average of G's weights, used for samples and synthesis
-        (0 off; e.g. 0.999; Karras et al., ICLR 2018).
+        (0 off; e.g. 0.999; Karras et al., ICLR 2018); its batch-norm running statistics are
+        recomputed for the averaged weights before it is sampled or saved (Izmailov et al., UAI 2018).
     r1_gamma : float
         Weight gamma of the R1 penalty gamma/2 E||grad_x D(x)||^2 on real images (0 off;
         Mescheder et al., ICML 2018); single process only.
@@ -229,7 +230,8 @@ _DEVIATION_TEXT = {
                             "spectrum is pulled towards the real batch's (after Durall et al. 2020)",
     "diffaugment": "DiffAugment ({v}) of every image D sees, real and synthetic (Zhao et al. 2020)",
     "ema_decay": "samples and synthetic patches from an exponential moving average of G's weights, "
-                 "decay {v:g} (Karras et al. 2018)",
+                 "decay {v:g} (Karras et al. 2018), its batch-norm statistics recomputed for the averaged "
+                 "weights (as in Izmailov et al. 2018)",
     "r1_gamma": "R1 gradient penalty on real images, gamma {v:g} (Mescheder et al. 2018)",
 }
 

@@ -21,6 +21,11 @@ update D on a real batch and a fake batch, then update G to make D call its fake
 - **instance noise** (optional, ``instance_noise``; Sønderby et al. 2017, Arjovsky & Bottou 2017):
   Gaussian noise on D's real and fake inputs, annealed to 0, keeps D from winning early on
   high-frequency details; it is not in the DCGAN reference and is off by default;
+- **options for few patches** (each off unless chosen, all in :class:`TrainConfig` and recorded in
+  the checkpoint and the synthetic manifest): noise inputs to G and resize-convolution G
+  (:mod:`mammo_lib.dcgan`), spectral norm in D, DiffAugment, R1, the spectral term in G's loss,
+  and the EMA of G whose batch-norm statistics are recomputed before it is sampled or saved
+  (:mod:`mammo_lib.dcgan_extras`); ``lr_d`` != ``lr_g`` is the two time-scale update rule;
 - **stops**: NaN/inf losses, or a discriminator that rejects every fake with certainty for
   ``collapse_patience`` iterations (G then gets no useful gradient), stop training with
   :class:`TrainingDivergedError` naming the last good checkpoint; ``time_budget_s`` stops cleanly
@@ -108,8 +113,9 @@ from mammo_lib.dcgan_files import (
 from mammo_lib.dcgan_rng import epoch_order, torch_stream
 from mammo_lib.patch_store import PatchStoreError
 
-# latent inputs over which the EMA of G's batch-norm statistics are recomputed before it is sampled or saved
-EMA_CALIBRATION_BATCH, EMA_CALIBRATION_BATCHES = 64, 8
+# latent inputs (2 batches of 64) over which the EMA of G's batch-norm statistics are recomputed before it is
+# sampled or saved: about 2 % of the training time at the default profile's sample and checkpoint intervals
+EMA_CALIBRATION_BATCH, EMA_CALIBRATION_BATCHES = 64, 2
 
 RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha256(purpose), *indices]) "
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
