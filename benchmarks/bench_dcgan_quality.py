@@ -96,10 +96,13 @@ CANDIDATES = {
     "transposed": {"upsampling": "transposed"},
     "noema": {"ema_decay": 0.0},
     "ema999": {"ema_decay": 0.999},
+    "ema995": {"ema_decay": 0.995},
+    "ema95": {"ema_decay": 0.95},
     "cl": {"channels_last": True},
     "spec": {"spectral_loss_weight": 1.0},
     "spec0.1": {"spectral_loss_weight": 0.1},
     "spec3": {"spectral_loss_weight": 3.0},
+    "sd": {"spectral_d_weight": 1.0},
     "spec10": {"spectral_loss_weight": 10.0},
 }
 CANDIDATES_RUN_BY_DEFAULT = ["baseline", "diffaug", "ema", "resize", "sn", "ttur", "r1", "diffaug+ema",

@@ -24,7 +24,8 @@ from mammo_lib.lesion_classes import normalise_lesion_classes
 
 # settings whose change makes a resumed run differ from one uninterrupted run
 REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise",
-                   "diffaugment", "ema_decay", "r1_gamma", "channels_last")
+                   "diffaugment", "ema_decay", "r1_gamma", "channels_last", "spectral_loss_weight",
+                   "spectral_d_weight")
 
 
 @dataclass
@@ -80,6 +81,9 @@ class TrainConfig:
         Weight of a spectral term in G's loss: the squared difference of the batch-mean radial
         log power spectra of G's batch and the real batch (0 off; after Durall, Keuper & Keuper,
         CVPR 2020, against the spectral deficits of up-convolutions).
+    spectral_d_weight : float
+        Weight, in G's loss, of a second discriminator that judges each image's radial log power
+        profile alone (0 off; after Jung & Keuper, AAAI 2021); it learns at ``lr_d``.
     diffaugment : str
         Comma-separated DiffAugment policies applied to every image D sees, real and fake:
         ``color``, ``translation``, ``cutout`` ("" off; Zhao et al., NeurIPS 2020).
@@ -128,6 +132,7 @@ class TrainConfig:
     spectral_norm: bool = False  # spectral normalisation in D, no batch norm there (Miyato et al. 2018)
     noise_injection: bool = False  # per-pixel noise inputs to G (Karras et al. 2019)
     spectral_loss_weight: float = 0.0  # > 0: spectral term in G's loss (Durall et al. 2020)
+    spectral_d_weight: float = 0.0  # > 0: a spectral discriminator's term in G's loss (Jung & Keuper 2021)
     diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
     ema_decay: float = 0.0  # > 0: synthesise from an EMA of G's weights (Karras et al. 2018)
     r1_gamma: float = 0.0  # > 0: R1 penalty gamma/2 E|grad D(x)|^2 on real images (Mescheder et al. 2018)
@@ -142,6 +147,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         if self.spectral_loss_weight < 0:
             raise ValueError(f"spectral_loss_weight must be >= 0 (0: off), got {self.spectral_loss_weight}")
+        if self.spectral_d_weight < 0:
+            raise ValueError(f"spectral_d_weight must be >= 0 (0: off), got {self.spectral_d_weight}")
         if self.r1_gamma < 0:
             raise ValueError(f"r1_gamma must be >= 0 (0: off), got {self.r1_gamma}")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -228,6 +235,8 @@ _DEVIATION_TEXT = {
                        "upsampling convolution (StyleGAN's noise inputs, Karras et al. 2019)",
     "spectral_loss_weight": "a spectral term in G's loss, weight {v:g}: the batch's radially averaged log power "
                             "spectrum is pulled towards the real batch's (after Durall et al. 2020)",
+    "spectral_d_weight": "a second discriminator on each patch's radially averaged log power spectrum, its "
+                         "term in G's loss weighted {v:g} (after Jung & Keuper 2021)",
     "diffaugment": "DiffAugment ({v}) of every image D sees, real and synthetic (Zhao et al. 2020)",
     "ema_decay": "samples and synthetic patches from an exponential moving average of G's weights, "
                  "decay {v:g} (Karras et al. 2018), its batch-norm statistics recomputed for the averaged "

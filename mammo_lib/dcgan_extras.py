@@ -32,6 +32,11 @@ none of them. All randomness comes from the explicit ``torch.Generator`` passed 
   Keuper & Keuper ("Watch your Up-Convolution: CNN Based Generative Deep Neural Networks are
   Failing to Reproduce Spectral Distributions", CVPR 2020), who show that up-convolutions leave
   generated images with too little or too much power at high frequencies.
+- :class:`SpectralDiscriminator`: a second, small discriminator that sees only each image's
+  radial log power profile, trained like D; its verdict on G's batch is a further term of G's
+  loss, so G matches the distribution of single images' spectra, not just their batch mean
+  (after the spectral discriminator of Jung & Keuper, "Spectral Distribution Aware Image
+  Generation", AAAI 2021).
 """
 
 from __future__ import annotations
@@ -277,3 +282,36 @@ def spectral_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """
     target = radial_log_power(real.detach()).mean(0)
     return (radial_log_power(fake).mean(0) - target).pow(2).mean()
+
+
+class SpectralDiscriminator(nn.Module):
+    """D_spec: image (B, 1, H, W) -> logit (B,) from its radial log power profile alone.
+
+    A two-layer perceptron (LeakyReLU 0.2) on :func:`radial_log_power` without its DC ring,
+    scaled by 0.1; weights from N(0, 0.02) drawn from ``rng`` (DCGAN's initialisation).
+
+    Parameters
+    ----------
+    image_size : int
+        H = W of the images, in pixels.
+    width : int
+        Hidden units.
+    rng : torch.Generator, optional
+        Stream of the initial weights (None: torch's global generator).
+
+    References
+    ----------
+    S. Jung, M. Keuper, "Spectral Distribution Aware Image Generation", AAAI 2021 (a
+    discriminator on the reduced 1-D spectrum beside the image discriminator).
+    """
+
+    def __init__(self, image_size: int, width: int = 64, rng: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.main = nn.Sequential(nn.Linear(image_size // 2 - 1, width), nn.LeakyReLU(0.2),
+                                  nn.Linear(width, 1))
+        for layer in (self.main[0], self.main[2]):
+            nn.init.normal_(layer.weight, 0.0, 0.02, generator=rng)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.main(0.1 * radial_log_power(images)[:, 1:]).flatten()

@@ -35,7 +35,8 @@ from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 
 # training options recorded with every synthetic store, with their values in the paper's DCGAN
 SYNTHESIS_OPTION_DEFAULTS = {
-    "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0, "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
+    "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0, "spectral_d_weight": 0.0,
+    "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
     "lr_g": 2e-4, "lr_d": 2e-4, "label_smoothing": 0.0, "instance_noise": 0.0,
 }
 

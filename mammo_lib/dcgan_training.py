@@ -89,6 +89,7 @@ from mammo_lib.dcgan_config import (
 )
 from mammo_lib.dcgan_extras import (
     GeneratorEMA,
+    SpectralDiscriminator,
     diff_augment,
     parse_policy,
     r1_penalty,
@@ -271,6 +272,10 @@ class _Session:
         self.discriminator = Discriminator(self.arch, rng=init).to(device, memory_format=self.memory_format)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        self.spectral_d = (SpectralDiscriminator(self.arch.image_size, rng=init).to(device)
+                           if cfg.spectral_d_weight > 0 else None)
+        self.opt_sd = (torch.optim.Adam(self.spectral_d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+                       if self.spectral_d is not None else None)
         self.fixed_noise = torch.randn(cfg.n_fixed_samples, self.arch.latent_dim,
                                        generator=torch_stream(cfg.seed, "fixed_noise"))
         self.policy = parse_policy(cfg.diffaugment)
@@ -305,8 +310,10 @@ class _Session:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train: nn.Module = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
             self.d_train: nn.Module = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+            self.sd_train = (nn.parallel.DistributedDataParallel(self.spectral_d, device_ids=ids)
+                             if self.spectral_d is not None else None)
         else:
-            self.g_train, self.d_train = self.generator, self.discriminator
+            self.g_train, self.d_train, self.sd_train = self.generator, self.discriminator, self.spectral_d
         self.generator.train()
         self.discriminator.train()
 
@@ -315,6 +322,9 @@ class _Session:
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self.spectral_d is not None and "spectral_discriminator" in state:
+            self.spectral_d.load_state_dict(state["spectral_discriminator"])
+            self.opt_sd.load_state_dict(state["opt_spectral_d"])
         if self.ema is not None:
             self.ema.model.load_state_dict(state.get("generator_ema", state["generator"]))
         self.fixed_noise = state["fixed_noise"].cpu()
@@ -351,6 +361,25 @@ class _Session:
             return 0.0
         return 0.5 * self.cfg.r1_gamma * r1_penalty(self.discriminator, real_in)
 
+    def _spectral_d_step(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """One update of the spectral discriminator on the clean real and fake batches (when on)."""
+        if self.sd_train is None:
+            return
+        real_target, fake_target, _ = self.targets
+        self.opt_sd.zero_grad(set_to_none=True)
+        (self.criterion(self.sd_train(real), real_target)
+         + self.criterion(self.sd_train(fake.detach()), fake_target)).backward()
+        self.opt_sd.step()
+
+    def _spectral_terms(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor | float:
+        """The spectral terms of G's loss (0 when both are off)."""
+        cfg, total = self.cfg, 0.0
+        if cfg.spectral_loss_weight > 0:
+            total = total + cfg.spectral_loss_weight * spectral_loss(fake, real)
+        if self.sd_train is not None:
+            total = total + cfg.spectral_d_weight * self.criterion(self.sd_train(fake), self.targets[2])
+        return total
+
     def step(self, it: int) -> tuple[list[float], int, int]:
         """Iteration ``it`` (0-based): D on a real and a fake batch, then G; returns the log values."""
         cfg = self.cfg
@@ -372,6 +401,7 @@ class _Session:
                                   self.device) if self.arch.noise_injection else None
         fake_clean = self.g_train(z, g_noise)
         fake = self._noisy(fake_clean, sigma, noise_rng)
+        self._spectral_d_step(real, fake_clean)
         out_fake = self.d_train(self._aug(fake.detach(), aug_rng))
         err_d_fake = self.criterion(out_fake, fake_target)
         err_d_fake.backward()
@@ -380,10 +410,7 @@ class _Session:
         self.opt_g.zero_grad(set_to_none=True)
         out_gen = self.d_train(self._aug(fake, aug_rng))
         err_g = self.criterion(out_gen, gen_target)
-        if cfg.spectral_loss_weight > 0:
-            (err_g + cfg.spectral_loss_weight * spectral_loss(fake_clean, real)).backward()
-        else:
-            err_g.backward()
+        (err_g + self._spectral_terms(fake_clean, real)).backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.generator)
@@ -449,6 +476,8 @@ class _Session:
             "opt_d": self.opt_d.state_dict(),
             "fixed_noise": self.fixed_noise,
             **({"generator_ema": self.ema.model.state_dict()} if self.ema is not None else {}),
+            **({"spectral_discriminator": self.spectral_d.state_dict(), "opt_spectral_d": self.opt_sd.state_dict()}
+               if self.spectral_d is not None else {}),
             "random_streams": {"rule": RANDOM_STREAMS_RULE, "seed": cfg.seed},
         }, self.paths["last"])
 

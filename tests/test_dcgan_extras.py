@@ -21,6 +21,7 @@ from mammo_lib.dcgan import (
 from mammo_lib.dcgan_config import TrainConfig, deviations_from_paper
 from mammo_lib.dcgan_extras import (
     GeneratorEMA,
+    SpectralDiscriminator,
     diff_augment,
     parse_policy,
     r1_penalty,
@@ -39,7 +40,7 @@ from mammo_lib.testing import write_toy_lesion_store
 TINY = dict(batch_size=8, latent_dim=16, ngf=8, ndf=8, num_threads=1, progress=False, sample_every=1000)
 ALL_OPTIONS = dict(upsampling="resize_conv", spectral_norm=True, diffaugment="color,translation,cutout",
                    ema_decay=0.9, r1_gamma=1.0, lr_d=4e-4, lr_g=1e-4, channels_last=True, noise_injection=True,
-                   spectral_loss_weight=0.5)
+                   spectral_loss_weight=0.5, spectral_d_weight=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +179,9 @@ def test_all_options_train_resume_bit_identically_and_are_recorded(toy_store, tm
         ema_out = generator(torch.zeros(1, 16), draw_noise_maps(generator.arch, 1, _rng(0)))
     assert ema_out.shape == (1, 1, 32, 32) and np.isfinite(ema_out.numpy()).all()
     assert set(manifest["dcgan_noise_injection"]) == {True} and a["architecture"]["noise_injection"] is True
+    assert set(manifest["dcgan_spectral_d_weight"]) == {0.5} and set(manifest["dcgan_spectral_loss_weight"]) == {0.5}
+    for name, tensor in a["spectral_discriminator"].items():  # the spectral D resumes bit for bit too
+        assert torch.equal(tensor, b["spectral_discriminator"][name]), name
     # the noise scales were learnt (they start at 0), and each patch depends only on its own latent seed
     scales = [m.weight for m in generator.modules() if isinstance(m, NoiseInjection)]
     assert len(scales) == len(noise_map_sizes(generator.arch)) == 3 and any(w.abs().sum() > 0 for w in scales)
@@ -228,9 +232,22 @@ def test_spectral_loss_sees_missing_fine_texture_and_pulls_g_towards_it():
         TrainConfig(spectral_loss_weight=-1)
 
 
+def test_spectral_discriminator_sees_only_the_power_spectrum():
+    d_spec = SpectralDiscriminator(32, rng=_rng(0))
+    images = torch.randn(3, 1, 32, 32, generator=_rng(1))
+    logits = d_spec(images)
+    assert logits.shape == (3,)
+    shifted = torch.roll(images, shifts=(5, -3), dims=(2, 3))  # same power spectrum, other image
+    torch.testing.assert_close(d_spec(shifted), logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(d_spec(images * 3.0), logits)  # more power: another verdict
+    again = SpectralDiscriminator(32, rng=_rng(0))
+    assert all(torch.equal(a, b) for a, b in zip(d_spec.parameters(), again.parameters(), strict=True))
+
+
 def test_deviation_list_names_every_option_with_its_source():
     text = " | ".join(deviations_from_paper(TrainConfig(**ALL_OPTIONS)))
     assert not any("channels" in d for d in deviations_from_paper(TrainConfig(channels_last=True)))
+    assert "Jung & Keuper 2021" in " | ".join(deviations_from_paper(TrainConfig(spectral_d_weight=1.0)))
     assert "Durall et al. 2020" in " | ".join(deviations_from_paper(TrainConfig(spectral_loss_weight=1.0)))
     assert "Karras et al. 2019" in " | ".join(deviations_from_paper(TrainConfig(noise_injection=True)))
     for source in ("Odena et al. 2016", "Miyato et al. 2018", "Zhao et al. 2020", "Karras et al. 2018",
