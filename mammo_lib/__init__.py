@@ -9,7 +9,7 @@ One module per stage of the study, data flowing one way through a run folder:
   per-image rules, ``patch_tasks`` one Dask task, ``extraction_schema`` its JSON,
   ``reference_manifest`` the rerun check, ``extraction_report`` notebook 01's text and figures
 - ``dcgan``, ``dcgan_training``: stage 02, the DCGAN, its training and synthesis
-  (``dcgan_config`` settings, ``dcgan_extras`` data-efficient training options,
+  (``dcgan_session`` one training session and its iteration, ``dcgan_config`` settings, ``dcgan_extras`` data-efficient training options,
   ``dcgan_synthesis`` synthetic patches, ``dcgan_files`` file formats, ``dcgan_rng`` random
   streams, ``dcgan_figures`` figures)
 - ``generator_contract``, ``generator_sources``, ``generators``: stage 02's ``generators``
