@@ -47,12 +47,64 @@ printed; candidates in the default format, before ``channels_last`` existed)::
     diffaug+ema        it 1077 | 1nn_px 0.767 1nn_cnn 0.536 fd/yard 2.53 | R 0.26 | auc_px 0.999 auc_spec 1.000
     diffaug+ema+resize it  709 | 1nn_px 0.671 1nn_cnn 0.567 fd/yard 3.38 | R 0.17 | auc_px 0.858 auc_spec 1.000
 
-``--evaluate-run`` of default-profile runs: resize + EMA, 700 iterations: 1nn_px 0.604, 1nn_cnn
-0.567, fd/yard 3.38, auc_px 0.728, auc_spec 1.000; the chosen default (resize + EMA +
-channels_last, 1,000 iterations, 239 s): 1nn_px 0.578, 1nn_cnn 0.503, fd/yard 3.68, recall 0.60,
-auc_px 0.608, auc_spec 0.998; the former default (1,200 transposed iterations): 1nn_px 0.793,
-1nn_cnn 0.540, fd/yard 8.02, auc_px 0.995, auc_spec 1.000. Met: 1nn_px <= 0.65. Not met: the
-spectrum observer (<= 0.90) and fd/yard (<= 1.3).
+``--evaluate-run`` of default-profile runs then: resize + EMA + channels_last, 1,000 iterations:
+1nn_px 0.578, 1nn_cnn 0.503, fd/yard 3.68, auc_px 0.608, auc_spec 0.998; the default before
+issue 15 (1,200 transposed iterations): 1nn_px 0.793, fd/yard 8.02, auc_px 0.995, auc_spec 1.000.
+
+Second round, 2026-11-30: ``chosen`` was resize + EMA + channels_last (with the default's label
+smoothing 0.1 and instance noise 0.3); named parts are added to it ("+"). Why the spectrum
+observer still won: per band of the radial spectrum, the synthetic patches had 2-3x less power
+than the real ones above the blob scale and about 5x less in the highest band (the fine
+parenchymal texture and quantum noise of the phantom); D, looking through the annealed instance
+noise, did not penalise it. Lines from ``--seed`` 0, 1, 2 (the seed keys training and the
+metrics' splits; the yardstick differs per seed: 35.3, 45.2, 69.1); ``it`` iterations in 240 CPU
+s; loads 1.5-2.7 on 2 cores::
+
+    seed candidate                 it    1nn_px 1nn_cnn fd/yard  R    auc_px auc_spec
+    0    chosen+noise              1022  0.564  0.530   2.32     0.39 0.563  0.999  (*)
+    0    chosen+spec (no noise)     987  0.576  0.557   1.61     0.76 0.737  1.000  (*)
+    0    chosen+noise+spec          923  0.564  0.517   1.70     0.66 0.605  0.940  (*)
+    0    chosen+noise+spec3         922  0.565  0.498   2.90     0.50 0.717  0.936  (*)
+    0    chosen+noise+spec10        951  0.576  0.517   4.03     0.79 0.574  0.891  (*)
+    0    chosen+noise+spec+in0.1    939  0.568  0.516   2.39     0.74 0.738  0.986  (*)
+    1    chosen+noise+spec         1060  0.548  0.500   0.97     0.67 0.537  0.914
+    2    chosen+noise+spec         1008  0.564  0.523   0.85     0.73 0.582  0.981
+    1    chosen+noise+spec3        1108  0.531  0.512   0.81     0.76 0.542  0.918
+    2    chosen+noise+spec3        1003  0.579  0.484   0.65     0.75 0.557  0.923
+    0    chosen+noise+spec3+ema95   950  0.571  0.547   1.90     0.71 0.659  0.889
+    2    chosen+noise+spec3+ema95  1045  0.604  0.551   1.14     0.70 0.763  0.985
+    1    chosen+noise+spec10        901  0.548  0.509   1.22     0.68 0.608  0.918
+    2    chosen+noise+spec10        963  0.602  0.509   0.61     0.77 0.588  0.957
+    0    chosen+noise+spec3        1650  0.553  0.500   2.69     0.57 0.561  0.975  (400 CPU s)
+    2    chosen+noise+spec3        1494  0.575  0.495   0.79     0.68 0.582  0.978  (360 CPU s)
+    0    chosen+noise+spec3         698  0.579  0.528   2.17     0.73 0.547  0.904  (170 CPU s)
+    2    chosen+noise+spec3         673  0.540  0.556   0.55     0.80 0.544  0.923  (160 CPU s)
+    0    chosen+noise+spec3+sd      997  0.562  0.531   1.98     0.78 0.606  0.835
+    1    chosen+noise+spec3+sd     1023  0.554  0.522   0.84     0.77 0.580  0.878
+    2    chosen+noise+spec3+sd     1033  0.550  0.520   0.63     0.79 0.585  0.924
+    0    chosen+noise+spec3+sd3     955  0.506  0.503   2.73     0.74 0.597  0.889
+    1    chosen+noise+spec3+sd3     950  0.568  0.511   1.19     0.74 0.573  0.873
+    2    chosen+noise+spec3+sd3     954  0.551  0.492   0.76     0.81 0.618  0.881
+
+(*) before the EMA's batch-norm statistics were recomputed for its weights; that fix alone,
+applied to the saved seed-0 models, moved noise+spec from auc_spec 0.940 / fd/yard 1.70 to
+0.929 / 1.32, noise+spec3 from 0.936 / 2.90 to 0.885 / 1.59 and noise+spec10 from 0.891 / 4.03
+to 0.866 / 1.75. What each contributed: noise inputs alone nothing (G left them near 0); the
+spectral loss alone nothing for the spectrum observer (no way for G to make pixel-scale texture
+without the noise inputs) but a better fd; both together the first drop of auc_spec; the EMA
+fix a drop in fd and auc_spec; the spectral discriminator (weight 3) the rest: auc_spec <= 0.90
+for all three seeds. Did not help: a shorter EMA (0.95), less instance noise (0.1), longer
+training (1,500-1,650 iterations: auc_spec 0.975-0.978), TTUR with the spectral loss. The new
+default (``chosen+noise+spec3+sd3``): auc_spec 0.873-0.889 (target <= 0.90, met for every
+seed), 1nn_px 0.506-0.568 (<= 0.65, met), fd/yard 0.76-2.73 (<= 1.3: met for seeds 1 and 2,
+not for seed 0, whose yardstick is the smallest).
+
+On MIAS (``-p source_kind=mias``: 117 lesion patches; seed 0, 240 CPU s, yardstick 176.0)::
+
+    baseline  it 1276 | 1nn_px 0.709 1nn_cnn 0.628 fd/yard 0.73 | R 0.35 | auc_px 0.945 auc_spec 1.000
+    chosen    it  958 | 1nn_px 0.517 1nn_cnn 0.521 fd/yard 0.68 | R 0.73 | auc_px 0.445 auc_spec 0.875
+
+(the new default as ``chosen``): every target met on the real mammograms.
 """
 
 from __future__ import annotations
@@ -103,10 +155,11 @@ CANDIDATES = {
     "spec0.1": {"spectral_loss_weight": 0.1},
     "spec3": {"spectral_loss_weight": 3.0},
     "sd": {"spectral_d_weight": 1.0},
+    "sd3": {"spectral_d_weight": 3.0},
     "spec10": {"spectral_loss_weight": 10.0},
 }
 CANDIDATES_RUN_BY_DEFAULT = ["baseline", "diffaug", "ema", "resize", "sn", "ttur", "r1", "diffaug+ema",
-                             "diffaug+ema+resize", "noise", "chosen"]
+                             "diffaug+ema+resize", "noise", "noise+spec3", "noise+spec3+sd3", "chosen"]
 BASELINE = dict(batch_size=16, latent_dim=200, ngf=16, ndf=16, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                 label_smoothing=0.1, instance_noise=0.3)
 
