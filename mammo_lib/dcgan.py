@@ -161,6 +161,11 @@ def _upsample_block(w_in: int, w_out: int) -> list[nn.Module]:
 class NoiseInjection(nn.Module):
     """``x + weight * noise``: a per-pixel noise map, scaled per channel by a learnt weight (initially 0).
 
+    Parameters
+    ----------
+    channels : int
+        Channels of the feature map the noise is added to (one learnt scale each).
+
     References
     ----------
     Karras, Laine & Aila, "A Style-Based Generator Architecture for Generative Adversarial
@@ -173,11 +178,23 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, s, s) plus the scaled ``noise`` (B, 1, s, s), broadcast over the channels."""
         return x + self.weight * noise
 
 
 def noise_map_sizes(arch: Architecture) -> list[int]:
-    """Side lengths of G's noise maps, one per upsampling layer (8, 16, ..., image_size); [] without noise inputs."""
+    """Side lengths of G's noise maps, in the order G uses them.
+
+    Parameters
+    ----------
+    arch : Architecture
+
+    Returns
+    -------
+    list of int
+        One per upsampling layer: 8, 16, ..., ``arch.image_size`` pixels; empty when
+        ``arch.noise_injection`` is False.
+    """
     if not arch.noise_injection:
         return []
     return [2 ** k for k in range(3, int(math.log2(arch.image_size)) + 1)]
@@ -190,6 +207,7 @@ def draw_noise_maps(arch: Architecture, batch: int, rng: torch.Generator,
     Parameters
     ----------
     arch : Architecture
+        G's architecture (its image size and whether it has noise inputs).
     batch : int
         Number of images.
     rng : torch.Generator
@@ -248,22 +266,37 @@ class Generator(nn.Module):
         _init_all(self, rng)
 
     def forward(self, z: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """G(z): ``z`` (B, latent_dim) or (B, latent_dim, 1, 1); ``noise`` the maps of
-        :func:`draw_noise_maps` when the architecture has noise inputs (ignored otherwise).
+        """G(z): latent vectors to images.
+
+        Parameters
+        ----------
+        z : float tensor, shape (B, latent_dim) or (B, latent_dim, 1, 1)
+            Latent vectors, N(0, 1).
+        noise : list of float tensors, shapes (B, 1, s, s) for s in :func:`noise_map_sizes`, optional
+            The per-pixel noise inputs (:func:`draw_noise_maps`) when the architecture has them;
+            ignored otherwise.
+
+        Returns
+        -------
+        float tensor, shape (B, channels, image_size, image_size)
+            Images in [-1, 1] (tanh).
 
         Raises
         ------
         ValueError
-            When G has noise inputs and ``noise`` is None or has the wrong number of maps.
+            When G has noise inputs and ``noise`` is None, or a map's shape is not (B, 1, s, s)
+            in the order of :func:`noise_map_sizes`.
         """
         if z.dim() == 2:
             z = z[:, :, None, None]
         if not self.arch.noise_injection:
             return self.main(z)
-        n_maps = len(noise_map_sizes(self.arch))
-        if noise is None or len(noise) != n_maps:
-            raise ValueError(f"this generator has noise inputs (noise_injection=True): pass its {n_maps} noise "
-                             "maps, e.g. mammo_lib.dcgan.draw_noise_maps(arch, batch, torch.Generator().manual_seed(s))")
+        expected = [(z.shape[0], 1, s, s) for s in noise_map_sizes(self.arch)]
+        if noise is None or [tuple(m.shape) for m in noise] != expected:
+            got = "none" if noise is None else [tuple(m.shape) for m in noise]
+            raise ValueError(f"this generator has noise inputs (noise_injection=True): pass its {len(expected)} "
+                             f"noise maps of shapes {expected} (got {got}), e.g. "
+                             "mammo_lib.dcgan.draw_noise_maps(arch, batch, torch.Generator().manual_seed(s))")
         maps = iter(noise)
         x = z
         for module in self.main:

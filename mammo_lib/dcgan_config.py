@@ -14,6 +14,7 @@ Radford, Metz & Chintala, ICLR 2016; ``pytorch/examples/dcgan/main.py``.
 from __future__ import annotations
 
 import argparse
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -145,12 +146,10 @@ class TrainConfig:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
-        if self.spectral_loss_weight < 0:
-            raise ValueError(f"spectral_loss_weight must be >= 0 (0: off), got {self.spectral_loss_weight}")
-        if self.spectral_d_weight < 0:
-            raise ValueError(f"spectral_d_weight must be >= 0 (0: off), got {self.spectral_d_weight}")
-        if self.r1_gamma < 0:
-            raise ValueError(f"r1_gamma must be >= 0 (0: off), got {self.r1_gamma}")
+        for name in ("spectral_loss_weight", "spectral_d_weight", "r1_gamma", "instance_noise"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):

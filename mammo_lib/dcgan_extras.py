@@ -174,7 +174,8 @@ class GeneratorEMA:
             maps of :func:`mammo_lib.dcgan.draw_noise_maps` or None. Called ``n_batches`` times;
             draw from an explicit generator to keep the result reproducible.
         n_batches : int
-            Batches to average over.
+            Batches to average over (training uses 2 batches of 64 latent vectors at every sample
+            grid and checkpoint, about 2 % of the training time).
 
         References
         ----------
@@ -241,11 +242,16 @@ def radial_log_power(images: torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        When the images are not square.
+        When the images are not a (B, 1, H, H) batch.
+
+    References
+    ----------
+    R. Durall, M. Keuper, J. Keuper, CVPR 2020 (the azimuthal integration of the power spectrum
+    into a 1-D profile).
     """
-    b, _, h, w = images.shape
-    if h != w:
-        raise ValueError(f"radial_log_power needs square images, got {h}x{w}")
+    if images.dim() != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"radial_log_power needs square single-channel images (B, 1, H, H), got {tuple(images.shape)}")
+    b, _, h, _ = images.shape
     x = images[:, 0] - images.mean(dim=(1, 2, 3))[:, None, None]
     power = torch.fft.fft2(x, norm="ortho").abs().pow(2)  # (B, H, W)
     freq = torch.fft.fftfreq(h, device=images.device) * h
@@ -314,4 +320,5 @@ class SpectralDiscriminator(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) that each image of ``images`` (B, 1, H, H), in [-1, 1], is real."""
         return self.main(0.1 * radial_log_power(images)[:, 1:]).flatten()

@@ -189,11 +189,14 @@ class Session:
         self.start_it = int(state["iteration"])
         self.resumed = True
         old = state.get("config", {})
-        changed = [k for k in REPLAY_SETTINGS if k in old and old[k] != getattr(self.cfg, k)]
+        defaults = TrainConfig()  # a setting an older checkpoint does not record had its default value
+        changed = [k for k in REPLAY_SETTINGS if old.get(k, getattr(defaults, k)) != getattr(self.cfg, k)]
         if state.get("world_size", 1) != self.world:
             changed.append("world_size")
         if changed:
-            warnings.warn(f"resuming {state_path} with changed settings {changed}: "
+            fresh = (" (the spectral discriminator starts afresh: the checkpoint holds none)"
+                     if self.spectral_d is not None and "spectral_discriminator" not in state else "")
+            warnings.warn(f"resuming {state_path} with changed settings {changed}{fresh}: "
                           "training continues but is not a replay of one uninterrupted run", stacklevel=4)
 
     # ---------------------------------------------------------------- one iteration

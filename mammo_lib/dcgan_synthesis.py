@@ -164,8 +164,8 @@ def generate_synthetic_patches(
 ) -> Path:
     """Write ``n`` synthetic lesion patches from G of ``checkpoint`` into a patch store.
 
-    Patch ``i`` comes from the latent vector seeded with ``latent_seed_for(seed, i)``; the
-    manifest records the checkpoint's SHA-256, the digest of G's weights, the latent seed and
+    Patch ``i`` comes from the latent vector (and, for a G with noise inputs, the noise maps)
+    seeded with ``latent_seed_for(seed, i)`` (:func:`latent_inputs`); the manifest records the checkpoint's SHA-256, the digest of G's weights, the latent seed and
     the index, so any patch can be traced to its model and regenerated with
     :func:`regenerate_patches`. Patch ids are ``dcgan-<first 8 hex digits of
     generator_digest>-s<seed>-<index>``: the same weights and seed give the same ids.

@@ -173,7 +173,10 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
     args = parser.parse_args(argv)
     if not (args.run_dir or (args.store and args.out_dir)):
         parser.error("give --run-dir, or both --store and --out-dir")
-    return args, config_from_args(args)
+    try:
+        return args, config_from_args(args)
+    except ValueError as exc:  # a value out of range: argparse's usage error, not a traceback
+        parser.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,6 +202,10 @@ def test_noise_inputs_are_explicit_and_change_the_texture_not_the_shapes():
         generator(z)
     with pytest.raises(ValueError, match="3 noise maps"):
         generator(z, draw_noise_maps(arch, 2, _rng(2))[:2])
+    with pytest.raises(ValueError, match="noise maps of shapes"):  # maps of another batch size do not broadcast
+        generator(z, draw_noise_maps(arch, 1, _rng(2)))
+    with pytest.raises(ValueError, match="noise maps of shapes"):  # nor maps in the wrong order
+        generator(z, draw_noise_maps(arch, 2, _rng(2))[::-1])
     with torch.no_grad():
         for m in generator.modules():
             if isinstance(m, NoiseInjection):
@@ -228,8 +232,14 @@ def test_spectral_loss_sees_missing_fine_texture_and_pulls_g_towards_it():
     assert spectral_loss(stepped, white) < loss  # one gradient step moves the spectrum towards the real one
     with pytest.raises(ValueError, match="square"):
         radial_log_power(torch.zeros(1, 1, 32, 16))
-    with pytest.raises(ValueError, match="spectral_loss_weight"):
-        TrainConfig(spectral_loss_weight=-1)
+    with pytest.raises(ValueError, match="square"):
+        radial_log_power(torch.zeros(1, 32, 32))
+    with pytest.raises(ValueError, match="single-channel"):
+        radial_log_power(torch.zeros(1, 2, 32, 32))
+    for name in ("spectral_loss_weight", "spectral_d_weight", "r1_gamma"):
+        for bad in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+                TrainConfig(**{name: bad})
 
 
 def test_spectral_discriminator_sees_only_the_power_spectrum():
@@ -242,6 +252,21 @@ def test_spectral_discriminator_sees_only_the_power_spectrum():
     assert not torch.allclose(d_spec(images * 3.0), logits)  # more power: another verdict
     again = SpectralDiscriminator(32, rng=_rng(0))
     assert all(torch.equal(a, b) for a, b in zip(d_spec.parameters(), again.parameters(), strict=True))
+
+
+def test_resuming_with_a_changed_spectral_option_says_so(toy_store, tmp_path):
+    cfg = TrainConfig(max_iterations=2, checkpoint_every=2, seed=0, **TINY)
+    train_dcgan(toy_store, tmp_path / "run", cfg)
+    more = TrainConfig(**{**cfg.__dict__, "max_iterations": 4, "spectral_d_weight": 1.0})
+    with pytest.warns(UserWarning, match=r"changed settings \['spectral_d_weight'\] \(the spectral discriminator "
+                                         r"starts afresh"):
+        train_dcgan(toy_store, tmp_path / "run", more)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    del state["config"]["spectral_loss_weight"]  # a checkpoint written before the option existed
+    torch.save(state, tmp_path / "run" / "checkpoints" / "last.pt")
+    again = TrainConfig(**{**more.__dict__, "max_iterations": 6, "spectral_loss_weight": 2.0})
+    with pytest.warns(UserWarning, match=r"changed settings \['spectral_loss_weight'\]"):
+        train_dcgan(toy_store, tmp_path / "run", again)
 
 
 def test_deviation_list_names_every_option_with_its_source():

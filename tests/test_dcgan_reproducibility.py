@@ -132,6 +132,14 @@ def test_cli_is_built_from_type_hints():
     assert _parse_args(["--run-dir", "r", "--num-threads", "2"])[1].num_threads == 2
     with pytest.raises(SystemExit):
         _parse_args(["--run-dir", "r", "--max-iterations", "seven"])
+    assert _parse_args(["--run-dir", "r", "--noise-injection", "--spectral-d-weight", "3"])[1].spectral_d_weight == 3.0
+
+
+def test_cli_reports_a_value_out_of_range_as_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _parse_args(["--run-dir", "r", "--spectral-d-weight", "-1"])
+    assert stop.value.code == 2
+    assert "error: spectral_d_weight must be a finite number >= 0 (0: off), got -1.0" in capsys.readouterr().err
 
 
 def test_deviations_and_plan_are_generated_from_the_settings():
