@@ -10,9 +10,11 @@ repeats is printed (target >= 0.95).
     .venv/bin/python benchmarks/bench_dcgan.py            # 128 px, widths 16, batch 16
     .venv/bin/python benchmarks/bench_dcgan.py --quick    # 64 px, fewer iterations
     .venv/bin/python benchmarks/bench_dcgan.py --default-profile  # the default profile's networks and options
+    .venv/bin/python benchmarks/bench_dcgan.py --default-profile --profile-intervals --iterations 200
 
 With noise inputs, a spectral loss or an EMA of G, the bare loop does the same work per iteration
-(noise maps drawn, the spectral term in G's loss, the EMA's weight update); what our loop adds on
+(noise maps drawn, the spectral terms in G's loss and the spectral discriminator's update, the EMA's
+weight update); what our loop adds on
 top is the same as above, plus recomputing the EMA's batch-norm statistics before each sample
 grid and checkpoint.
 
@@ -38,14 +40,15 @@ from mammo_lib.dcgan import (
     draw_noise_maps,
     resolve_device,
 )
-from mammo_lib.dcgan_extras import GeneratorEMA, spectral_loss
+from mammo_lib.dcgan_extras import GeneratorEMA, SpectralDiscriminator, spectral_loss
 from mammo_lib.dcgan_files import load_training_patches
 from mammo_lib.dcgan_training import TrainConfig, train_dcgan
 from mammo_lib.testing import write_toy_lesion_store
 
 
 def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations: int, device,
-              channels_last: bool = False, spectral_weight: float = 0.0, ema_decay: float = 0.0) -> float:
+              channels_last: bool = False, spectral_weight: float = 0.0, ema_decay: float = 0.0,
+              spectral_d_weight: float = 0.0) -> float:
     """images/s of the plain DCGAN iteration (timed after one warm-up iteration)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -55,6 +58,8 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = torch.nn.BCEWithLogitsLoss()
     ema = GeneratorEMA(generator, ema_decay) if ema_decay > 0 else None
+    d_spec = SpectralDiscriminator(arch.image_size).to(device) if spectral_d_weight > 0 else None
+    opt_s = torch.optim.Adam(d_spec.parameters(), lr=2e-4, betas=(0.5, 0.999)) if d_spec is not None else None
     noise_rng = torch.Generator().manual_seed(0)
     ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
     data = data_u8.to(device)
@@ -77,9 +82,17 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
                          draw_noise_maps(arch, batch, noise_rng, device))
         criterion(discriminator(fake.detach()), zeros).backward()
         opt_d.step()
+        if d_spec is not None:
+            opt_s.zero_grad(set_to_none=True)
+            (criterion(d_spec(real), ones) + criterion(d_spec(fake.detach()), zeros)).backward()
+            opt_s.step()
         opt_g.zero_grad(set_to_none=True)
         loss_g = criterion(discriminator(fake), ones)
-        (loss_g + spectral_weight * spectral_loss(fake, real) if spectral_weight > 0 else loss_g).backward()
+        if spectral_weight > 0:
+            loss_g = loss_g + spectral_weight * spectral_loss(fake, real)
+        if d_spec is not None:
+            loss_g = loss_g + spectral_d_weight * criterion(d_spec(fake), ones)
+        loss_g.backward()
         opt_g.step()
         if ema is not None:
             ema.update(generator)
@@ -90,12 +103,12 @@ def bare_loop(data_u8: torch.Tensor, arch: Architecture, batch: int, iterations:
 
 def our_loop(store: Path, out: Path, arch: Architecture, batch: int, iterations: int, device,
              checkpoint_every: int, sample_every: int, channels_last: bool = False, spectral_weight: float = 0.0,
-             ema_decay: float = 0.0) -> float:
+             ema_decay: float = 0.0, spectral_d_weight: float = 0.0) -> float:
     """images/s of train_dcgan (log, samples, checkpoints, progress), timed over the iterations after the first."""
     cfg = TrainConfig(max_iterations=1, batch_size=batch, latent_dim=arch.latent_dim, ngf=arch.ngf, ndf=arch.ndf,
                       checkpoint_every=checkpoint_every, sample_every=sample_every, device=str(device), seed=0,
                       upsampling=arch.upsampling, channels_last=channels_last, noise_injection=arch.noise_injection,
-                      spectral_loss_weight=spectral_weight, ema_decay=ema_decay)
+                      spectral_loss_weight=spectral_weight, ema_decay=ema_decay, spectral_d_weight=spectral_d_weight)
     train_dcgan(store, out, cfg, resume=False)  # warm-up iteration (also writes a checkpoint)
     cfg.max_iterations = iterations + 1
     result = train_dcgan(store, out, cfg, resume=True)
@@ -107,7 +120,7 @@ def apply_default_profile(args: argparse.Namespace) -> None:
     table = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "params" / "02_train_dcgan.json")
                        .read_text())["default"]
     for name in ("ngf", "ndf", "latent_dim", "upsampling", "channels_last", "noise_injection",
-                 "spectral_loss_weight", "ema_decay", "checkpoint_every", "sample_every"):
+                 "spectral_loss_weight", "spectral_d_weight", "ema_decay", "checkpoint_every", "sample_every"):
         setattr(args, name, table[name])
     args.batch = table["batch_size"]
 
@@ -132,6 +145,11 @@ def main() -> None:
     parser.add_argument("--noise-injection", action="store_true", help="G with per-pixel noise inputs")
     parser.add_argument("--spectral-loss-weight", type=float, default=0.0)
     parser.add_argument("--ema-decay", type=float, default=0.0)
+    parser.add_argument("--spectral-d-weight", type=float, default=0.0)
+    parser.add_argument("--profile-intervals", action="store_true",
+                        help="keep --checkpoint-every/--sample-every as given instead of scaling them to the run "
+                             "(samples and checkpoints, with the EMA's batch-norm recalibration, as often as in "
+                             "the profile)")
     parser.add_argument("--default-profile", action="store_true",
                         help="networks and options of the default profile (notebooks/params/02_train_dcgan.json)")
     args = parser.parse_args()
@@ -140,13 +158,17 @@ def main() -> None:
     if args.quick:
         args.size, args.iterations = 64, 60
     # each measured run must contain checkpoints and samples, so scale the intervals to the run
-    checkpoint_every = min(args.checkpoint_every, max(1, args.iterations // 2))
-    sample_every = min(args.sample_every, max(1, args.iterations // 4))
+    # (unless --profile-intervals: then a run shorter than the intervals writes them only at its end)
+    checkpoint_every, sample_every = args.checkpoint_every, args.sample_every
+    if not args.profile_intervals:
+        checkpoint_every = min(checkpoint_every, max(1, args.iterations // 2))
+        sample_every = min(sample_every, max(1, args.iterations // 4))
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     arch = Architecture(image_size=args.size, latent_dim=args.latent_dim, ngf=args.ngf, ndf=args.ndf,
                         upsampling=args.upsampling, noise_injection=args.noise_injection)
-    extras = dict(channels_last=args.channels_last, spectral_weight=args.spectral_loss_weight, ema_decay=args.ema_decay)
+    extras = dict(channels_last=args.channels_last, spectral_weight=args.spectral_loss_weight, ema_decay=args.ema_decay,
+                  spectral_d_weight=args.spectral_d_weight)
     with tempfile.TemporaryDirectory() as tmp:
         store = write_toy_lesion_store(Path(tmp) / "lesion.zarr", n=max(128, 4 * args.batch), size=args.size)
         data = load_training_patches(store)
