@@ -18,6 +18,11 @@ weight update); what our loop adds on
 top is the same as above, plus recomputing the EMA's batch-norm statistics before each sample
 grid and checkpoint.
 
+Measured 2026-11-30 with ``--default-profile`` (1 thread, load about 1 on 2 cores): with the
+intervals scaled to 100-iteration runs (samples every 25, 4 recalibrations per 100 iterations)
+0.910 best of 3 (median 0.915); with ``--profile-intervals --iterations 200`` (samples and
+checkpoints every 100, as ``make study`` trains) 1.001 (median 1.005), bare 60.8 images/s.
+
 No GPU is lent to this project's development machine, so only CPU figures were measured; with
 CUDA present both loops run on it (``--device auto``).
 """
