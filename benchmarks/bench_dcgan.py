@@ -30,7 +30,6 @@ CUDA present both loops run on it (``--device auto``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -48,6 +47,7 @@ from mammo_lib.dcgan import (
 from mammo_lib.dcgan_extras import GeneratorEMA, SpectralDiscriminator, spectral_loss
 from mammo_lib.dcgan_files import load_training_patches
 from mammo_lib.dcgan_training import TrainConfig, train_dcgan
+from mammo_lib.runner import profile_parameters
 from mammo_lib.testing import write_toy_lesion_store
 
 
@@ -122,8 +122,7 @@ def our_loop(store: Path, out: Path, arch: Architecture, batch: int, iterations:
 
 def apply_default_profile(args: argparse.Namespace) -> None:
     """Set the networks and options of the default profile on ``args``."""
-    table = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "params" / "02_train_dcgan.json")
-                       .read_text())["default"]
+    table = profile_parameters(Path(__file__).resolve().parents[1] / "notebooks" / "02_train_dcgan.ipynb", "default")
     for name in ("ngf", "ndf", "latent_dim", "upsampling", "channels_last", "noise_injection",
                  "spectral_loss_weight", "spectral_d_weight", "ema_decay", "checkpoint_every", "sample_every"):
         setattr(args, name, table[name])

@@ -136,6 +136,7 @@ from mammo_lib.dcgan_synthesis import generate_synthetic_patches
 from mammo_lib.dcgan_training import train_dcgan
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import lesion_store_path, normal_store_path
+from mammo_lib.runner import profile_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 AUGMENT = "color,translation,cutout"
@@ -180,7 +181,7 @@ def load() -> str:
 
 def default_profile_config() -> dict:
     """The default profile's TrainConfig fields (what notebook 02 would train)."""
-    table = json.loads((REPO / "notebooks" / "params" / "02_train_dcgan.json").read_text())["default"]
+    table = profile_parameters(REPO / "notebooks" / "02_train_dcgan.ipynb", "default")
     names = set(TrainConfig.__dataclass_fields__) - {"max_iterations", "epochs", "time_budget_s", "num_threads",
                                                      "checkpoint_every", "sample_every", "device", "lesion_classes"}
     return {k: v for k, v in table.items() if k in names}

@@ -35,8 +35,8 @@ from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 
 # training options recorded with every synthetic store, with their values in the paper's DCGAN
 SYNTHESIS_OPTION_DEFAULTS = {
-    "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0, "spectral_d_weight": 0.0,
-    "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
+    "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0,
+    "spectral_d_weight": 0.0, "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
     "lr_g": 2e-4, "lr_d": 2e-4, "label_smoothing": 0.0, "instance_noise": 0.0,
 }
 
@@ -86,12 +86,6 @@ def _relative_to(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def latent_vector(latent_seed: int, latent_dim: int) -> torch.Tensor:
-    """z ~ N(0, 1) of length ``latent_dim``, a pure function of ``latent_seed``."""
-    gen = torch.Generator().manual_seed(int(latent_seed))
-    return torch.randn(latent_dim, generator=gen)
-
-
 def latent_inputs(latent_seed: int, arch: Architecture) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """G's inputs for one synthetic patch, a pure function of ``latent_seed`` (:data:`LATENT_SEED_RULE`).
 
@@ -105,7 +99,7 @@ def latent_inputs(latent_seed: int, arch: Architecture) -> tuple[torch.Tensor, l
     Returns
     -------
     z : float32 tensor, shape (latent_dim,)
-        As :func:`latent_vector` (the same vector).
+        N(0, 1), the first draw of the seeded generator (the same z as before G had noise inputs).
     noise : list of float32 tensors, shapes (1, s, s)
         The noise maps (:func:`mammo_lib.dcgan.noise_map_sizes`), drawn after z from the same
         generator; empty when G has no noise inputs.
@@ -165,10 +159,11 @@ def generate_synthetic_patches(
     """Write ``n`` synthetic lesion patches from G of ``checkpoint`` into a patch store.
 
     Patch ``i`` comes from the latent vector (and, for a G with noise inputs, the noise maps)
-    seeded with ``latent_seed_for(seed, i)`` (:func:`latent_inputs`); the manifest records the checkpoint's SHA-256, the digest of G's weights, the latent seed and
-    the index, so any patch can be traced to its model and regenerated with
-    :func:`regenerate_patches`. Patch ids are ``dcgan-<first 8 hex digits of
-    generator_digest>-s<seed>-<index>``: the same weights and seed give the same ids.
+    seeded with ``latent_seed_for(seed, i)`` (:func:`latent_inputs`); the manifest records the
+    checkpoint's SHA-256, the digest of G's weights, the latent seed and the index, so any patch
+    can be traced to its model and regenerated with :func:`regenerate_patches`. Patch ids are
+    ``dcgan-<first 8 hex digits of generator_digest>-s<seed>-<index>``: the same weights and
+    seed give the same ids.
 
     Parameters
     ----------
