@@ -26,6 +26,11 @@ message that says what was expected.
 
 Image ids are pseudonymous: never PatientName/PatientID, but the first 16 hex digits of the
 sha256 of the image path relative to the collection root (MIAS: its reference number).
+Patient ids (``ImageRecord.patient_id``, the woman an image shows, so that her views stay
+together) are pseudonymous too, each reader's rule in its module docstring: the hash
+(:func:`~mammo_lib.readers.common.pseudonymous_patient_id`) of the OMI-DB client folder, of the
+CBIS-DDSM ``P_NNNNN``, of the INbreast file name's patient part or of the VinDr-Mammo
+``study_id``; for MIAS the image's pair of reference numbers (``"mdb001-mdb002"``).
 """
 
 from __future__ import annotations

@@ -68,10 +68,11 @@ STAGE = "01_extract_patches"
 #: Long side (pixels) of the subsampled image used for the breast mask, the equalisation CDF
 #: and the normal-window search; the patches themselves are always cut at full resolution.
 MASK_LONG_SIDE = 256
-#: Columns of a stage 01 manifest row, in order (an empty store's manifest has them too).
+#: Columns of a stage 01 manifest row, in order (an empty store's manifest has them too);
+#: ``patient_id`` is the record's pseudonymous woman, else its ``image_id``.
 PATCH_ROW_COLUMNS = (
-    "group", "source_kind", "image_id", "normalisation", "vendor", "model_name", "laterality",
-    "view", "patch_id", "lesion_id", "lesion_class", "center_row", "center_col",
+    "group", "source_kind", "image_id", "patient_id", "normalisation", "vendor", "model_name",
+    "laterality", "view", "patch_id", "lesion_id", "lesion_class", "center_row", "center_col",
     "lesion_center_row", "lesion_center_col", "lesion_extent", "pathology", "window_size",
     "scale", "shift_row", "shift_col", "padded", "lesion_truncated", "breast_fraction",
     "checksum",
@@ -358,6 +359,7 @@ def _base_row(record: ImageRecord, group: str, params: ExtractionParams) -> dict
         "group": group,
         "source_kind": record.source_kind,
         "image_id": record.image_id,
+        "patient_id": record.patient_id or record.image_id,
         "normalisation": params.normalisation,
         "vendor": record.manufacturer or "",
         "model_name": record.model_name or "",

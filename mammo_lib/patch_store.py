@@ -208,7 +208,7 @@ def open_patch_store(path: str | os.PathLike, require_nonempty: bool = True) -> 
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.exists():
         raise PatchStoreError(f"patch store {path} has no {MANIFEST_NAME}: it was not finished")
-    manifest = pd.read_csv(manifest_path, dtype={"patch_id": str, "image_id": str, "lesion_id": str, "checksum": str}, keep_default_na=False)
+    manifest = pd.read_csv(manifest_path, dtype={"patch_id": str, "image_id": str, "patient_id": str, "lesion_id": str, "checksum": str}, keep_default_na=False)
     if len(manifest) != arr.shape[0]:
         raise PatchStoreError(
             f"patch store {path}: {arr.shape[0]} patches but {len(manifest)} manifest rows"

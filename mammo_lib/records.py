@@ -46,7 +46,12 @@ class ImageRecord:
     """One mammogram and its annotations.
 
     ``image_id`` is pseudonymous (never a patient name or ID): readers derive it from a hash or
-    from the collection's own anonymous reference number.
+    from the collection's own anonymous reference number. ``patient_id`` names the woman the
+    image shows, pseudonymously too (a hash of the collection's own patient identifier,
+    :func:`mammo_lib.readers.common.pseudonymous_patient_id`, or the image id where the
+    collection says nothing about patients), so that the views of one woman can be kept
+    together (e.g. in one cross-validation fold); ``None`` means unknown: the image stands for
+    itself.
     """
 
     image_id: str
@@ -63,6 +68,8 @@ class ImageRecord:
     presentation_intent: str | None = None  # "FOR PRESENTATION" / "FOR PROCESSING"
     sop_class: str | None = None  # SOP class name, e.g. "Digital Mammography X-Ray Image ..."
     n_frames: int = 1
+    #: pseudonymous id of the woman (views of one woman share it); None: unknown
+    patient_id: str | None = None
 
 
 @dataclass

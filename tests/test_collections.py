@@ -14,7 +14,8 @@ import pytest
 
 from mammo_lib import datasets, patches
 from mammo_lib.dicom_io import write_mammogram_dicom
-from mammo_lib.patch_store import open_patch_store
+from mammo_lib.patch_store import MANIFEST_COLUMNS, open_patch_store
+from mammo_lib.readers.common import pseudonymous_patient_id
 from mammo_lib.readers.inbreast import parse_point
 from mammo_lib.readers.vindr_mammo import parse_categories, study_class
 
@@ -54,7 +55,32 @@ def _assert_centred(collection, tmp_path, n_expected):
     centre = data[:, 28:36, 28:36].mean(axis=(1, 2))
     ring = np.concatenate([data[:, :8, :].reshape(len(data), -1), data[:, -8:, :].reshape(len(data), -1)], 1)
     assert (centre > ring.mean(axis=1) + 40).all(), (centre, ring.mean(axis=1))
+    _assert_patients_in_manifests(collection, result)
     return result, m
+
+
+def _assert_patients_in_manifests(collection, result):
+    """Both manifests carry ``patient_id`` (the first column after the store's own ones), each
+    row its record's."""
+    records = collection.records if hasattr(collection, "records") else collection
+    owner = {r.image_id: r.patient_id for r in records}
+    for path in (result.lesion_store, result.normal_store):
+        m = open_patch_store(path).manifest
+        assert list(m.columns[:len(MANIFEST_COLUMNS) + 1]) == [*MANIFEST_COLUMNS, "patient_id"]
+        assert len(m) and (m["patient_id"] == m["image_id"].map(owner)).all()
+
+
+def _assert_pseudonymous_patients(records, same, different, raw):
+    """``same``/``different``: pairs of image ids of one woman / of two women; ``raw``: the
+    collection's own patient identifiers, which no patient id may contain."""
+    by_id = {r.image_id: r for r in records}
+    for a, b in same:
+        assert by_id[a].patient_id == by_id[b].patient_id
+    for a, b in different:
+        assert by_id[a].patient_id != by_id[b].patient_id
+    for record in records:
+        assert len(record.patient_id) == 16 and record.patient_id != record.image_id
+        assert not any(text in record.patient_id for text in raw)
 
 
 # ----------------------------------------------------------------------------- VinDr-Mammo
@@ -100,6 +126,10 @@ def test_vindr_mammo_reader_and_centred_patches(tmp_path):
     assert mass.bbox == (182, 132, 218, 168) and (mass.center_row, mass.center_col) == (200.0, 150.0)
     assert by_id["img3"].lesions[0].lesion_class == "architectural_distortion"
     assert "BI-RADS 5" in calc.source_label
+    # one study is one woman's exam: img1 and img2 (study st1) share a patient id, img3 not
+    _assert_pseudonymous_patients(collection.records, [("img1", "img2")], [("img1", "img3")],
+                                  ["st1", "st2"])
+    assert by_id["img3"].patient_id == pseudonymous_patient_id("st2")
     _assert_centred(collection, tmp_path, 3)
 
 
@@ -153,6 +183,10 @@ def test_inbreast_reader_and_centred_patches(tmp_path):
     assert by_id["20586934"].lesions == ()
     assert by_id["22678622"].view == "MLO" and by_id["22678622"].extra["birads"] == "4a"
     assert by_id["22678622"].lesions[0].lesion_class == "architectural_distortion"
+    # the file name's second part is the woman: 20586908 (R CC) and 20586934 (L CC) are one
+    _assert_pseudonymous_patients(collection.records, [("20586908", "20586934")],
+                                  [("20586908", "22678622")], ["6c613a14b80a8591", "61b13c59bcba149e"])
+    assert by_id["22678622"].patient_id == pseudonymous_patient_id("61b13c59bcba149e")
     # the cluster and the isolated calcification have no disc in the picture: check the rest
     bright = [replace(r, lesions=tuple(les for les in r.lesions if les.lesion_class != "calcification"))
               for r in collection.records]
@@ -170,6 +204,7 @@ CBIS_COLUMNS = ["patient_id", "breast_density", "left or right breast", "image v
 def _nbia(root: Path) -> Path:
     tree = root / "CBIS-DDSM"
     lesions = {"Mass-Training_P_00001_LEFT_CC": [(200, 150, 18), (380, 120, 12)],
+               "Mass-Training_P_00001_LEFT_MLO": [(240, 140, 16)],
                "Mass-Training_P_00002_RIGHT_MLO": [(260, 110, 15)]}
     rows = []
     for k, (case, discs) in enumerate(lesions.items()):
@@ -205,12 +240,16 @@ def _nbia(root: Path) -> Path:
 def test_cbis_ddsm_as_the_nbia_data_retriever_saves_it(tmp_path):
     collection = datasets.open_collection("cbis-ddsm", _nbia(tmp_path / "cbis"))
     assert not collection.skipped, collection.skipped
-    assert len(collection.records) == 2
-    a, b = sorted(collection.records, key=lambda r: str(r.path))
+    assert len(collection.records) == 3
+    a, a_mlo, b = sorted(collection.records, key=lambda r: str(r.path))
     assert "full mammogram images" in str(a.path) and (a.laterality, a.view) == ("L", "CC")
     assert [(round(les.center_row), round(les.center_col)) for les in a.lesions] == [(200, 150), (380, 120)]
-    assert (b.laterality, b.view) == ("R", "MLO")
-    _assert_centred(collection, tmp_path, 3)
+    assert (a_mlo.laterality, a_mlo.view, b.laterality, b.view) == ("L", "MLO", "R", "MLO")
+    # P_00001's CC and MLO views are one woman, P_00002 another; only hashes are kept
+    _assert_pseudonymous_patients(collection.records, [(a.image_id, a_mlo.image_id)],
+                                  [(a.image_id, b.image_id)], ["P_0000", "00001", "00002"])
+    assert b.patient_id == pseudonymous_patient_id("P_00002")
+    _assert_centred(collection, tmp_path, 4)
 
 
 @pytest.mark.parametrize("kind", ["vindr-mammo", "inbreast", "cbis-ddsm"])
@@ -226,8 +265,8 @@ def test_an_empty_or_wrong_folder_names_what_is_missing(tmp_path, kind):
 
 
 def _omidb(root: Path) -> Path:
-    """Two clients in the OPTIMAM layout: demd0001 (a mass marked on one view, the other view
-    unmarked, a benign biopsy) and demd0002 (normal screening, no marks)."""
+    """Two clients in the OPTIMAM layout: demd0001 (a mass marked on two left views, the right
+    view unmarked, a benign biopsy) and demd0002 (normal screening, no marks)."""
     import json
 
     def client(cid, study, series, images, episode_type, opinion, biopsy=None):
@@ -252,7 +291,9 @@ def _omidb(root: Path) -> Path:
             "Conspicuity": "Obvious", "LinkedNBSSLesionNumber": "1"}
     client("demd0001", "1.2.826.1.1", "1.2.826.1.1.1",
            {"1.2.826.1.1.1.1": (([(200, 150, 18)], "L"), [mass]),
-            "1.2.826.1.1.1.2": (([], "R"), [])}, "RA", "RR", biopsy="OB")
+            "1.2.826.1.1.1.2": (([], "R"), []),
+            "1.2.826.1.1.1.3": (([(200, 150, 18)], "L"), [{**mass, "MarkID": 8}])},
+           "RA", "RR", biopsy="OB")
     client("demd0002", "1.2.826.2.1", "1.2.826.2.1.1",
            {"1.2.826.2.1.1.1": (([], "L"), [])}, "RN", "RN")
     return root
@@ -266,10 +307,10 @@ def test_real_omidb_layout_through_the_omidb_package(tmp_path):
     assert sorted(clients) == ["demd0001", "demd0002"]
     images = [im for ep in clients["demd0001"].episodes for st in ep.studies for se in st.series
               for im in se.images]
-    assert sorted(len(im.marks) for im in images) == [0, 1]
+    assert sorted(len(im.marks) for im in images) == [0, 1, 1]
     assert (clients["demd0001"].status.name, clients["demd0002"].status.name) == ("B", "N")
     collection = datasets.open_collection("omidb", root)
-    assert len(collection.records) == 2
+    assert len(collection.records) == 3
     marked = next(r for r in collection.records if r.lesions)
     lesion = marked.lesions[0]
     assert (lesion.lesion_class, lesion.bbox) == ("mass", (182, 132, 219, 169))
@@ -279,4 +320,10 @@ def test_real_omidb_layout_through_the_omidb_package(tmp_path):
     # the unmarked view of the client with findings is named, not used as normal
     unmarked = [s for s in collection.skipped if "no marks on this image" in s.problem]
     assert len(unmarked) == 1 and unmarked[0].path.endswith("1.2.826.1.1.1.2.dcm")
-    _assert_centred(collection, tmp_path, 1)
+    # the client is the woman: her two marked views share a patient id, the other client not
+    first, second = (r.image_id for r in collection.records if r.lesions)
+    normal = next(r.image_id for r in collection.records if not r.lesions)
+    _assert_pseudonymous_patients(collection.records, [(first, second)], [(first, normal)],
+                                  ["demd0001", "demd0002"])
+    assert marked.patient_id == pseudonymous_patient_id("demd0001")
+    _assert_centred(collection, tmp_path, 2)

@@ -17,6 +17,8 @@ from mammo_lib.datasets import COLLECTION_KINDS, open_collection
 from mammo_lib.dicom_io import DicomReadError, write_mammogram_dicom
 from mammo_lib.images import breast_mask, load_image_pixels
 from mammo_lib.phantom import generate_phantom
+from mammo_lib.readers.cbis_ddsm import cbis_patient_id
+from mammo_lib.readers.common import pseudonymous_patient_id
 from mammo_lib.records import vendor_matches
 
 
@@ -59,7 +61,19 @@ def test_phantom_reader_lists_every_image_with_its_marks(phantom_root):
         patient_id = pydicom.dcmread(record.path, stop_before_pixels=True).PatientID
         assert len(record.image_id) == 16 and patient_id not in record.image_id
         assert info["client_id"] not in record.image_id
+        # the woman: every view of one client folder, by the hash of its name only
+        client = record.path.relative_to(phantom_root).parts[0]
+        assert client == info["client_id"] == patient_id
+        assert record.patient_id == pseudonymous_patient_id(client)
+        assert len(record.patient_id) == 16 and client not in record.patient_id
+        assert record.patient_id not in (client, record.image_id)
     assert len({r.image_id for r in collection.records}) == 12
+    views = {}
+    for record in collection.records:
+        views.setdefault(record.patient_id, set()).add((record.laterality, record.view))
+    # 12 images = 3 women of 4 views each (LCC, RCC, LMLO, RMLO), each woman one patient_id
+    assert len(views) == 3
+    assert all(v == {("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")} for v in views.values())
     assert open_collection("omidb-like", phantom_root, progress=True).records[0].source_kind == "omidb-like"
 
 
@@ -227,6 +241,23 @@ def test_cbis_ddsm_reader_takes_lesions_from_the_roi_masks(tmp_path):
     assert any("missing image" in p and "P_00004" in p for p in problems)
     assert any("no usable ROI mask" in p and "400x300" in p for p in problems)
     assert all(len(r.image_id) == 16 and "P_0000" not in r.image_id for r in collection.records)
+    # two women, two patient ids: hashes of P_00001 / P_00002, never the ids themselves
+    assert (a.patient_id, b.patient_id) == (pseudonymous_patient_id("P_00001"),
+                                            pseudonymous_patient_id("P_00002"))
+    assert a.patient_id != b.patient_id
+    assert all(len(r.patient_id) == 16 and "P_0000" not in r.patient_id for r in collection.records)
+
+
+def test_cbis_ddsm_patient_from_the_csv_column_else_the_case_folder():
+    rel = "Calc-Test_P_00038_LEFT_MLO/1.3.6/1.3.6.2/000000.dcm"
+    from_column = cbis_patient_id({"patient_id": " P_00038 "}, rel, "img")
+    from_path = cbis_patient_id({"patient_id": ""}, rel, "img")
+    assert from_column == from_path == pseudonymous_patient_id("P_00038")
+    # the same woman in the mass set: same patient id; another woman: another one
+    assert cbis_patient_id({}, "Mass-Training_P_00038_LEFT_CC/1/2/000000.dcm", "x") == from_path
+    assert cbis_patient_id({}, "Mass-Training_P_00039_LEFT_CC/1/2/000000.dcm", "x") != from_path
+    # neither names a woman: the image stands for itself
+    assert cbis_patient_id({}, "some_folder/000000.dcm", "abc123") == "abc123"
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,6 +284,18 @@ def test_mias_reader_on_the_real_data(mias_dir):
     assert (first.center_row, first.center_col, first.radius) == (1023 - 425, 535, 197)
     assert first.pathology == "benign" and first.lesion_class == "mass"
     assert (by_id["mdb001"].laterality, by_id["mdb002"].laterality) == ("R", "L")
+    # MIAS note 1: mdb001/mdb002, mdb003/mdb004, ... are the right and left film of one woman
+    assert by_id["mdb001"].patient_id == by_id["mdb002"].patient_id == "mdb001-mdb002"
+    assert by_id["mdb003"].patient_id == by_id["mdb004"].patient_id == "mdb003-mdb004"
+    assert by_id["mdb002"].patient_id != by_id["mdb003"].patient_id
+    women = {}
+    for record in collection.records:
+        women.setdefault(record.patient_id, []).append(record.laterality)
+    # 161 women; the 4 skipped films (right: mdb059, mdb233, mdb245; left: mdb216) each leave
+    # their partner alone
+    assert len(women) == 161
+    assert sorted(Counter(tuple(sorted(v)) for v in women.values()).items()) == [
+        (("L",), 3), (("L", "R"), 157), (("R",), 1)]
     assert vendor_matches("hologic", by_id["mdb001"].manufacturer, by_id["mdb001"].model_name) is False
 
 
@@ -293,6 +336,7 @@ def test_mias_pgm_files_and_bad_rows(mias_dir, tmp_path):
     )
     collection = open_collection("mias", root)
     assert [r.image_id for r in collection.records] == ["mdb001", "mdb003"]
+    assert [r.patient_id for r in collection.records] == ["mdb001-mdb002", "mdb003-mdb004"]
     assert collection.records[0].path.suffix == ".pgm"
     pgm = load_image_pixels(collection.records[0])
     png = load_image_pixels(mias_dir / "images" / "mdb001.png")

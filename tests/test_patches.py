@@ -4,6 +4,7 @@ run (determinism across workers), bad input and the rerun check against a refere
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,27 @@ def test_normal_patches_avoid_lesions_and_each_other_and_are_mostly_breast():
     assert [r["center_row"] for r in other.normal_rows] != [r["center_row"] for r in got.normal_rows]
 
 
+def test_every_row_names_its_woman_or_else_its_image():
+    """``patient_id`` follows ``image_id`` in a row; a record without one stands for itself; the
+    pixels (and so the patches and the normal windows) do not depend on it."""
+    img, _ = _breast_image()
+    lesions = [LesionAnnotation("a", "mass", 200.0, 100.0, radius=20)]
+    params = ExtractionParams(patch_size=48, n_normal_per_image=3)
+    alone = extract_image_patches(_record(lesions, "img7"), img, params, mask_fn=lambda a: a > 0.05)
+    woman = extract_image_patches(replace(_record(lesions, "img7"), patient_id="9f3a0c11d2e4b5a6"),
+                                  img, params, mask_fn=lambda a: a > 0.05)
+    assert patch_core.PATCH_ROW_COLUMNS[2:4] == ("image_id", "patient_id")
+    for got, expected in ((alone, "img7"), (woman, "9f3a0c11d2e4b5a6")):
+        rows = got.lesion_rows + got.normal_rows
+        assert len(got.lesion_rows) == 1 and len(got.normal_rows) == 3
+        assert all(row["patient_id"] == expected for row in rows)
+        assert all(list(row)[:4] == list(patch_core.PATCH_ROW_COLUMNS[:4]) for row in rows)
+        assert set(got.lesion_rows[0]) == set(patch_core.PATCH_ROW_COLUMNS) - {"checksum"}
+    for a, b in zip(alone.lesion_patches + alone.normal_patches,
+                    woman.lesion_patches + woman.normal_patches, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_lesion_without_position_blocks_normal_patches_and_is_reported():
     img, _ = _breast_image()
     lesions = [LesionAnnotation("nopos", "calcification", float("nan"), float("nan"))]
@@ -207,6 +229,12 @@ def test_extraction_identical_in_process_and_on_two_dask_workers(phantom_collect
     assert (normal.manifest["lesion_class"] == "normal").all()
     assert (lesion.manifest["scale"] < 1).any()  # the phantom has masses larger than 64 px
     assert (normal.manifest["breast_fraction"] >= 0.9).all()
+    # 6 phantom images = client 0 (4 views) and client 1 (2 views): two women in both stores
+    owner = {r.image_id: r.patient_id for r in phantom_collection.records}
+    assert len(set(owner.values())) == 2
+    for store in (lesion, normal):
+        assert (store.manifest["patient_id"] == store.manifest["image_id"].map(owner)).all()
+    assert set(normal.manifest["patient_id"]) == set(owner.values())
     summary = patches.read_summary(tmp_path / "w0")
     assert summary["counts"]["lesion_patches"] == r0.n_lesion
     assert (tmp_path / "w0" / "skipped_files.csv").exists()

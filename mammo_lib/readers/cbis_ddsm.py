@@ -22,11 +22,20 @@ the same image become one record with several lesions. The lesion centre (mask c
 bounding box and outline (longest contour) come from the ROI mask, which must be binary and as
 large as the image; when the ``ROI mask file path`` holds the cropped image instead (a known
 mix-up in CBIS-DDSM), the ``cropped image file path`` is tried as the mask.
+
+Ids are pseudonymous: ``image_id`` is the hash of the image's path inside ``root``;
+``patient_id`` the hash (:func:`~mammo_lib.readers.common.pseudonymous_patient_id`) of the
+woman's CBIS-DDSM id (``P_00001``): the ``patient_id`` column, else the ``P_<digits>`` in the
+image file path's case folder (``Mass-Training_P_00001_LEFT_CC``). The ids are shared by the
+mass and calcification CSVs, so both views and both lesion types of one woman get one
+``patient_id``. A row with neither (not the published layout) has no patient information:
+its image stands for itself (``patient_id`` = ``image_id``).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,16 +48,44 @@ from mammo_lib.readers.common import (
     dicom_record_fields,
     progress,
     pseudonymous_id,
+    pseudonymous_patient_id,
 )
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
 _CBIS_IMAGE = "image file path"
 _CBIS_MASK = "ROI mask file path"
 _CBIS_CROP = "cropped image file path"
+_CBIS_PATIENT = re.compile(r"(?<![A-Za-z0-9])P_\d+")
 
 
 def _clean_rel_path(value: str | None) -> str:
     return (value or "").strip().strip('"').strip()
+
+
+def cbis_patient_id(row: dict[str, str], rel: str, image_id: str) -> str:
+    """The pseudonymous ``patient_id`` of the image a description row names.
+
+    Parameters
+    ----------
+    row : dict of str
+        The row (keys stripped); its ``patient_id`` (e.g. ``P_00001``) is used when present.
+    rel : str
+        Its ``image file path``; the ``P_<digits>`` of its first component is the fallback.
+    image_id : str
+        The image's id, used when neither names the woman.
+
+    Returns
+    -------
+    str
+        :func:`~mammo_lib.readers.common.pseudonymous_patient_id` of the CBIS-DDSM patient id,
+        else ``image_id``.
+    """
+    patient = (row.get("patient_id") or "").strip()
+    if not patient:
+        parts = Path(rel).parts
+        found = _CBIS_PATIENT.search(parts[0]) if parts else None
+        patient = found.group(0) if found else ""
+    return pseudonymous_patient_id(patient) if patient else image_id
 
 
 def _mask_geometry(mask: np.ndarray) -> tuple[float, float, tuple[int, int, int, int], tuple[tuple[float, float], ...]]:
@@ -240,6 +277,7 @@ def read_cbis_ddsm(collection: Collection, vendor_filter: str | Sequence[str] | 
         # the curated CSV is the truth for side and view; the header only fills gaps
         collection.records.append(ImageRecord(
             image_id=image_id,
+            patient_id=cbis_patient_id(first, rel, image_id),
             path=image_path,
             source_kind="cbis-ddsm",
             lesions=tuple(lesions),

@@ -1,4 +1,5 @@
-"""What several collection readers share: header checks, pseudonymous ids, bounds checks."""
+"""What several collection readers share: header checks, pseudonymous image and patient ids,
+bounds checks."""
 
 from __future__ import annotations
 
@@ -57,6 +58,33 @@ def pseudonymous_id(root: Path, path: Path) -> str:
     except ValueError:
         rel = Path(path).as_posix()
     return hashlib.sha256(rel.encode("utf-8")).hexdigest()[:16]
+
+
+def pseudonymous_patient_id(patient: str) -> str:
+    """The pseudonymous ``patient_id`` of a collection's own patient identifier.
+
+    Parameters
+    ----------
+    patient : str
+        What the collection calls the woman (an OMI-DB client folder such as ``demd0001``, a
+        CBIS-DDSM ``P_00001``, an INbreast patient hash, a VinDr-Mammo ``study_id``); never
+        written anywhere itself.
+
+    Returns
+    -------
+    str
+        First 16 hex digits of the sha256 of ``"patient:" + patient`` (stripped): the same
+        identifier always gives the same id, and the prefix keeps it apart from any image id.
+
+    Raises
+    ------
+    ValueError
+        When ``patient`` is empty.
+    """
+    text = str(patient).strip()
+    if not text:
+        raise ValueError("an empty patient identifier has no pseudonym")
+    return hashlib.sha256(f"patient:{text}".encode()).hexdigest()[:16]
 
 
 def lesion_in_bounds(lesion: LesionAnnotation, rows: int | None, cols: int | None) -> bool:

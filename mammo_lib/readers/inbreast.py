@@ -14,7 +14,12 @@ Calcification → calcification; Asymmetry → asymmetry; Distortion, Architectu
 architectural_distortion; others → other. Single-point calcifications inside a Cluster ROI are
 part of that cluster (not lesions of their own); isolated ones stay calcifications. The lesion
 extent is the outline's bounding box. Pathology is not in INbreast's XML (BI-RADS is kept in
-the record). The image id is the file name number (already anonymous).
+the record). The image id is the file name number (already anonymous). The second part of the
+file name (``6c613a14b80a8591`` in ``20586908_6c613a14b80a8591_MG_R_CC_ANON.dcm``) is INbreast's
+anonymised patient id, shared by all views of one woman (the case table's ``Patient ID`` column
+reads "removed"); its hash (:func:`~mammo_lib.readers.common.pseudonymous_patient_id`) is the
+``patient_id``. A file name without that part carries no patient information: the image stands
+for itself (``patient_id`` = ``image_id``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from mammo_lib.readers.common import (
     lesion_in_bounds,
     out_of_bounds_problem,
     progress,
+    pseudonymous_patient_id,
 )
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
@@ -118,6 +124,26 @@ def _file_number(path: Path) -> str:
     return path.name.split("_")[0].split(".")[0]
 
 
+def inbreast_patient_id(path: Path) -> str:
+    """The pseudonymous ``patient_id`` of an INbreast DICOM, from its file name.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``<file name>_<patient>_MG_<L|R>_<CC|ML>_ANON.dcm``.
+
+    Returns
+    -------
+    str
+        :func:`~mammo_lib.readers.common.pseudonymous_patient_id` of ``<patient>``; the image's
+        own id (the file name number) when the name has no patient part.
+    """
+    parts = path.stem.split("_")
+    if len(parts) >= 3 and parts[1].strip():
+        return pseudonymous_patient_id(parts[1])
+    return _file_number(path)
+
+
 def read_inbreast(collection: Collection, vendor_filter: str | Sequence[str] | None,
                   show_progress: bool = False) -> Collection:
     """Fill ``collection`` (its ``root`` set) from an INbreast folder (see the module docstring)."""
@@ -163,7 +189,8 @@ def read_inbreast(collection: Collection, vendor_filter: str | Sequence[str] | N
                                birads=case.get("Bi-Rads", ""), acr=case.get("ACR", ""))
         view = (case.get("View") or meta["view"] or "").upper() or None
         collection.records.append(ImageRecord(
-            image_id=number, path=image_path, source_kind="inbreast", lesions=tuple(lesions),
+            image_id=number, patient_id=inbreast_patient_id(image_path), path=image_path,
+            source_kind="inbreast", lesions=tuple(lesions),
             laterality=(case.get("Laterality") or meta["laterality"] or "").upper() or None,
             view="MLO" if view == "ML" else view,
             manufacturer=meta["manufacturer"], model_name=meta["model_name"], **fields))

@@ -8,6 +8,11 @@ distributed calcifications, *NOTE 3*) make the image a skipped file, since its f
 be located. Classes: CALC → calcification; CIRC/SPIC/MISC → mass; ARCH →
 architectural_distortion; ASYM → asymmetry. The MIAS reference number (already anonymous) is
 the image id; odd numbers are right breasts, even numbers left (MIAS note 1); all views are MLO.
+MIAS note 1 also says the list is "arranged in pairs of films, where each pair represents the
+left (even filename numbers) and right mammograms (odd filename numbers) of a single patient":
+mdb001 and mdb002 are one woman, so both get the ``patient_id`` ``"mdb001-mdb002"``
+(:func:`mias_patient_id`, made of the anonymous reference numbers; MIAS has no other patient
+information).
 """
 
 from __future__ import annotations
@@ -31,6 +36,25 @@ MIAS_CLASSES = {
 }
 _PATHOLOGY = {"B": "benign", "M": "malignant"}
 _MIAS_ROW = re.compile(r"^(mdb\d{3})\s+([FGD])\s+([A-Z]+)(.*)$")
+
+
+def mias_patient_id(ref: str) -> str:
+    """The ``patient_id`` of a MIAS image: its pair of reference numbers (MIAS note 1).
+
+    Parameters
+    ----------
+    ref : str
+        A reference number, ``mdbNNN``.
+
+    Returns
+    -------
+    str
+        ``"mdbOOO-mdbEEE"``, the odd (right breast) and the following even (left breast) number
+        of the woman's pair, e.g. ``"mdb001-mdb002"`` for both ``mdb001`` and ``mdb002``.
+    """
+    number = int(ref[3:])
+    first = number if number % 2 == 1 else number - 1
+    return f"mdb{first:03d}-mdb{first + 1:03d}"
 
 
 def _find_mias_image(root: Path, ref: str) -> Path | None:
@@ -155,6 +179,7 @@ def read_mias(collection: Collection, vendor_filter: str | Sequence[str] | None,
         number = int(ref[3:])
         collection.records.append(ImageRecord(
             image_id=ref,
+            patient_id=mias_patient_id(ref),
             path=image_path,
             source_kind="mias",
             lesions=tuple(lesions),

@@ -13,8 +13,10 @@ SuspiciousCalcifications (or calcification without a mass) → calcification;
 ArchitecturalDistortion → architectural_distortion; FocalAsymmetry → asymmetry; others → other.
 An image without marks is used as normal tissue only when its client's status is Normal (in a
 client with findings, a view without marks may still show them); otherwise it is listed in the
-skipped files. A client the package cannot parse is listed too. Image ids are pseudonymous
-(hash of the DICOM path); laterality, view and vendor come from the DICOM header.
+skipped files. A client the package cannot parse is listed too. Ids are pseudonymous:
+``image_id`` is the hash of the DICOM path, ``patient_id`` the hash of the client id
+(:func:`~mammo_lib.readers.common.pseudonymous_patient_id`; an OMI-DB client is one woman, with
+all her episodes and studies). Laterality, view and vendor come from the DICOM header.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mammo_lib.readers.common import (
     out_of_bounds_problem,
     progress,
     pseudonymous_id,
+    pseudonymous_patient_id,
 )
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
@@ -123,7 +126,8 @@ def _add_image(collection: Collection, client: Any, study_id: str, image: Any, i
     fields = dicom_record_fields(meta)
     fields["extra"].update(annotation=where, client_status=client.status.value, site=client.site)
     collection.records.append(ImageRecord(
-        image_id=image_id, path=dcm, source_kind="omidb", lesions=tuple(lesions),
+        image_id=image_id, patient_id=pseudonymous_patient_id(client.id), path=dcm,
+        source_kind="omidb", lesions=tuple(lesions),
         laterality=meta["laterality"], view=meta["view"], manufacturer=meta["manufacturer"],
         model_name=meta["model_name"], **fields))
 

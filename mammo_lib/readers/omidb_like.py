@@ -8,6 +8,12 @@ same stem); marks carry ``lesion_id``, ``class``, ``center_row``/``center_col``,
 ``radius``, ``outline``, ``pathology``. Laterality, view, manufacturer and size come from the
 DICOM header. A DICOM with no JSON beside it is a skipped file (its findings, if any, are
 unknown, so it cannot serve as a normal either).
+
+Ids are pseudonymous: ``image_id`` is the hash of the DICOM's path inside ``root``
+(:func:`~mammo_lib.readers.common.pseudonymous_id`); ``patient_id`` the hash of the client
+folder's name (:func:`~mammo_lib.readers.common.pseudonymous_patient_id`), as every view and
+study of one client (one woman) lies in her folder: the phantom's CC and MLO views of a breast
+show the same lesion.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from mammo_lib.readers.common import (
     out_of_bounds_problem,
     progress,
     pseudonymous_id,
+    pseudonymous_patient_id,
 )
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
@@ -81,6 +88,7 @@ def read_omidb_like(collection: Collection, vendor_filter: str | Sequence[str] |
         if meta is None:
             continue
         image_id = pseudonymous_id(root, image_path)
+        client = json_path.relative_to(root).parts[0]  # root/<client>/<study>/<sop>.json
         manufacturer = meta["manufacturer"] or image_info.get("manufacturer")
         model_name = meta["model_name"] or image_info.get("model_name")
         if not vendor_matches(vendor_filter, manufacturer, model_name):
@@ -107,6 +115,7 @@ def read_omidb_like(collection: Collection, vendor_filter: str | Sequence[str] |
         fields["extra"]["annotation"] = str(json_path)
         collection.records.append(ImageRecord(
             image_id=image_id,
+            patient_id=pseudonymous_patient_id(client),
             path=image_path,
             source_kind=kind,
             lesions=lesions,

@@ -14,7 +14,11 @@ Global Asymmetry → asymmetry; anything else (skin thickening, lymph node, retr
 other. A finding with several categories takes the first of that order. A finding without a box
 has no position (the image then gives no normal patches). VinDr has no pathology (BI-RADS is
 kept in ``source_label``). The image id is VinDr's own (already anonymous) ``image_id``.
-Manufacturer and model come from the DICOM header, else from ``metadata.csv``.
+Manufacturer and model come from the DICOM header, else from ``metadata.csv``. VinDr-Mammo
+publishes no patient identifier: each ``study_id`` is one four-view exam of one woman, so the
+hash of ``study_id`` (:func:`~mammo_lib.readers.common.pseudonymous_patient_id`) is the
+``patient_id`` (a woman with two exams, if any, would count as two; a row without a
+``study_id`` leaves its image standing for itself, ``patient_id`` = ``image_id``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from mammo_lib.readers.common import (
     lesion_in_bounds,
     out_of_bounds_problem,
     progress,
+    pseudonymous_patient_id,
 )
 from mammo_lib.records import Collection, ImageRecord, LesionAnnotation, SkippedFile, vendor_matches
 
@@ -170,7 +175,9 @@ def read_vindr_mammo(collection: Collection, vendor_filter: str | Sequence[str] 
         fields = dicom_record_fields(meta)
         fields["extra"]["annotation"] = where
         collection.records.append(ImageRecord(
-            image_id=image_id, path=image_path, source_kind="vindr-mammo", lesions=tuple(lesions),
+            image_id=image_id, path=image_path,
+            patient_id=pseudonymous_patient_id(study_id) if study_id else image_id,
+            source_kind="vindr-mammo", lesions=tuple(lesions),
             laterality=(first.get("laterality") or "").strip().upper() or meta["laterality"],
             view=(first.get("view_position") or "").strip().upper() or meta["view"],
             manufacturer=manufacturer, model_name=model_name, **fields))
