@@ -15,9 +15,13 @@ One module per stage of the study, data flowing one way through a run folder:
 - ``generator_contract``, ``generator_sources``, ``generators``: stage 02's ``generators``
   parameter, any source of synthetic patches (folder, TorchScript, medigan) as ``synthetic/<name>.zarr``
 - ``feature_space``, ``feature_space_rng``, ``patch_arrays``, ``tsne_affinity``, ``tsne``,
-  ``tsne_kernels`` (the fused numba gradient), ``tsne_torch``, ``lesion_cnn``, ``neighbours``,
-  ``realism_metrics``, ``feature_space_plots``, ``feature_space_results``: stage 03, t-SNE and
-  realism metrics per generator
+  ``tsne_kernels`` (the fused numba gradient), ``tsne_torch``, ``tsne_readability`` (what a t-SNE
+  picture can show), ``lesion_cnn``, ``random_cnn`` (an untrained embedding), ``neighbours``,
+  ``realism_metrics`` (+ ``metric_estimates``, ``memorisation``), ``feature_space_plots``,
+  ``feature_space_results``, ``feature_space_tables``: stage 03, t-SNE and realism metrics per
+  generator; ``c2st`` (+ ``c2st_observer`` the network, ``c2st_stats`` folds, AUC and p-value),
+  ``c2st_study`` (every generator with the null and positive controls and the frequency sweep),
+  ``c2st_records``, ``c2st_figures``: the CNN two-sample test, the study's realism verdict
 - ``study_files``: the reader study's files (case set, key, ratings JSONL), read and written here only
 - ``reader_study``, ``reader_study_figures``, ``machine_observer``: stage 04, building the blinded
   case set and its figures, the machine observers (one per generator); ``case_sampling`` which

@@ -5,8 +5,9 @@ The paper (sec. 4.1) embeds 500 patches per group -- real lesions, synthetic les
 tissue -- as raw 128x128 pixels flattened. This module draws that sample from a run folder's
 stores (``patches/lesion.zarr``, ``patches/normal.zarr`` and one ``synthetic/<name>.zarr`` per
 generator, :func:`mammo_lib.run_folder.synthetic_stores`; read only), puts it in a feature
-space (raw pixels, or the lesion CNN's features from ``lesion_cnn``), marks outliers (lesions
-whose nearest real neighbours are mostly normal tissue) and builds the embedding table. With
+space (raw pixels, the lesion CNN's features from ``lesion_cnn``, or the random, untrained
+CNN's from ``random_cnn``), marks outliers (lesions whose nearest real neighbours are mostly
+normal tissue) and builds the embedding table. With
 several generators the synthetic group holds ``n_per_group`` patches of each, told apart by
 ``GroupSample.generators``. The t-SNE itself is ``tsne`` / ``tsne_affinity``, the figures
 ``feature_space_plots``, the metrics ``realism_metrics``, and the files the stage writes
@@ -34,10 +35,11 @@ from mammo_lib.patch_arrays import (
     check_patch_array,
     flatten_pixels,
 )
+from mammo_lib.random_cnn import random_cnn_features
 
 PAPER_N_PER_GROUP = 500
 GROUP_ORDER = ("lesion", "synthetic", "normal")
-FEATURE_SPACES = ("pixels", "cnn")
+FEATURE_SPACES = ("pixels", "cnn", "random-cnn")
 #: the generator name of synthetic patches passed as one plain array
 DEFAULT_GENERATOR = "synthetic"
 
@@ -354,7 +356,7 @@ def check_feature_spaces(spaces: list[str]) -> list[str]:
     Parameters
     ----------
     spaces : list of str
-        Names from :data:`FEATURE_SPACES` ("pixels", "cnn").
+        Names from :data:`FEATURE_SPACES` ("pixels", "cnn", "random-cnn").
 
     Returns
     -------
@@ -372,26 +374,33 @@ def check_feature_spaces(spaces: list[str]) -> list[str]:
     return list(spaces)
 
 
-def feature_matrices(sample: GroupSample, space: str, cnn: LesionCNN | None = None) -> np.ndarray:
+def feature_matrices(sample: GroupSample, space: str, cnn: LesionCNN | None = None, seed: int = 0,
+                     n_threads: int = 1) -> np.ndarray:
     """All sampled patches in one feature space.
 
     Parameters
     ----------
     sample : GroupSample
-    space : {"pixels", "cnn"}
-        "pixels": raw pixels in [0, 1] (the paper's); "cnn": the lesion CNN's penultimate layer.
+    space : {"pixels", "cnn", "random-cnn"}
+        "pixels": raw pixels in [0, 1] (the paper's); "cnn": the lesion CNN's penultimate layer;
+        "random-cnn": the random, untrained CNN's pooled activations (Naeem et al. 2020).
     cnn : LesionCNN, optional
         Needed for "cnn".
+    seed : int
+        The study seed: draws the random CNN's weights ("random-cnn" only).
+    n_threads : int
+        torch CPU threads of the random CNN (restored afterwards).
 
     Returns
     -------
     float64 array, shape (n, d)
-        d = s * s for "pixels", 32 for "cnn".
+        d = s * s for "pixels", 32 for "cnn", 240 for "random-cnn".
 
     Raises
     ------
     FeatureSpaceError
-        For an unknown space, or "cnn" without a trained CNN.
+        For an unknown space, "cnn" without a trained CNN, or patches too small for the random
+        CNN (:func:`mammo_lib.random_cnn.random_cnn_features`).
     """
     if space == "pixels":
         return flatten_pixels(sample.patches).astype(np.float64)
@@ -399,6 +408,8 @@ def feature_matrices(sample: GroupSample, space: str, cnn: LesionCNN | None = No
         if cnn is None:
             raise FeatureSpaceError("feature space 'cnn' needs a trained LesionCNN (lesion_cnn.train_lesion_cnn)")
         return cnn_features(cnn, sample.patches)
+    if space == "random-cnn":
+        return random_cnn_features(sample.patches, seed, n_threads=n_threads)
     raise FeatureSpaceError(f"unknown feature space {space!r}; choose from {list(FEATURE_SPACES)}")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.feature_space_rng import rng as stream_rng
+from mammo_lib.realism_metrics import LOPSIDED_GAP, lopsided_note
 
 # the paper's legend (Fig. 2): ORG = real lesions, GAN = synthetic lesions, NORM_TIS = normal tissue
 GROUP_LEGEND = {"lesion": "ORG", "synthetic": "GAN", "normal": "NORM_TIS"}
@@ -309,11 +310,15 @@ def _number(x) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _yardstick(e: dict) -> dict:
+    return {"yardstick": e["value"], "yardstick_low": e["ci_low"], "yardstick_high": e["ci_high"]}
+
+
 def _forest_rows(space: str, generator: str, m: dict) -> list[dict]:
     fd, nns, mem = m["frechet_distance"], m["synthetic_normal_neighbour_share"], m["memorisation"]
     q_key = next(k for k in mem if k.startswith("share_synthetic_below_real_q"))
     q = int(q_key[-2:]) / 100
-    ref = nns["real_lesion_reference"]
+    auth = mem["authenticity"]
     entries = [
         ("1-NN accuracy (real vs synthetic)", m["one_nn_accuracy"], 0.5, {}),
         ("precision", m["prdc"]["precision"], 1.0, {}),
@@ -322,29 +327,51 @@ def _forest_rows(space: str, generator: str, m: dict) -> list[dict]:
         ("coverage", m["prdc"]["coverage"], 1.0, {}),
         (f"Fréchet distance (PCA {fd['pca_dims']} dims)", fd, float("nan"),
          {"yardstick": fd.get("real_split_half"), "half_value": fd.get("real_half_vs_synthetic_half")}),
-        ("share with mostly normal-tissue neighbours", nns, float("nan"),
-         {"yardstick": ref["value"], "yardstick_low": ref["ci_low"], "yardstick_high": ref["ci_high"]}),
+        ("share with mostly normal-tissue neighbours", nns, float("nan"), _yardstick(nns["real_lesion_reference"])),
         ("memorisation: median NN distance ratio", mem["median_ratio_synthetic_to_real"], 1.0, {}),
         (f"memorisation: share below real {int(q_key[-2:])}% NN distance", mem[q_key], q, {}),
+        ("authenticity (share not a near-copy)", auth, float("nan"),
+         {**_yardstick(auth["real_vs_real"]), "half_value": auth["synthetic_vs_training_half"]}),
     ]
     rows = []
     for metric, est, ideal, extra in entries:
         row = {"feature_space": space, "generator": generator, "metric": metric, "value": _number(est["value"]),
                "ci_low": _number(est["ci_low"]), "ci_high": _number(est["ci_high"]), "ideal": ideal,
                "yardstick": float("nan"), "yardstick_low": float("nan"), "yardstick_high": float("nan"),
-               "half_value": float("nan")}
+               "half_value": float("nan"), "side_real": _number(est.get("accuracy_real")),
+               "side_synthetic": _number(est.get("accuracy_synthetic")),
+               "note": lopsided_note(est) if "accuracy_real" in est else ""}
         row.update({k: _number(v) for k, v in extra.items()})
         rows.append(row)
     return rows
 
 
-def forest_frame(metrics_by_generator: dict[str, dict[str, dict]]) -> pd.DataFrame:
+#: the metric name of the CNN two-sample test's row in the forest (drawn first, in the pixel column)
+C2ST_METRIC = "CNN two-sample test: held-out AUC (strongest)"
+
+
+def _c2st_rows(c2st: dict, space: str) -> list[dict]:
+    """Forest rows of the CNN two-sample test: each generator's AUC, the null control as its
+    real-vs-real yardstick, 0.5 as the value of two samples of one distribution."""
+    null = c2st["controls"]["null"]["auc"]
+    return [{"feature_space": space, "generator": gen, "metric": C2ST_METRIC, "value": _number(r["auc"]["value"]),
+             "ci_low": _number(r["auc"]["ci_low"]), "ci_high": _number(r["auc"]["ci_high"]), "ideal": 0.5,
+             "yardstick": _number(null["value"]), "yardstick_low": _number(null["ci_low"]),
+             "yardstick_high": _number(null["ci_high"]), "half_value": float("nan"), "side_real": float("nan"),
+             "side_synthetic": float("nan"), "note": ""} for gen, r in c2st["by_generator"].items()]
+
+
+def forest_frame(metrics_by_generator: dict[str, dict[str, dict]], c2st: dict | None = None) -> pd.DataFrame:
     """The long table the metric forest plots: one row per feature space, generator and metric.
 
     Parameters
     ----------
     metrics_by_generator : dict of str to dict of str to SpaceMetrics
         Generator -> feature space -> metrics (``feature_space_results.analyse_spaces``).
+    c2st : dict, optional
+        The CNN two-sample tests' record (:func:`mammo_lib.c2st_records.c2st_record`): its AUCs
+        come first (metric :data:`C2ST_METRIC`, in the first feature space's column, since the
+        observer sees the raw pixels), with the null control (real vs real) as the yardstick.
 
     Returns
     -------
@@ -353,12 +380,32 @@ def forest_frame(metrics_by_generator: dict[str, dict[str, dict]]) -> pd.DataFra
         ideal (the value two samples of one distribution give, NaN when it depends on the
         data), yardstick / yardstick_low / yardstick_high (the measured real-vs-real value and
         its interval: real split-half Fréchet distance, real lesions' own normal-neighbour
-        share; NaN elsewhere) and half_value (the Fréchet distance at the yardstick's half
-        sample size); NaN where a value is undefined.
+        share, authenticity of a real half against the other; NaN elsewhere), half_value (the
+        generator's Fréchet distance and authenticity at the yardstick's half sample size),
+        side_real / side_synthetic (the 1-NN accuracy's real-side and synthetic-side
+        accuracies; NaN on other rows) and note ("" or, on a lopsided 1-NN row,
+        :func:`mammo_lib.realism_metrics.lopsided_note`: its mean is no verdict); NaN where a
+        value is undefined.
     """
     rows = [row for gen, by_space in metrics_by_generator.items() for space, m in by_space.items()
             for row in _forest_rows(space, gen, m)]
+    if c2st and c2st.get("by_generator") and rows:
+        rows = _c2st_rows(c2st, rows[0]["feature_space"]) + rows
     return pd.DataFrame(rows)
+
+
+def _mark_lopsided(ax, data: pd.DataFrame, y: np.ndarray) -> None:
+    """A lopsided 1-NN split: a red cross over the mean, the real (R) and synthetic (S) sides
+    joined by a red line, and the note beside it."""
+    for yi, (_, r) in zip(y, data.iterrows(), strict=True):
+        if not r["note"]:
+            continue
+        ax.plot([r["side_real"], r["side_synthetic"]], [yi, yi], color="red", lw=0.8, ls="--", zorder=2)
+        for x, label in ((r["side_real"], "R"), (r["side_synthetic"], "S")):
+            ax.text(x, yi - 0.18, label, color="red", fontsize=8, fontweight="bold", ha="center", va="bottom")
+        ax.scatter([r["value"]], [yi], marker="X", s=120, color="red", edgecolors="black", linewidths=0.6, zorder=4)
+        ax.annotate("lopsided: not a verdict", (r["value"], yi), xytext=(7, -6), textcoords="offset points",
+                    color="red", fontsize=7, va="top")
 
 
 def _forest_panel(data: pd.DataFrame, names: list[str], colours: dict[str, str], **_kwargs) -> None:
@@ -387,6 +434,7 @@ def _forest_panel(data: pd.DataFrame, names: list[str], colours: dict[str, str],
     if len(ideal):
         ax.axvline(float(ideal.iloc[0]), color="grey", ls=":", lw=1.2)
         ax.plot([float(ideal.iloc[0])], [0.0], alpha=0.0)  # keeps the line inside the x range
+    _mark_lopsided(ax, data, y)
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.3g}"))
 
@@ -395,7 +443,10 @@ def plot_metric_forest(frame: pd.DataFrame, generators: list[str] | None = None)
     """Forest plot of every realism metric per generator, drawn with seaborn: one panel per
     metric (rows) and feature space (columns), each generator's value with its 95% interval;
     the real-vs-real yardstick (black diamond, with its interval) where one is measured, the
-    value two samples of one distribution give (dotted line) where it is known.
+    value two samples of one distribution give (dotted line) where it is known. A lopsided 1-NN
+    accuracy (its real-side and synthetic-side accuracies differ by more than
+    :data:`mammo_lib.realism_metrics.LOPSIDED_GAP`, so 0.5 may come from 1.0 and 0.0) is drawn
+    as a red cross with its two sides (R, S) and the words "not a verdict".
 
     Parameters
     ----------
@@ -424,14 +475,20 @@ def plot_metric_forest(frame: pd.DataFrame, generators: list[str] | None = None)
     for ax in grid.axes[:, 0]:
         ax.set_yticklabels(names, fontsize=9)
     grid.set_axis_labels("", "")
+    for (metric, space), ax in grid.axes_dict.items():  # the C2ST row has one panel: hide the others
+        if not ((frame["metric"] == metric) & (frame["feature_space"] == space)).any():
+            ax.set_visible(False)
     handles = {n: plt.Line2D([], [], color=colours[n], marker="o", lw=1.6) for n in names}
     handles["real vs real (yardstick)"] = plt.Line2D([], [], color="black", marker="D", mfc="white", lw=1.0)
     if frame["half_value"].notna().any():
-        handles["Fréchet at the yardstick's half size"] = plt.Line2D([], [], color="grey", marker="o", mfc="none",
-                                                                     lw=0)
+        handles["the generator at the yardstick's half size"] = plt.Line2D([], [], color="grey", marker="o",
+                                                                           mfc="none", lw=0)
+    if "note" in frame and frame["note"].astype(bool).any():
+        handles[f"1-NN lopsided (sides R, S differ > {LOPSIDED_GAP:g}): no verdict"] = \
+            plt.Line2D([], [], color="red", marker="X", mec="black", ls="--", lw=0.8)
     handles["two samples of one distribution"] = plt.Line2D([], [], color="grey", ls=":", lw=1.2)
     fig = grid.figure
-    ncol = min(len(handles), 4)
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() // 2.6)))  # about 2.6 in per legend entry
     legend_in = 0.35 + 0.22 * math.ceil(len(handles) / ncol)
     fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=ncol, frameon=False, fontsize=9,
                title="each generator's value with its 95% interval", title_fontsize=9, bbox_to_anchor=(0.5, 1.0))

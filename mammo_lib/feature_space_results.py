@@ -1,11 +1,14 @@
-"""Stage 03's results: the realism metrics per generator and feature space, their table, and
-every file the stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``.
+"""Stage 03's results: the realism metrics per generator and feature space, and every file the
+stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``. Their table
+and the notebook's text are built in ``feature_space_tables`` (re-exported here).
 
 Files written by :func:`write_results` into ``<run>/feature_space/``:
 
 - ``embedding.csv``: one row per embedded patch (group, patch_id, t-SNE x1/x2, outlier flags
-  and class-balanced normal-neighbour shares in t-SNE, pixel and CNN space, and the generator
-  of each synthetic patch);
+  and class-balanced normal-neighbour shares in t-SNE and each feature space -- columns
+  ``outlier_<space>``, ``normal_neighbour_share_<space>`` with a hyphen in the space's name
+  written as an underscore (:func:`column_suffix`: ``outlier_random_cnn``) --, and the
+  generator of each synthetic patch);
 - ``metrics.json``: a :class:`Stage03Metrics` (below), paths relative to the run folder;
 - ``metrics_table.csv``: the flat table of :func:`metrics_table`, one block per feature space
   and generator (column ``generator``);
@@ -18,7 +21,6 @@ Reads nothing; the inputs are the in-memory results of ``feature_space``, ``tsne
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TypedDict
@@ -34,8 +36,19 @@ from mammo_lib.feature_space import (
     mark_outliers,
     neighbour_normal_share,
 )
+from mammo_lib.feature_space_tables import (  # re-exported: the notebook calls them as fsr.*
+    closest_pairs_by_generator,
+    describe_tsne,
+    generators_markdown,
+    metrics_table,
+    outlier_counts,
+    summary_rows,
+)
 from mammo_lib.lesion_cnn import LesionCNN
 from mammo_lib.tsne import TSNEResult
+
+__all__ = ["analyse_spaces", "column_suffix", "metrics_record", "write_results", "summary_rows", "metrics_table",
+           "outlier_counts", "closest_pairs_by_generator", "generators_markdown", "describe_tsne"]
 
 # ----------------------------------------------------------------------------- metrics.json schema
 
@@ -53,8 +66,9 @@ class Estimate(TypedDict):
 class OneNNAccuracy(Estimate):
     """1-NN two-sample accuracy (0.5 = indistinguishable, 1 = separable; Lopez-Paz & Oquab 2017)."""
 
-    accuracy_real: float
-    accuracy_synthetic: float
+    accuracy_real: float  # share of real points whose nearest neighbour is real
+    accuracy_synthetic: float  # share of synthetic points whose nearest neighbour is synthetic
+    lopsided: bool  # |accuracy_real - accuracy_synthetic| > realism_metrics.LOPSIDED_GAP: the mean is no verdict
     n_real: int  # sizes used (the larger set subsampled to the smaller)
     n_synthetic: int
     n_given: list[int]  # sizes passed in [real, synthetic]
@@ -93,6 +107,16 @@ class ClosestPair(TypedDict):
     distance: float  # Euclidean, feature units
 
 
+class Authenticity(Estimate):
+    """Share of synthetic patches that are authentic: not closer to their nearest training patch
+    than that patch's own nearest other training patch (Alaa et al., ICML 2022)."""
+
+    real_vs_real: Estimate  # a held-out real half against the other real half as training (yardstick)
+    synthetic_vs_training_half: float | None  # the synthetic share against that training half only
+    n_training_half: int
+    n_held_out_half: int
+
+
 class Memorisation(TypedDict):
     """Memorisation check: synthetic-to-training vs real leave-one-out NN distances. The share
     key is named after the quantile (``share_synthetic_below_real_q05`` for 5%)."""
@@ -104,14 +128,15 @@ class Memorisation(TypedDict):
     real_quantile_cut: float
     exact_duplicates: int
     closest_pairs: list[ClosestPair]
+    authenticity: Authenticity
     reference: str
 
 
 class SpaceMetrics(TypedDict):
-    """Every realism metric of one feature space ("pixels" or "cnn")."""
+    """Every realism metric of one feature space ("pixels", "cnn" or "random-cnn")."""
 
     n: dict[str, int]  # points per group: lesion, synthetic, normal
-    n_features: int  # 16,384 raw pixels for 128x128 patches; 32 CNN features
+    n_features: int  # 16,384 raw pixels for 128x128 patches; 32 CNN features; 240 random-CNN features
     one_nn_accuracy: OneNNAccuracy
     prdc: PRDC
     frechet_distance: FrechetDistance
@@ -173,14 +198,26 @@ class Stage03Metrics(TypedDict):
     cnn: CNNRecord | None  # None when the "cnn" space was not requested
     metrics: dict[str, SpaceMetrics]  # per feature space, of the first generator (generators[0])
     metrics_by_generator: dict[str, dict[str, SpaceMetrics]]  # generator -> feature space -> metrics
+    # the CNN two-sample test per generator with its null and positive controls and frequency sweep
+    # (issue 20; keys: mammo_lib.c2st_records.c2st_record); None when not run
+    c2st: dict | None
+    # what the t-SNE pictures can show (mammo_lib.tsne_readability.readability), per embedded space
+    tsne_readability: dict
 
 
 # ----------------------------------------------------------------------------- computing
 
 
+def column_suffix(space: str) -> str:
+    """A feature space's name as a column-name suffix: "random-cnn" -> "random_cnn" (so
+    ``outlier_random_cnn`` is a plain identifier, like ``outlier_pixels``)."""
+    return space.replace("-", "_")
+
+
 def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: list[str],
                    cnn: LesionCNN | None, n_bootstrap: int = 1000, seed: int = 0, k_prdc: int = 5,
-                   k_neighbours: int = 10, fd_dims: int | None = 32) -> tuple[dict, pd.DataFrame]:
+                   k_neighbours: int = 10, fd_dims: int | None = 32,
+                   n_threads: int = 1) -> tuple[dict, pd.DataFrame]:
     """Realism metrics of every generator, and outlier columns, in each feature space.
 
     Every generator's synthetic patches are compared with the *same* real lesions and normal
@@ -192,11 +229,14 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
     sample : GroupSample
     table : pandas.DataFrame
         The embedding table (``feature_space.embedding_table``); not modified.
-    feature_spaces : list of {"pixels", "cnn"}
+    feature_spaces : list of {"pixels", "cnn", "random-cnn"}
     cnn : LesionCNN or None
         Needed for "cnn".
     n_bootstrap, seed, k_prdc, k_neighbours, fd_dims
-        As :func:`mammo_lib.realism_metrics.realism_metrics`.
+        As :func:`mammo_lib.realism_metrics.realism_metrics`; ``seed`` also draws the random
+        CNN of "random-cnn" (:func:`mammo_lib.feature_space.feature_matrices`).
+    n_threads : int
+        torch CPU threads of the random CNN.
 
     Returns
     -------
@@ -204,12 +244,12 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
         Generator -> feature space -> metrics, generators in ``sample.generator_names()`` order.
     table : pandas.DataFrame
         A copy of ``table`` with ``outlier_<space>`` and ``normal_neighbour_share_<space>``
-        columns added.
+        columns added (``<space>`` as :func:`column_suffix`: ``outlier_random_cnn``).
 
     Raises
     ------
     FeatureSpaceError
-        For an unknown space or "cnn" without a CNN.
+        For an unknown space, "cnn" without a CNN, or patches too small for the random CNN.
     MetricsError
         As ``realism_metrics``.
     """
@@ -217,207 +257,18 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
     names = sample.generator_names()
     metrics: dict[str, dict] = {name: {} for name in names}
     for space in feature_spaces:
-        feats = feature_matrices(sample, space, cnn)
+        feats = feature_matrices(sample, space, cnn, seed=seed, n_threads=n_threads)
         lesion, normal = feats[sample.groups == "lesion"], feats[sample.groups == "normal"]
         for name in names:
             synthetic = feats[(sample.groups == "synthetic") & (sample.generators == name)]
             metrics[name][space] = rm.realism_metrics(lesion, synthetic, normal, n_bootstrap=n_bootstrap,
                                                       seed=seed, k_prdc=k_prdc, k_neighbours=k_neighbours,
                                                       fd_dims=fd_dims)
-        table[f"outlier_{space}"] = mark_outliers(feats, sample.groups, k=k_neighbours)
-        table[f"normal_neighbour_share_{space}"] = np.round(neighbour_normal_share(feats, sample.groups,
+        suffix = column_suffix(space)
+        table[f"outlier_{suffix}"] = mark_outliers(feats, sample.groups, k=k_neighbours)
+        table[f"normal_neighbour_share_{suffix}"] = np.round(neighbour_normal_share(feats, sample.groups,
                                                                                     k=k_neighbours), 4)
     return metrics, table
-
-
-def _summary_rows(space: str, m: dict, generator: str = "") -> list[dict]:
-    def row(name, e, ref=""):
-        return {"feature_space": space, "generator": generator, "metric": name, "value": e["value"],
-                "ci_low": e["ci_low"], "ci_high": e["ci_high"], "reference": ref}
-
-    fd = m["frechet_distance"]
-    nns = m["synthetic_normal_neighbour_share"]
-    mem = m["memorisation"]
-    q_key = next(k for k in mem if k.startswith("share_synthetic_below_real_q"))
-    rows = [
-        row("1-NN accuracy real vs synthetic", m["one_nn_accuracy"], "0.5 = indistinguishable, 1 = separable"),
-        row("precision", m["prdc"]["precision"], "1 = every synthetic patch looks real"),
-        row("recall", m["prdc"]["recall"], "1 = synthetic set covers real variety"),
-        row("density", m["prdc"]["density"], "about 1 when distributions match"),
-        row("coverage", m["prdc"]["coverage"], "1 = every real neighbourhood has a synthetic patch"),
-        row(f"Fréchet distance (PCA {fd['pca_dims']} dims)", fd,
-            f"at half size: real vs real {fd['real_split_half']:.4g}, "
-            f"real vs synthetic {fd['real_half_vs_synthetic_half']:.4g}"),
-        row("synthetic with mostly normal-tissue neighbours", nns,
-            f"real lesions: {nns['real_lesion_reference']['value']:.3f}"),
-        row("memorisation: median NN distance ratio synth/real", mem["median_ratio_synthetic_to_real"],
-            "<< 1 would mean copying"),
-        row(f"memorisation: share below real {int(q_key[-2:])}% NN distance", mem[q_key],
-            f"about {int(q_key[-2:]) / 100:.2f} if no copying"),
-    ]
-    for r in rows:
-        for key in ("value", "ci_low", "ci_high"):
-            r[key] = None if r[key] is None or (isinstance(r[key], float) and math.isnan(r[key])) else round(r[key], 4)
-    return rows
-
-
-def summary_rows(space: str, m: SpaceMetrics, generator: str = "") -> list[dict]:
-    """Flat rows of one feature space's metrics of one generator.
-
-    Parameters
-    ----------
-    space : str
-    m : SpaceMetrics
-    generator : str
-        The generator the metrics are of.
-
-    Returns
-    -------
-    list of dict
-        Nine rows with ``feature_space``, ``generator``, ``metric``, ``value``, ``ci_low``,
-        ``ci_high`` (rounded to 4 decimals; None for NaN) and ``reference`` (how to read it).
-    """
-    return _summary_rows(space, m, generator)
-
-
-def metrics_table(metrics: dict[str, dict[str, SpaceMetrics]]) -> pd.DataFrame:
-    """:func:`summary_rows` of every feature space and generator as one DataFrame
-    (``metrics_table.csv``).
-
-    Parameters
-    ----------
-    metrics : dict of str to dict of str to SpaceMetrics
-        Generator -> feature space -> metrics (:func:`analyse_spaces`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns feature_space, generator, metric, value, ci_low, ci_high, reference; rows by
-        feature space, then generator (in the given order), then metric.
-    """
-    spaces = list(dict.fromkeys(space for by_space in metrics.values() for space in by_space))
-    return pd.DataFrame([row for space in spaces for gen, by_space in metrics.items() if space in by_space
-                         for row in _summary_rows(space, by_space[space], gen)])
-
-
-def outlier_counts(table: pd.DataFrame, column: str = "outlier_tsne") -> pd.DataFrame:
-    """Outliers and their share per group, and per generator when there are several.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        The embedding table (columns ``group``, the boolean ``column`` and, from
-        :func:`mammo_lib.feature_space.embedding_table`, ``generator``).
-    column : str
-        Which outlier flag to count (``outlier_tsne``, ``outlier_pixels``, ``outlier_cnn``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index ``group``: the groups present in :data:`mammo_lib.feature_space.GROUP_ORDER`
-        order, the synthetic group split into ``synthetic: <name>`` rows (in the order the
-        generators appear in ``table``) when it holds several generators; columns ``outliers``
-        (count) and ``share`` (fraction of the row's patches, 0-1).
-    """
-    label = table["group"]
-    gens = table.loc[table["group"] == "synthetic", "generator"] if "generator" in table else pd.Series([], dtype=str)
-    names = list(dict.fromkeys(gens))
-    if len(names) > 1:
-        label = label.where(label != "synthetic", "synthetic: " + table.get("generator", ""))
-    agg = table.groupby(label)[column].agg(["sum", "mean"]).rename(columns={"sum": "outliers", "mean": "share"})
-    order = [f"synthetic: {n}" for n in names] if len(names) > 1 else ["synthetic"]
-    return agg.reindex([g for g in ("lesion", *order, "normal") if g in agg.index]).rename_axis("group")
-
-
-def closest_pairs_by_generator(sample: GroupSample, metrics: dict[str, dict[str, SpaceMetrics]],
-                               space: str) -> dict[str, tuple[np.ndarray, list[ClosestPair]]]:
-    """Each generator's synthetic patches and closest pairs in one feature space, for
-    :func:`mammo_lib.feature_space_plots.plot_closest_pairs_by_generator`.
-
-    Parameters
-    ----------
-    sample : GroupSample
-    metrics : dict of str to dict of str to SpaceMetrics
-        :func:`analyse_spaces`'s metrics.
-    space : str
-
-    Returns
-    -------
-    dict of str to (uint8 array, shape (n_g, s, s), list of ClosestPair)
-        In generator order; the pairs index these patches and ``sample.of("lesion")``.
-    """
-    return {g: (sample.of("synthetic", g), metrics[g][space]["memorisation"]["closest_pairs"])
-            for g in sample.generator_names()}
-
-
-def _ci_text(e: dict) -> str:
-    value, lo, hi = e["value"], e["ci_low"], e["ci_high"]
-    interval = "" if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) else f" [{lo:.2f}, {hi:.2f}]"
-    return f"{value:.3f}{interval}"
-
-
-def generators_markdown(sample: GroupSample, metrics: dict[str, dict[str, SpaceMetrics]]) -> str:
-    """The notebook's paragraph on the generators of this run, built from the data (names,
-    stores, counts, symbols, headline metrics; nothing hard-coded).
-
-    Parameters
-    ----------
-    sample : GroupSample
-    metrics : dict of str to dict of str to SpaceMetrics
-        :func:`analyse_spaces`'s metrics.
-
-    Returns
-    -------
-    str
-        Markdown.
-    """
-    from mammo_lib.feature_space_plots import generator_style_words
-
-    counts, per_gen = sample.counts(), sample.generator_counts()
-    names = sample.generator_names()
-    items = [f"**{g}** (`{sample.generator_sources.get(g, '')}`, {per_gen[g]} patches embedded; "
-             f"{generator_style_words(k)} in Fig. 2)" for k, g in enumerate(names)]
-    real = f"the same {counts['lesion']} real lesions and {counts['normal']} normal-tissue patches"
-    if len(names) == 1:
-        text = [f"One generator in this run: {items[0]}, measured against {real}. Notebook 02's `generators` "
-                "parameter adds others (a folder of patches, a TorchScript model, a medigan model); each is then "
-                "measured here in the same way, side by side."]
-    else:
-        text = [f"{len(names)} generators in this run, each measured against {real}: " + "; ".join(items) + ". "
-                f"The first, **{names[0]}**, takes the paper's place of the GAN (its metrics are also "
-                "`metrics` in `metrics.json`)."]
-    for space in next(iter(metrics.values()), {}):
-        line = "; ".join(f"{g} {_ci_text(metrics[g][space]['one_nn_accuracy'])}" for g in names)
-        fd = "; ".join(f"{g} {metrics[g][space]['frechet_distance']['real_half_vs_synthetic_half']:.3g}"
-                       for g in names)
-        yard = metrics[names[0]][space]["frechet_distance"]["real_split_half"]
-        text.append(f"- **{space}**: 1-NN accuracy (0.5 = indistinguishable) {line}. Fréchet distance at half size "
-                    f"{fd} (real vs real: {yard:.3g}).")
-    return text[0] + "\n\n" + "\n".join(text[1:])
-
-
-def describe_tsne(result: TSNEResult, n_points: int, n_iter: int, stop_early: bool) -> str:
-    """One line on a t-SNE run, built from its values (nothing hard-coded).
-
-    Parameters
-    ----------
-    result : TSNEResult
-    n_points : int
-        Points embedded.
-    n_iter : int
-        Iterations requested.
-    stop_early : bool
-        Whether scikit-learn's stopping rules were on.
-
-    Returns
-    -------
-    str
-        Backend, points, perplexity used, iterations run of requested, ``stop_early`` and the
-        final KL divergence (nats).
-    """
-    return (f"backend {result.backend}: {n_points} points, perplexity {result.perplexity:g}, "
-            f"{result.n_iter} iterations run of {n_iter} (stop_early={stop_early}), "
-            f"final KL divergence {result.kl_divergence:.4f}")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -434,9 +285,12 @@ def _jsonable(obj):
 
 def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
                    metrics: dict[str, dict[str, SpaceMetrics]], cnn: LesionCNN | None, n_per_group: int,
-                   n_iter: int, perplexity: float, seed: int, stop_early: bool) -> Stage03Metrics:
+                   n_iter: int, perplexity: float, seed: int, stop_early: bool, c2st: dict | None = None,
+                   tsne_readability: dict | None = None) -> Stage03Metrics:
     """The :class:`Stage03Metrics` dict of a stage-03 run (no timings in it); ``metrics`` is
-    generator -> feature space -> metrics (:func:`analyse_spaces`)."""
+    generator -> feature space -> metrics (:func:`analyse_spaces`), ``c2st`` the CNN two-sample
+    tests' record (:func:`mammo_lib.c2st_records.c2st_record`), ``tsne_readability`` space ->
+    :func:`mammo_lib.tsne_readability.readability`."""
     names = sample.generator_names()
     synthetic = table[table["group"] == "synthetic"]
     return {
@@ -456,12 +310,16 @@ def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
                                          "n_train": cnn.n_train, "feature_dim": cnn.feature_dim},
         "metrics": metrics[names[0]],
         "metrics_by_generator": metrics,
+        "c2st": c2st,
+        "tsne_readability": tsne_readability or {},
     }
 
 
 def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
                   metrics: dict[str, dict[str, SpaceMetrics]], cnn: LesionCNN | None, *, n_per_group: int,
-                  n_iter: int, perplexity: float, seed: int, stop_early: bool) -> list[str]:
+                  n_iter: int, perplexity: float, seed: int, stop_early: bool, c2st: dict | None = None,
+                  c2st_scores: pd.DataFrame | None = None, c2st_cpu_seconds: float | None = None,
+                  tsne_readability: dict | None = None) -> list[str]:
     """Write every stage-03 output file except the figures, each atomically.
 
     Parameters
@@ -474,13 +332,23 @@ def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNER
         not trained).
     n_per_group, n_iter, perplexity, seed, stop_early
         The requested parameters, recorded beside what was used.
+    c2st : dict, optional
+        The CNN two-sample tests' record (:func:`mammo_lib.c2st_records.c2st_record`).
+    c2st_scores : pandas.DataFrame, optional
+        Their held-out scores (:func:`mammo_lib.c2st_records.score_table`), written as
+        ``c2st_scores.csv``.
+    c2st_cpu_seconds : float, optional
+        CPU seconds of the tests (a timing, into ``timings.json``).
+    tsne_readability : dict, optional
+        Space -> :func:`mammo_lib.tsne_readability.readability`.
 
     Returns
     -------
     list of str
         The files written, relative to ``run_dir``: ``embedding.csv``, ``metrics.json``,
-        ``metrics_table.csv``, ``timings.json`` (wall-clock seconds of the t-SNE and the CNN,
-        the only file that differs on a rerun with the same seed and inputs).
+        ``metrics_table.csv``, ``c2st_scores.csv`` (with ``c2st_scores``), ``timings.json``
+        (seconds of the t-SNE, the CNN and the C2ST, the only file that differs on a rerun with the
+        same seed and inputs).
 
     Raises
     ------
@@ -491,13 +359,16 @@ def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNER
     """
     out_dir = run_folder.stage_dir(run_dir, "feature_space")
     record = metrics_record(sample, result, table, metrics, cnn, n_per_group, n_iter, perplexity, seed,
-                            stop_early)
+                            stop_early, c2st=c2st, tsne_readability=tsne_readability)
     timings = {"tsne_seconds": round(result.seconds, 2),
-               "cnn_seconds": None if cnn is None else round(cnn.seconds, 2)}
+               "cnn_seconds": None if cnn is None else round(cnn.seconds, 2),
+               "c2st_cpu_seconds": None if c2st_cpu_seconds is None else round(c2st_cpu_seconds, 2)}
     paths: list[Path] = [
         fileio.atomic_write_text(out_dir / "embedding.csv", table.to_csv(index=False)),
         fileio.write_json(out_dir / "metrics.json", _jsonable(record)),
         fileio.atomic_write_text(out_dir / "metrics_table.csv", metrics_table(metrics).to_csv(index=False)),
-        fileio.write_json(out_dir / "timings.json", timings),
     ]
+    if c2st_scores is not None:
+        paths.append(fileio.atomic_write_text(out_dir / "c2st_scores.csv", c2st_scores.to_csv(index=False)))
+    paths.append(fileio.write_json(out_dir / "timings.json", timings))
     return [os.path.relpath(p, run_dir) for p in paths]

@@ -17,7 +17,17 @@ Purposes used by stage 03:
 - ``"normal_share_bootstrap"``: the normal-neighbour share intervals;
 - ``"memorisation_bootstrap"``: the memorisation intervals;
 - ``"thumbnails"``: which patch represents each grid cell of the thumbnail figure;
-- ``"large_pca"``: the rows the scalable path's PCA is fitted on.
+- ``"large_pca"``: the rows the scalable path's PCA is fitted on;
+- ``"c2st_folds"``, ``"c2st_init"``, ``"c2st_batches"``, ``"c2st_permutation"``: the CNN
+  two-sample test's balanced subsample and folds, each fold network's initial weights, its batch
+  order and flips, and the permutation p-value (:mod:`mammo_lib.c2st`), indexed by a key of the
+  test's label (and the fold);
+- ``"c2st_null_split"``: the two random halves of the real lesions in the null control;
+- ``"random_cnn_init"``: the weights of the random, untrained CNN of the "random-cnn" feature
+  space (:mod:`mammo_lib.random_cnn`);
+- ``"authenticity_split"``, ``"authenticity_bootstrap"``: the two halves of the real lesions in
+  the authenticity yardstick (one half as "training", the other as "synthetic") and the
+  authenticity intervals (:func:`mammo_lib.realism_metrics.authenticity`).
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from mammo_lib import rng as _rng
 
 PURPOSES = ("sample", "sample_generator", "cnn_init", "cnn_batch_order", "one_nn_subsample", "one_nn_bootstrap",
             "prdc_bootstrap", "frechet_bootstrap", "frechet_split", "normal_share_bootstrap",
-            "memorisation_bootstrap", "thumbnails", "large_pca")
+            "memorisation_bootstrap", "thumbnails", "large_pca", "c2st_folds", "c2st_init", "c2st_batches",
+            "c2st_permutation", "c2st_null_split", "random_cnn_init", "authenticity_split",
+            "authenticity_bootstrap")
 
 
 def stream_seed(seed: int, purpose: str, *indices: int) -> int:

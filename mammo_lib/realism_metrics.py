@@ -1,7 +1,8 @@
 """Numbers behind the t-SNE picture: how close are synthetic lesions to real ones?
 
 Every metric takes feature vectors (rows = patches): raw pixels flattened (the paper's space)
-or a learned feature space (``lesion_cnn.cnn_features``). Each comes with a percentile
+or another feature space (the lesion CNN's ``lesion_cnn.cnn_features``, the random CNN's
+``random_cnn.random_cnn_features``). Each comes with a percentile
 bootstrap confidence interval (``n_bootstrap`` resamples by :func:`scipy.stats.bootstrap`,
 random streams keyed by (seed, purpose) in ``feature_space_rng``). Distances and neighbour
 shares come from ``neighbours``. Reads and writes no files; the dictionaries returned are
@@ -13,121 +14,30 @@ quantities; we compute those once and resample the *points that are scored*, kee
 neighbour structure fixed (resampling points into their own neighbour sets would create
 zero-distance duplicates and bias every NN statistic). The intervals therefore describe the
 sampling of scored points, conditional on the reference sets. The Fréchet distance is
-recomputed on resampled real and synthetic sets (in the fixed PCA space).
+recomputed on resampled real and synthetic sets (in the fixed PCA space). The checks of the
+inputs and the bootstrap itself are in ``metric_estimates`` (:class:`MetricsError`,
+:func:`estimate`, :func:`mean_estimate` and :data:`CI_LEVEL` are re-exported here).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from mammo_lib.feature_space_rng import rng as stream_rng
+from mammo_lib.memorisation import authenticity, memorisation_check
+from mammo_lib.metric_estimates import CI_LEVEL, MetricsError, estimate, mean_estimate
+from mammo_lib.metric_estimates import bootstrap as _bootstrap
+from mammo_lib.metric_estimates import check_features as _check
+from mammo_lib.metric_estimates import check_pair as _check_pair
 from mammo_lib.neighbours import distances, normal_share_of_neighbours, self_distances
 
-CI_LEVEL = 0.95
+#: 1-NN accuracy: a real-side and a synthetic-side accuracy further apart than this make the
+#: mean "lopsided" (0.5 from 1.0 and 0.0 says nothing about realism)
+LOPSIDED_GAP = 0.3
 
-
-class MetricsError(ValueError):
-    """Bad input for a realism metric; the message says what to do."""
-
-
-def _check(name: str, x: np.ndarray, min_rows: int = 2) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise MetricsError(f"{name}: expected a 2-D array (n_points, n_features), got shape {arr.shape}")
-    if len(arr) < min_rows:
-        raise MetricsError(f"{name}: needs at least {min_rows} points, got {len(arr)}")
-    if not np.all(np.isfinite(arr)):
-        raise MetricsError(f"{name}: contains NaN or infinite values")
-    return arr
-
-
-def _check_pair(a: np.ndarray, b: np.ndarray, names=("real", "synthetic"), min_rows: int = 2):
-    a = _check(names[0], a, min_rows)
-    b = _check(names[1], b, min_rows)
-    if a.shape[1] != b.shape[1]:
-        raise MetricsError(
-            f"{names[0]} has {a.shape[1]} features but {names[1]} has {b.shape[1]}: compute both in one feature space"
-        )
-    return a, b
-
-
-def _bootstrap(samples: tuple[np.ndarray, ...], statistic, n_bootstrap: int, rng: np.random.Generator,
-               vectorized: bool = True):
-    """``scipy.stats.bootstrap`` (percentile method) with each sample resampled independently
-    (a stratified bootstrap); None when there is nothing to resample (0 resamples, or a sample
-    of fewer than 2 points)."""
-    if not n_bootstrap or min(len(s) for s in samples) < 2:
-        return None
-    return stats.bootstrap(samples, statistic, n_resamples=n_bootstrap, vectorized=vectorized, paired=False,
-                           confidence_level=CI_LEVEL, method="percentile", rng=rng)
-
-
-def estimate(value: float, boot: np.ndarray | None, n_bootstrap: int, level: float = CI_LEVEL) -> dict:
-    """A metric value with its percentile bootstrap interval, as a JSON-ready dict.
-
-    Parameters
-    ----------
-    value : float
-        The metric on the data.
-    boot : float array, shape (n_bootstrap,), or None
-        The bootstrap distribution (None: no interval, ``ci_low``/``ci_high`` are NaN).
-    n_bootstrap : int
-        Resamples (recorded).
-    level : float
-        Confidence level of the two-sided percentile interval.
-
-    Returns
-    -------
-    dict
-        :class:`Estimate` keys ``value``, ``ci_low``, ``ci_high``, ``n_bootstrap``, ``ci_level``.
-    """
-    out = {"value": float(value)}
-    if boot is not None and len(boot):
-        alpha = (1.0 - level) / 2.0
-        out["ci_low"] = float(np.quantile(boot, alpha))
-        out["ci_high"] = float(np.quantile(boot, 1.0 - alpha))
-    else:
-        out["ci_low"] = out["ci_high"] = float("nan")
-    out["n_bootstrap"] = int(n_bootstrap)
-    out["ci_level"] = level
-    return out
-
-
-def mean_estimate(groups_of_values: list[np.ndarray], weights: list[float], n_bootstrap: int,
-                  rng: np.random.Generator) -> dict:
-    """A weighted combination of group means with its stratified percentile bootstrap interval.
-
-    Each group is resampled with replacement on its own (``scipy.stats.bootstrap``,
-    ``paired=False``), so the interval describes the sampling of the scored points.
-
-    Parameters
-    ----------
-    groups_of_values : list of float arrays, shape (n_g,)
-        Per-point quantities (e.g. 0/1 correct) of each group.
-    weights : list of float
-        Weight of each group's mean (sum 1 for a pooled mean).
-    n_bootstrap : int
-        Resamples (0: no interval).
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    dict
-        As :func:`estimate`.
-    """
-    vals = tuple(np.asarray(v, dtype=np.float64) for v in groups_of_values)
-    value = float(sum(w * v.mean() for w, v in zip(weights, vals, strict=True)))
-
-    def statistic(*samples, axis=-1):
-        return sum(w * np.mean(s, axis=axis) for w, s in zip(weights, samples, strict=True))
-
-    res = _bootstrap(vals, statistic, n_bootstrap, rng)
-    out = estimate(value, None, n_bootstrap)
-    if res is not None:
-        out["ci_low"], out["ci_high"] = (float(c) for c in res.confidence_interval)
-    return out
-
+__all__ = ["CI_LEVEL", "LOPSIDED_GAP", "MetricsError", "estimate", "mean_estimate", "one_nn_accuracy", "lopsided_note", "prdc",
+           "frechet_distance", "frechet_distance_pca", "normal_neighbour_share", "memorisation_check",
+           "authenticity", "realism_metrics"]
 
 # ----------------------------------------------------------------------------- 1-NN two-sample test
 
@@ -143,6 +53,12 @@ def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 
     subsampled (the "one_nn_subsample" stream) to the size of the smaller one, since 0.5 is the
     chance level only for equal sets.
 
+    The mean hides how it was reached: a tight cluster of garbage (say, uniform noise, each
+    noise patch's nearest neighbour a real patch) gives 1.0 on the real side and 0.0 on the
+    synthetic side, a mean of 0.5 that looks like "indistinguishable". Both sides are returned,
+    and ``lopsided`` is True when they differ by more than :data:`LOPSIDED_GAP`: then the mean
+    is no verdict on realism.
+
     Parameters
     ----------
     real, synthetic : float array, shape (n_real, d) and (n_synthetic, d)
@@ -156,8 +72,10 @@ def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 
     Returns
     -------
     dict
-        :class:`OneNNAccuracy`: the estimate plus ``accuracy_real``, ``accuracy_synthetic``,
-        ``n_real`` / ``n_synthetic`` (sizes used) and ``n_given`` (sizes passed).
+        :class:`OneNNAccuracy`: the estimate plus ``accuracy_real`` and ``accuracy_synthetic``
+        (the share of real and of synthetic points whose nearest neighbour has their own label),
+        ``lopsided`` (bool: those two differ by more than :data:`LOPSIDED_GAP`), ``n_real`` /
+        ``n_synthetic`` (sizes used) and ``n_given`` (sizes passed).
 
     Raises
     ------
@@ -188,9 +106,30 @@ def one_nn_accuracy(real: np.ndarray, synthetic: np.ndarray, n_bootstrap: int = 
                         stream_rng(seed, "one_nn_bootstrap"))
     out["accuracy_real"] = float(c_real.mean())
     out["accuracy_synthetic"] = float(c_syn.mean())
+    out["lopsided"] = bool(abs(out["accuracy_real"] - out["accuracy_synthetic"]) > LOPSIDED_GAP)
     out["n_real"], out["n_synthetic"] = len(real), len(synthetic)
     out["n_given"] = list(n_given)
     return out
+
+
+def lopsided_note(one_nn: dict) -> str:
+    """The warning a lopsided 1-NN accuracy carries, for tables, text and figures.
+
+    Parameters
+    ----------
+    one_nn : dict
+        A :class:`OneNNAccuracy` record (``accuracy_real``, ``accuracy_synthetic`` and, when
+        present, ``lopsided``; without it the gap is compared with :data:`LOPSIDED_GAP`).
+
+    Returns
+    -------
+    str
+        E.g. "lopsided: real 1.00 / synthetic 0.00, not a verdict"; "" when the two sides agree.
+    """
+    real, synthetic = float(one_nn["accuracy_real"]), float(one_nn["accuracy_synthetic"])
+    if not one_nn.get("lopsided", abs(real - synthetic) > LOPSIDED_GAP):
+        return ""
+    return f"lopsided: real {real:.2f} / synthetic {synthetic:.2f}, not a verdict"
 
 
 # ----------------------------------------------------------------------------- precision/recall/density/coverage
@@ -410,75 +349,6 @@ def normal_neighbour_share(synthetic: np.ndarray, lesion: np.ndarray, normal: np
     out["k"], out["threshold"] = k, threshold
     out["per_point_synthetic"] = s_syn.tolist()
     return out
-
-
-# ----------------------------------------------------------------------------- memorisation
-
-
-def _median_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.median(x, axis=axis) / np.median(y, axis=axis)
-
-
-def memorisation_check(synthetic: np.ndarray, real_train: np.ndarray, n_bootstrap: int = 1000, seed: int = 0,
-                       n_pairs: int = 8, quantile: float = 0.05) -> dict:
-    """Does the generator copy its training patches?
-
-    For each synthetic patch: the distance to its nearest real *training* patch (d_syn). The
-    DCGAN of notebook 02 trains on all real lesions of the store, so no real lesion is truly
-    held out; the reference is therefore leave-one-out: each real lesion's distance to its
-    nearest *other* real lesion (d_real), i.e. how far a fresh real lesion would lie from a
-    training set of n - 1. A generator that memorises gives d_syn far below d_real.
-
-    Parameters
-    ----------
-    synthetic, real_train : float array, shape (n_synthetic, d) and (n_real, d)
-    n_bootstrap : int
-    seed : int
-        Keys the "memorisation_bootstrap" streams.
-    n_pairs : int
-        Closest synthetic / real pairs reported.
-    quantile : float
-        Quantile of d_real used as the "too close" cut (0.05).
-
-    Returns
-    -------
-    dict
-        :class:`Memorisation`: ``median_ratio_synthetic_to_real`` (estimate; about 1 or above:
-        no sign of copying), the two medians (feature units), the share of synthetic patches
-        closer than the ``quantile`` of d_real (estimate, key
-        ``share_synthetic_below_real_qNN``; about ``quantile`` without copying),
-        ``real_quantile_cut``, ``exact_duplicates``, ``closest_pairs`` and ``reference``.
-
-    Raises
-    ------
-    MetricsError
-        As :func:`one_nn_accuracy`.
-    """
-    synthetic, real_train = _check_pair(synthetic, real_train, names=("synthetic", "real training"))
-    d_sr = distances(synthetic, real_train)
-    nn_syn = np.argmin(d_sr, axis=1)
-    d_syn = d_sr[np.arange(len(synthetic)), nn_syn]
-    d_real = np.min(self_distances(real_train), axis=1)
-    cut = float(np.quantile(d_real, quantile))
-    close = (d_syn < cut).astype(float)
-    res = _bootstrap((d_syn, d_real), _median_ratio, n_bootstrap, stream_rng(seed, "memorisation_bootstrap", 0))
-    ratio = estimate(np.median(d_syn) / np.median(d_real), None, n_bootstrap)
-    if res is not None:
-        ratio["ci_low"], ratio["ci_high"] = (float(c) for c in res.confidence_interval)
-    order = np.argsort(d_syn)[:n_pairs]
-    return {
-        "median_ratio_synthetic_to_real": ratio,
-        "median_nn_distance_synthetic_to_train": float(np.median(d_syn)),
-        "median_nn_distance_real_to_train_loo": float(np.median(d_real)),
-        f"share_synthetic_below_real_q{int(round(quantile * 100)):02d}": mean_estimate(
-            [close], [1.0], n_bootstrap, stream_rng(seed, "memorisation_bootstrap", 1)),
-        "real_quantile_cut": cut,
-        "exact_duplicates": int(np.sum(d_syn <= 1e-6 * max(float(np.median(d_real)), 1e-12))),
-        "closest_pairs": [
-            {"synthetic_index": int(j), "real_index": int(nn_syn[j]), "distance": float(d_syn[j])} for j in order
-        ],
-        "reference": "leave-one-out real-to-real NN distances (the DCGAN trained on all real lesions)",
-    }
 
 
 # ----------------------------------------------------------------------------- all together

@@ -79,8 +79,8 @@ def _stage(small_groups, tmp_path, name):
     table = fs.embedding_table(sample, res.embedding, out, fs.neighbour_normal_share(res.embedding, sample.groups, 5))
     cnn = lesion_cnn.train_lesion_cnn(sample.of("lesion"), sample.of("normal"), max_epochs=1, input_size=32,
                                       n_threads=1)
-    metrics, table = fsr.analyse_spaces(sample, table, ["pixels", "cnn"], cnn, n_bootstrap=20, k_neighbours=5,
-                                        fd_dims=4)
+    metrics, table = fsr.analyse_spaces(sample, table, ["pixels", "cnn", "random-cnn"], cnn, n_bootstrap=20,
+                                        k_neighbours=5, fd_dims=4)
     run_dir = tmp_path / name
     written = fsr.write_results(run_dir, sample, res, table, metrics, cnn, n_per_group=30, n_iter=300,
                                 perplexity=5.0, seed=0, stop_early=False)
@@ -101,10 +101,20 @@ def test_write_results_reruns_byte_identical_except_timings(small_groups, tmp_pa
     assert set(record) == set(typing.get_type_hints(fsr.Stage03Metrics))
     assert set(record["tsne"]) == set(typing.get_type_hints(fsr.TSNERecord))
     assert set(record["sample"]) == set(typing.get_type_hints(fsr.SampleRecord))
-    for space in ("pixels", "cnn"):
-        assert set(record["metrics"][space]) == set(typing.get_type_hints(fsr.SpaceMetrics))
-        assert set(record["metrics"][space]["memorisation"]) == set(typing.get_type_hints(fsr.Memorisation))
+    for space in ("pixels", "cnn", "random-cnn"):
+        m = record["metrics"][space]
+        assert set(m) == set(typing.get_type_hints(fsr.SpaceMetrics))
+        assert set(m["memorisation"]) == set(typing.get_type_hints(fsr.Memorisation))
+        assert set(m["memorisation"]["authenticity"]) == set(typing.get_type_hints(fsr.Authenticity))
+        assert set(m["one_nn_accuracy"]) == set(typing.get_type_hints(fsr.OneNNAccuracy))
+        assert isinstance(m["one_nn_accuracy"]["lopsided"], bool)
+    assert record["metrics"]["random-cnn"]["n_features"] == 240
     assert record["tsne"]["stop_early"] is False and record["tsne"]["n_iter_run"] == 300
     assert "seconds" not in json.dumps(record)
     table = (run_a / "feature_space/embedding.csv").read_text().splitlines()
     assert table[0].startswith("group,patch_id,x1,x2,outlier_tsne") and len(table) == 91
+    # a hyphen in a space's name becomes an underscore in its columns
+    assert table[0].endswith("outlier_random_cnn,normal_neighbour_share_random_cnn")
+    rows = (run_a / "feature_space/metrics_table.csv").read_text().splitlines()
+    assert rows[0] == "feature_space,generator,metric,value,ci_low,ci_high,reference,note"
+    assert sum(r.startswith("random-cnn,") for r in rows) == 10

@@ -69,7 +69,8 @@ def test_notebook_03_smoke(tmp_path):
     assert "application/vnd.jupyter.widget-view+json" not in every_output
     assert str(run_dir) not in every_output and str(run_dir) not in (stage / "metrics.json").read_text()
     assert metrics["sample"]["sources"]["synthetic"] == "synthetic/synthetic.zarr"
-    assert metrics["tsne"]["stop_early"] is True and "seconds" not in json.dumps(metrics)
+    # no timings in metrics.json (the C2ST's CPU limit is a parameter, not a timing)
+    assert metrics["tsne"]["stop_early"] is True and "seconds" not in json.dumps(metrics).replace("max_cpu_seconds", "")
     assert json.loads((stage / "timings.json").read_text())["tsne_seconds"] >= 0
     assert (stage / "metrics_table.csv").stat().st_size > 200
     # one generator: the DCGAN's legacy store is "dcgan", and `metrics` is its metrics
@@ -77,6 +78,19 @@ def test_notebook_03_smoke(tmp_path):
     assert metrics["metrics"] == metrics["metrics_by_generator"]["dcgan"]
     assert set(table.loc[table["group"] == "synthetic", "generator"]) == {"dcgan"}
     assert (stage / "figures" / "metric_forest.png").stat().st_size > 5000
+    # the CNN two-sample test with its controls, its figures and held-out scores
+    c2 = metrics["c2st"]
+    assert list(c2["by_generator"]) == ["dcgan"] and set(c2["controls"]) == {"null", "positive"}
+    assert 0.0 <= c2["by_generator"]["dcgan"]["auc"]["value"] <= 1.0 and c2["by_generator"]["dcgan"]["verdict"]
+    assert c2["frequency_sweep"]["rows"][0]["filter"] == "none"
+    for name in ("c2st_verdict.png", "c2st_gallery_dcgan.png", "c2st_saliency_dcgan.png",
+                 "c2st_frequency_sweep.png", "fig2_tsne_cnn.png"):
+        assert (stage / "figures" / name).stat().st_size > 5000, name
+    scores = pd.read_csv(stage / "c2st_scores.csv")
+    assert set(scores["test"]) == {"dcgan", "null-control", "positive-control"} and scores["score"].between(0, 1).all()
+    assert set(metrics["tsne_readability"]) == {"pixels", "cnn"}
+    assert "Can a machine tell them apart?" in json.dumps([c.source for c in nbformat.read(out, as_version=4).cells])
+    assert json.loads((stage / "timings.json").read_text())["c2st_cpu_seconds"] > 0
 
 
 def _write_npy_folder(folder: Path, patches: np.ndarray) -> Path:
@@ -134,7 +148,13 @@ def test_notebook_03_compares_generators_against_the_same_real_set(tmp_path):
     rows = pd.read_csv(stage / "metrics_table.csv", keep_default_na=False)
     assert list(rows.columns[:3]) == ["feature_space", "generator", "metric"]
     assert rows.groupby(["feature_space", "generator"]).size().to_dict() == {
-        (s, g): 9 for s in ("pixels", "cnn") for g in ("dcgan", "copies", "flat")}
+        (s, g): 10 for s in ("pixels", "cnn", "random-cnn") for g in ("dcgan", "copies", "flat")}
+    # the CNN two-sample test of every generator, against the same real lesions
+    c2 = metrics["c2st"]["by_generator"]
+    assert list(c2) == ["dcgan", "copies", "flat"]
+    assert {c2[g]["n_given"][0] for g in c2} == {20}
+    for name in ("c2st_gallery_dcgan.png", "c2st_gallery_copies.png", "c2st_saliency_flat.png"):
+        assert (stage / "figures" / name).stat().st_size > 5000
 
     for name in ("fig2_tsne.png", "tsne_thumbnails.png", "closest_pairs_pixels.png", "closest_pairs_cnn.png",
                  "metric_forest.png"):

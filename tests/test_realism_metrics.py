@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mammo_lib import feature_space as fs
 from mammo_lib import feature_space_results as fsr
 from mammo_lib import realism_metrics as rm
 
@@ -95,13 +96,73 @@ def test_memorisation_copies_vs_fresh_samples():
     assert fresh["exact_duplicates"] == 0
 
 
+def test_authenticity_flags_copies_and_fresh_samples_match_the_real_yardstick():
+    real = gaussian(200, 8, seed=15)
+    copies = rm.authenticity(real[:50] + 1e-6, real, n_bootstrap=100)
+    assert copies["value"] == 0.0 and copies["synthetic_vs_training_half"] < 0.6
+    fresh = rm.authenticity(gaussian(200, 8, seed=16), real, n_bootstrap=200, seed=1)
+    yard = fresh["real_vs_real"]
+    assert fresh["n_training_half"] == fresh["n_held_out_half"] == 100
+    # fresh samples of the real distribution: about as authentic as a held-out real half (well below 1)
+    assert 0.3 < yard["value"] < 0.9 and yard["ci_low"] <= yard["value"] <= yard["ci_high"]
+    assert fresh["ci_low"] <= yard["value"] + 0.1 and yard["ci_low"] <= fresh["value"] + 0.1
+    assert abs(fresh["synthetic_vs_training_half"] - yard["value"]) < 0.2
+    # the yardstick depends only on the real set and the seed; the memorisation record carries the same result
+    assert rm.authenticity(real[:5], real, 50, seed=1)["real_vs_real"] == rm.authenticity(
+        gaussian(30, 8, seed=3), real, 50, seed=1)["real_vs_real"]
+    assert rm.memorisation_check(gaussian(200, 8, seed=16), real, 200, seed=1)["authenticity"] == fresh
+    # too few real patches for two halves: no yardstick, no error
+    tiny = rm.authenticity(gaussian(5, 8, seed=4), real[:2], 20)
+    assert np.isnan(tiny["real_vs_real"]["value"]) and np.isnan(tiny["synthetic_vs_training_half"])
+
+
+def test_uniform_noise_generator_is_a_lopsided_half_not_a_verdict():
+    """The case of issue 20: a folder generator of 40 uniform-noise patches gets pixel-space 1-NN
+    0.5, because every real patch is classified correctly and every noise patch wrongly."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mammo_lib import feature_space_plots as fsp
+    from mammo_lib import testing
+    from mammo_lib.patch_arrays import flatten_pixels
+
+    real = testing.demo_groups(40, size=128, seed=0)
+    noise = np.random.default_rng(1).integers(0, 256, size=(40, 128, 128), dtype=np.uint8)
+    lesion, normal, synthetic = (flatten_pixels(x).astype(np.float64) for x in (real["lesion"], real["normal"], noise))
+    acc = rm.one_nn_accuracy(lesion, synthetic, n_bootstrap=50)
+    assert acc["value"] == 0.5 and (acc["accuracy_real"], acc["accuracy_synthetic"]) == (1.0, 0.0)
+    assert acc["lopsided"] is True and rm.LOPSIDED_GAP == 0.3
+    assert rm.lopsided_note(acc) == "lopsided: real 1.00 / synthetic 0.00, not a verdict"
+    fair = rm.one_nn_accuracy(lesion[:20], lesion[20:], n_bootstrap=0)
+    assert fair["lopsided"] is False and rm.lopsided_note(fair) == ""
+
+    by_gen = {"noise": {"pixels": rm.realism_metrics(lesion, synthetic, normal, n_bootstrap=20, fd_dims=4)}}
+    row = fsr.metrics_table(by_gen).iloc[0]
+    assert row["metric"].startswith("1-NN") and row["value"] == 0.5
+    assert row["note"] == "lopsided: real 1.00 / synthetic 0.00, not a verdict"
+    assert "real side 1.000, synthetic side 0.000" in row["reference"]
+    sample = fs.sample_groups({"lesion": real["lesion"], "synthetic": {"noise": noise}, "normal": real["normal"]},
+                              n_per_group=40)
+    text = fsr.generators_markdown(sample, by_gen)
+    assert "0.500 [0.50, 0.50] (**lopsided: real 1.00 / synthetic 0.00, not a verdict**)" in text
+    frame = fsp.forest_frame(by_gen)
+    one_nn = frame[frame["metric"].str.startswith("1-NN")].iloc[0]
+    assert one_nn["note"] and (one_nn["side_real"], one_nn["side_synthetic"]) == (1.0, 0.0)
+    fig = fsp.plot_metric_forest(frame)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("1-NN lopsided") for t in legend)
+    panel = fig.axes[0]  # the 1-NN panel: the two sides drawn as R and S, and the words "not a verdict"
+    assert {t.get_text() for t in panel.texts} >= {"R", "S", "lopsided: not a verdict"}
+
+
 def test_all_metrics_deterministic_and_bad_input():
     a, b, c = gaussian(60, 10, seed=1), gaussian(60, 10, seed=2), gaussian(60, 10, mean=3, seed=3)
     m1 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
     m2 = rm.realism_metrics(a, b, c, n_bootstrap=50, seed=3, fd_dims=5)
     assert m1 == m2
     rows = fsr.summary_rows("test", m1)
-    assert len(rows) == 9 and all(r["value"] is not None for r in rows)
+    assert len(rows) == 10 and all(r["value"] is not None for r in rows)
+    assert [r["note"] for r in rows] == [""] * 10  # two samples of one kind: nothing lopsided
     bad = b.copy()
     bad[0, 0] = np.nan
     with pytest.raises(rm.MetricsError, match="NaN"):
@@ -121,17 +182,23 @@ def test_table_and_forest_hold_every_generator_against_the_same_real_set():
               "far": {"pixels": rm.realism_metrics(real, gaussian(60, 6, mean=9, seed=4), normal, n_bootstrap=30,
                                                    fd_dims=4)}}
     table = fsr.metrics_table(by_gen)
-    assert list(table.columns) == ["feature_space", "generator", "metric", "value", "ci_low", "ci_high", "reference"]
-    assert list(table["generator"]) == ["dcgan"] * 9 + ["far"] * 9
+    assert list(table.columns) == ["feature_space", "generator", "metric", "value", "ci_low", "ci_high", "reference",
+                                   "note"]
+    assert list(table["generator"]) == ["dcgan"] * 10 + ["far"] * 10
     one_nn = table[table["metric"].str.startswith("1-NN")].set_index("generator")["value"]
     assert 0.3 < one_nn["dcgan"] < 0.7 and one_nn["far"] == 1.0
     frame = fsp.forest_frame(by_gen)
-    assert len(frame) == 18 and frame["generator"].tolist() == table["generator"].tolist()
+    assert len(frame) == 20 and frame["generator"].tolist() == table["generator"].tolist()
     fd = frame[frame["metric"].str.startswith("Fréchet")].set_index("generator")
     # one real split-half yardstick for both (the same real set, halves of the same size)
     assert fd.loc["dcgan", "yardstick"] == fd.loc["far", "yardstick"] == by_gen["far"]["pixels"][
         "frechet_distance"]["real_split_half"]
     assert fd.loc["far", "half_value"] > 10 * fd.loc["dcgan", "half_value"]
     assert frame.loc[frame["metric"].str.startswith("1-NN"), "ideal"].tolist() == [0.5, 0.5]
+    auth = frame[frame["metric"].str.startswith("authenticity")].set_index("generator")
+    # one real-vs-real yardstick for both, with its interval
+    assert auth.loc["dcgan", "yardstick"] == auth.loc["far", "yardstick"] == by_gen["far"]["pixels"][
+        "memorisation"]["authenticity"]["real_vs_real"]["value"]
+    assert auth.loc["far", "yardstick_low"] <= auth.loc["far", "yardstick"] <= auth.loc["far", "yardstick_high"]
     fig = fsp.plot_metric_forest(frame)
-    assert len(fig.axes) == 9 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["dcgan", "far"]
+    assert len(fig.axes) == 10 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["dcgan", "far"]
