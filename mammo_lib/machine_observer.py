@@ -4,10 +4,13 @@ written as ratings files with ``reader_kind = "machine"`` in exactly a human rea
 
 Each observer is trained per generator: real patches against ONE generator's held-out patches
 (:func:`machine_reader_id` names it; with several generators ``machine-pixels-<generator>``),
-and rates every case of the case set.
+and rates every case of the case set. ``machine-pixels`` and ``machine-spectrum`` are logistic
+regressions on simple features (:func:`patch_features`); ``machine-cnn`` is stage 03's
+two-sample-test network trained on the held-out patches (:mod:`mammo_lib.machine_cnn`).
 
 Reads the case set, its key (``key/key.csv``, ``key/held_out.csv``) and the patch stores;
-appends to ``ratings/<reader id>.jsonl`` and records its run time in ``reader_study/timings.json``.
+appends to ``ratings/<reader id>.jsonl`` and records its run time in ``reader_study/timings.json``
+(``<reader id>_seconds``; ``machine-cnn`` also ``<reader id>_cpu_seconds``).
 Machine ratings carry no wall-clock stamps (``shown_at``/``answered_at`` are null), so a rerun
 with the same seed writes identical bytes.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib import rating_scale
+from mammo_lib.machine_cnn import CNN_OBSERVER
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import lesion_store_path
 from mammo_lib.study_files import (
@@ -86,6 +90,7 @@ def patch_features(patches: np.ndarray, kind: str) -> np.ndarray:
 
 
 MACHINE_FEATURES = {"machine-pixels": "pixels", "machine-spectrum": "spectrum"}
+MACHINE_OBSERVERS = (*MACHINE_FEATURES, CNN_OBSERVER)
 
 
 def machine_reader_id(observer: str, generator: str, generators: Sequence[str]) -> str:
@@ -99,7 +104,7 @@ def machine_reader_id(observer: str, generator: str, generators: Sequence[str]) 
     Parameters
     ----------
     observer : str
-        A key of :data:`MACHINE_FEATURES`.
+        One of :data:`MACHINE_OBSERVERS`.
     generator : str
         The generator the observer was trained against.
     generators : sequence of str
@@ -131,9 +136,9 @@ def machine_observer_ids(generators: Sequence[str]) -> dict[str, tuple[str, str]
     -------
     dict
         ``machine_reader_id(o, g, generators)`` -> (o, g) for every observer o of
-        :data:`MACHINE_FEATURES` and generator g.
+        :data:`MACHINE_OBSERVERS` and generator g.
     """
-    return {machine_reader_id(o, g, generators): (o, g) for g in generators for o in MACHINE_FEATURES}
+    return {machine_reader_id(o, g, generators): (o, g) for g in generators for o in MACHINE_OBSERVERS}
 
 
 @dataclass
@@ -195,6 +200,36 @@ def _generator_store_name(keyed, generator: str | None) -> tuple[str, str]:
     return generator, str(stores[0])
 
 
+def _check_unseen(case_set: CaseSet, keyed, stores: dict, held: dict[str, np.ndarray]) -> None:
+    """Refuse held-out rows that are also a case or a practice patch (a damaged or edited key)."""
+    shown = keyed.cases[["store", "patch_id"]]
+    practice_file = case_set.key_path.parent / "practice_sources.csv"
+    if practice_file.is_file():
+        practice = pd.read_csv(practice_file, dtype=str, keep_default_na=False)
+        shown = pd.concat([shown, practice[["store", "patch_id"]]])
+    for store_name, rows in held.items():
+        ids = set(stores[store_name].manifest["patch_id"].to_numpy()[rows])
+        both = sorted(ids & set(shown.loc[shown["store"] == store_name, "patch_id"]))
+        if both:
+            raise ReaderStudyError(f"key/held_out.csv lists {len(both)} patch(es) of {store_name} that are also "
+                                   f"cases or practice cases (e.g. {both[0]!r}): a machine observer must never "
+                                   "train on a patch a reader sees; rebuild the case set")
+
+
+def _fit_features(kind: str, real_patches: np.ndarray, synthetic_patches: np.ndarray, seed: int):
+    """Logistic regression on :func:`patch_features`: (training accuracy, patches -> P(real))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_train = np.concatenate([patch_features(real_patches, kind), patch_features(synthetic_patches, kind)])
+    y_train = np.r_[np.ones(len(real_patches)), np.zeros(len(synthetic_patches))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced",
+                                                               max_iter=2000, random_state=seed))
+    model.fit(x_train, y_train)
+    return float(model.score(x_train, y_train)), lambda p: model.predict_proba(patch_features(p, kind))[:, 1]
+
+
 def run_machine_observer(
     case_set: CaseSet,
     run_dir: str | os.PathLike,
@@ -205,26 +240,31 @@ def run_machine_observer(
     synthetic_store: str | os.PathLike | None = None,
     generator: str | None = None,
     generator_stores: Mapping[str, str | os.PathLike] | None = None,
+    cnn_config=None,
+    progress: bool = False,
 ) -> MachineObserverResult:
     """Train a classifier on held-out patches and rate every case like a reader.
 
-    A logistic regression on :func:`patch_features` learns P(real) from the real patches and the
-    patches of ONE generator that are in neither the cases nor the practice set; every case (of
-    every generator) gets its probability mapped to the nearest of the six options, appended to
-    ``ratings/<id>.jsonl`` with ``reader_kind="machine"``; the id is
-    :func:`machine_reader_id` (the observer's name with one generator,
-    ``<observer>-<generator>`` with several). Cases already rated in that file are not rated
-    again (a rerun adds nothing, and nothing is overwritten).
+    The classifier learns P(real) from the real patches and the patches of ONE generator that
+    are in neither the cases nor the practice set: ``machine-pixels`` and ``machine-spectrum``
+    are logistic regressions on :func:`patch_features`; ``machine-cnn`` is stage 03's observer
+    network (:mod:`mammo_lib.machine_cnn`; Lopez-Paz & Oquab, ICLR 2017), trained on equal
+    numbers of held-out real and synthetic patches. Every case (of every generator) gets its
+    probability mapped to the nearest of the six options, appended to ``ratings/<id>.jsonl``
+    with ``reader_kind="machine"``; the id is :func:`machine_reader_id` (the observer's name
+    with one generator, ``<observer>-<generator>`` with several). Cases already rated in that
+    file are not rated again (a rerun adds nothing, and nothing is overwritten; ``machine-cnn``
+    is then not even trained).
 
     Parameters
     ----------
     case_set : CaseSet
     run_dir : path
         The run folder (patch stores, unless given).
-    reader : {"machine-pixels", "machine-spectrum"}
-        The observer (its features).
+    reader : {"machine-pixels", "machine-spectrum", "machine-cnn"}
+        The observer.
     seed : int
-        Seed of the classifier.
+        Seed of the classifier (``machine-cnn``: of its balancing subsample and network streams).
     min_train_per_class : int
         Fewest held-out patches per class to train on.
     real_store, synthetic_store : path, optional
@@ -233,26 +273,31 @@ def run_machine_observer(
         The generator to train against (needed when the case set has several).
     generator_stores : mapping of str to path, optional
         Generator name -> synthetic store (default: every ``synthetic/*.zarr`` of the run).
+    cnn_config : ObserverConfig, optional
+        ``machine-cnn`` only: its network and recipe (default
+        :func:`mammo_lib.machine_cnn.reader_config`, stage 03's defaults).
+    progress : bool
+        Print one plain line per stage of work (``machine-cnn``: training started and done,
+        cases rated).
 
     Returns
     -------
     MachineObserverResult
+        ``train_accuracy`` is NaN when ``machine-cnn`` had nothing to rate and was not trained.
 
     Raises
     ------
     ReaderStudyError
         If the observer or generator is unknown (or not named with several generators), too few
-        held-out patches remain, or the key names a store or patch that is not in the inputs.
+        held-out patches remain (the message gives how many there are and are needed), a held-out
+        patch is also a case or practice patch, the key names a store or patch that is not in
+        the inputs, or (``machine-cnn``) the patches are smaller than its network takes.
     RatingsError
         If the key or the observer's ratings file is broken.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    started = time.perf_counter()
-    if reader not in MACHINE_FEATURES:
-        raise ReaderStudyError(f"unknown machine observer {reader!r}; choose from {sorted(MACHINE_FEATURES)}")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if reader not in MACHINE_OBSERVERS:
+        raise ReaderStudyError(f"unknown machine observer {reader!r}; choose from {sorted(MACHINE_OBSERVERS)}")
     keyed = load_case_set(case_set.case_set_dir, case_set.key_path)
     generator, store_name = _generator_store_name(keyed, generator)
     rid = validate_reader_id(machine_reader_id(reader, generator, keyed.generators))
@@ -267,34 +312,62 @@ def run_machine_observer(
             f"held-out patches remain outside the case set (need {min_train_per_class} of each): "
             "generate more synthetic patches / extract more lesions, or draw fewer cases"
         )
-    kind = MACHINE_FEATURES[reader]
-    x_train = np.concatenate([patch_features(real.load(tr_real), kind),
-                              patch_features(stores[store_name].load(tr_syn), kind)])
-    y_train = np.r_[np.ones(len(tr_real)), np.zeros(len(tr_syn))]
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced",
-                                                               max_iter=2000, random_state=seed))
-    model.fit(x_train, y_train)
-    train_acc = float(model.score(x_train, y_train))
-
+    _check_unseen(case_set, keyed, stores, {real.path.name: tr_real, store_name: tr_syn})
     path = case_set.ratings_path(rid)
     done = read_ratings(path, case_set).last_per_case()
     key = keyed.cases
     todo = key.loc[~key["case_id"].isin(done)].sort_values("case_id")
+    notes = []
+    if reader == CNN_OBSERVER:
+        fit = _fit_cnn(real, stores[store_name], tr_real, tr_syn, generator, cnn_config, seed, progress,
+                       train=len(todo) > 0)
+        n_real, n_syn, train_acc, prob_real, notes = fit
+    else:
+        n_real, n_syn = len(tr_real), len(tr_syn)
+        train_acc, prob_real = _fit_features(MACHINE_FEATURES[reader], real.load(tr_real),
+                                             stores[store_name].load(tr_syn), seed)
     if len(todo):
-        prob_real = model.predict_proba(patch_features(_key_patches(todo, stores), kind))[:, 1]
+        values = prob_real(_key_patches(todo, stores))
         writer = RatingsWriter(path)
-        for case_id, p in zip(todo["case_id"], prob_real, strict=True):
+        for case_id, p in zip(todo["case_id"], values, strict=True):
             writer.append(make_record(rid, "machine", case_set.case_set_id, case_id,
                                       rating_scale.value_to_option(float(p)), None, None))
-    update_timings(case_set.case_set_dir.parent / "timings.json",
-                   {f"{rid}_seconds": round(time.perf_counter() - started, 3)})
-    note = "" if len(todo) else f"{path.name} already rates every case; nothing added"
-    return MachineObserverResult(rid, path, len(tr_real), len(tr_syn), train_acc, len(todo), note, reader, generator)
+    timings = {f"{rid}_seconds": round(time.perf_counter() - started, 3)}
+    if reader == CNN_OBSERVER:
+        timings[f"{rid}_cpu_seconds"] = round(time.process_time() - cpu_started, 3)
+    update_timings(case_set.case_set_dir.parent / "timings.json", timings)
+    if progress and reader == CNN_OBSERVER:
+        print(f"{rid}: rated {len(todo)} case(s)", flush=True)
+    if not len(todo):
+        notes.append(f"{path.name} already rates every case; nothing added")
+    return MachineObserverResult(rid, path, n_real, n_syn, train_acc, len(todo), "; ".join(notes), reader,
+                                 generator)
+
+
+def _fit_cnn(real_store, synthetic_store, real_rows: np.ndarray, synthetic_rows: np.ndarray, generator: str,
+             config, seed: int, progress: bool, train: bool):
+    """``machine-cnn`` trained on balanced held-out patches: (n real, n synthetic, training accuracy,
+    patches -> P(real), warnings); only the balanced subsample is loaded, and nothing is trained
+    when ``train`` is False (nothing to rate)."""
+    import warnings
+
+    from mammo_lib import machine_cnn
+
+    pick_real, pick_syn = machine_cnn.balanced_rows(len(real_rows), len(synthetic_rows), generator, seed)
+    if not train:
+        return len(pick_real), len(pick_syn), float("nan"), None, []
+    cnn = machine_cnn.train_cnn_reader(real_store.load(real_rows[pick_real]),
+                                       synthetic_store.load(synthetic_rows[pick_syn]), generator, config, seed,
+                                       progress)
+    for text in cnn.warnings:
+        warnings.warn(text, stacklevel=3)
+    return cnn.n_per_class, cnn.n_per_class, cnn.train_accuracy, cnn.prob_real, list(cnn.warnings)
 
 
 def run_machine_observers(case_set: CaseSet, run_dir: str | os.PathLike,
                           readers=DEFAULT_MACHINE_OBSERVERS, seed: int = 0,
-                          generator_stores: Mapping[str, str | os.PathLike] | None = None) -> pd.DataFrame:
+                          generator_stores: Mapping[str, str | os.PathLike] | None = None,
+                          cnn_config=None, progress: bool = False) -> pd.DataFrame:
     """Run several machine observers, one per observer and generator; one that cannot run is
     skipped with the reason.
 
@@ -303,26 +376,36 @@ def run_machine_observers(case_set: CaseSet, run_dir: str | os.PathLike,
     case_set : CaseSet
     run_dir : path
     readers : sequence of str
-        Names in :data:`MACHINE_FEATURES`; each is trained once per generator of the case set.
+        Names in :data:`MACHINE_OBSERVERS`; each is trained once per generator of the case set.
     seed : int
     generator_stores : mapping of str to path, optional
         As in :func:`run_machine_observer`.
+    cnn_config : ObserverConfig, optional
+        ``machine-cnn``'s network and recipe, as in :func:`run_machine_observer`.
+    progress : bool
+        Print one plain line per observer and generator, and ``machine-cnn``'s stages of work.
 
     Returns
     -------
     DataFrame
         One row per (observer, generator): reader (its id), generator (trained against), trained
         on real / synthetic (patches), training accuracy, ratings written, file (name), note (the
-        reason when skipped).
+        reason when skipped, or a warning such as the CPU limit cutting ``machine-cnn``'s training
+        short).
     """
     generators = load_case_set(case_set.case_set_dir, case_set.key_path).generators
     rows = []
     for generator in generators:
         for reader in readers:
+            if progress:
+                print(f"machine observer {machine_reader_id(reader, generator, generators)} ...", flush=True)
             try:
                 r = run_machine_observer(case_set, run_dir, reader, seed=seed, generator=generator,
-                                         generator_stores=generator_stores)
+                                         generator_stores=generator_stores, cnn_config=cnn_config,
+                                         progress=progress)
             except ReaderStudyError as exc:
+                if progress:
+                    print(f"  skipped: {exc}", flush=True)
                 rows.append({"reader": machine_reader_id(reader, generator, generators), "generator": generator,
                              "note": f"skipped: {exc}"})
                 continue

@@ -338,8 +338,8 @@ def who_rated(analysis: StudyAnalysis) -> str:
     machines = [r for r, k in analysis.reader_kind.items() if k == "machine"]
     if not humans:
         return (f"**No human reader has rated this case set yet.** Every number below comes from the "
-                f"{len(machines)} machine observer(s) ({', '.join(machines)}); it says how well a simple "
-                "classifier separates real from synthetic patches, not how radiologists do.")
+                f"{len(machines)} machine observer(s) ({', '.join(machines)}); it says how well classifiers "
+                "trained on held-out real and synthetic patches separate them, not how radiologists do.")
     return (f"{len(humans)} human reader(s) ({', '.join(humans)}) and {len(machines)} machine observer(s) "
             f"({', '.join(machines) or 'none'}) have rated this case set.")
 

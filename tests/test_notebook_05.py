@@ -1,6 +1,6 @@
 """Notebook 05 under papermill (smoke profile) on a case set and ratings written by the test in
-the reader-study format: two machine observers and one human reader who revised an answer and
-whose file ends in a line cut off mid-write."""
+the reader-study format: three machine observers (the CNN observer ``machine-cnn`` among them) and
+one human reader who revised an answer and whose file ends in a line cut off mid-write."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
 def test_notebook_05_smoke(tmp_path):
     run_dir = tmp_path / "run"
     testing.write_simulated_study(run_dir / "reader_study", n_real=20, n_synthetic=20, seed=3, readers={
-        "machine-pixels": ("machine", 1.2), "machine-spectrum": ("machine", 0.6), "R01": ("human", 0.2)})
+        "machine-cnn": ("machine", 2.5), "machine-pixels": ("machine", 1.2), "machine-spectrum": ("machine", 0.6),
+        "R01": ("human", 0.2)})
     human = run_dir / "reader_study" / "ratings" / "R01.jsonl"
     first = json.loads(human.read_text().splitlines()[0])
     option = 6 if first["option"] != 6 else 1
@@ -29,11 +30,15 @@ def test_notebook_05_smoke(tmp_path):
 
     metrics = json.loads((run_dir / "roc" / "metrics.json").read_text())
     assert metrics["positive_class"] == "real" and metrics["n_bootstrap"] == 200
-    assert set(metrics["readers"]) == {"machine-pixels", "machine-spectrum", "R01"}
+    assert set(metrics["readers"]) == {"machine-cnn", "machine-pixels", "machine-spectrum", "R01"}
+    # the CNN observer has its AUC and ROC curve beside the others (its simulated shift is the largest)
+    cnn = metrics["readers"]["machine-cnn"]
+    assert cnn["reader_kind"] == "machine" and cnn["auc"] > metrics["readers"]["machine-spectrum"]["auc"]
+    assert len(cnn["roc"]["fpr"]) >= 2
     assert metrics["revised_answers"]["R01"] == 1
     assert any("incomplete last line skipped" in n for n in metrics["notes"])
     assert metrics["readers"]["machine-pixels"]["reader_kind"] == "machine"
-    assert len(metrics["agreement"]["pairs"]) == 3
+    assert len(metrics["agreement"]["pairs"]) == 6
     assert "all readers" in metrics["mrmc"] and "machine readers" in metrics["mrmc"]
     assert [row["AUC"] for row in metrics["paper_comparison"][:2]] == [0.56, 0.45]
     for name in ("roc_curves", "ratings_by_truth", "confusion_matrices", "auc_forest"):
@@ -45,6 +50,8 @@ def test_notebook_05_smoke(tmp_path):
     assert exports == ["case_ids.csv", "ratings.imrmc", "ratings_long.csv", "reader_ids.csv"]
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    md = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "`machine-cnn` is a small convolutional network" in md and "stronger test than" not in md
 
 
 def test_notebook_05_on_interim_ratings_one_real_and_one_synthetic_case(tmp_path):
