@@ -5,12 +5,19 @@ notebook rendered to HTML (code folded under a "code" toggle). The page opens fr
 with no network: figures are embedded as PNG data, and neither page loads a script from
 elsewhere. It shows
 
+- first, "Can a machine tell them apart?": stage 03's CNN two-sample test per generator (AUC with
+  its CI and permutation p, accuracy, the verdict in words) with its null and positive controls,
+  a plain statement when a control fails, and the human readers' AUCs beside the machine's;
 - what was run: data source and patch counts, profile, seed, every parameter of every notebook,
   the git commit and whether the tree had uncommitted changes, package versions, time per stage;
-- the paper's findings beside this run's (t-SNE picture, reader accuracy and AUC);
-- the realism metrics with confidence intervals, per-reader accuracy and AUC with confidence
-  intervals, the Obuchowski-Rockette MRMC result;
-- the key figures (Fig. 2, Fig. 3, ROC curves, AUC forest plot) and the other figures of each stage;
+- the paper's findings beside this run's (two-sample test, t-SNE picture, reader accuracy and AUC);
+- the t-SNE pictures with what they can show (the lesion-CNN t-SNE beside the paper's Fig. 2 when
+  raw pixels do not separate real lesions from normal tissue);
+- the realism metrics with confidence intervals, led by the two-sample test (and a sentence when
+  a weak measure disagrees with it), per-reader accuracy and AUC with confidence intervals, the
+  Obuchowski-Rockette MRMC result;
+- the key figures (metric forest, the two-sample test's galleries, saliency maps and frequency
+  sweep, Fig. 3, ROC curves, AUC forest plot) and the other figures of each stage;
 - skipped files and warnings, the byte-identity check of ``make verify`` when it was made, and
   plain statements of what the run cannot say (phantom data; machine observers only).
 
@@ -29,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from mammo_lib import report_c2st
 from mammo_lib import report_sections as sections
 from mammo_lib.fileio import atomic_write_text, read_json_or_empty
 from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME
@@ -121,6 +129,23 @@ def stage_figures(run_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
+def _figure(caption: str, png: Path) -> dict[str, str]:
+    return {"caption": caption, "src": png_data_uri(png)}
+
+
+def machine_context(run_dir: Path, figures: dict[str, list[Path]]) -> dict[str, Any]:
+    """The report's first section, "Can a machine tell them apart?" (:func:`report_c2st.machine_verdict`
+    with its tables as HTML and the verdict figure, ``c2st_verdict.png``, embedded; None when absent)."""
+    verdict = report_c2st.machine_verdict(run_dir)
+    png = next((p for p in figures.get("feature_space", []) if p.stem == "c2st_verdict"), None)
+    caption = ("Held-out AUC of the CNN observer with 95% DeLong intervals: each generator against real lesions, "
+               "the null control (real against real; it must sit near 0.5, in the grey band) and the positive "
+               "control (real lesions against normal tissue; it must be high). Right of the band = a machine "
+               "tells them apart.")
+    return {**verdict, "tests": table_html(verdict["tests"]), "beside": table_html(verdict["beside"]),
+            "figure": None if png is None else _figure(caption, png)}
+
+
 def build_report(run_dir: str | os.PathLike) -> Path:
     """Write ``<run>/report/index.html`` and the rendered notebooks beside it.
 
@@ -155,6 +180,7 @@ def build_report(run_dir: str | os.PathLike) -> Path:
         rendered.append({"stem": nb.stem, "href": target.name})
     record = read_json_or_empty(run_dir / RECORD_NAME)
     figures = stage_figures(run_dir)
+    tsne = sections.tsne_section(run_dir, figures)
     context: dict[str, Any] = {
         "title": f"mammo-synth-study report: {run_dir.name}",
         "run_name": run_dir.name,
@@ -164,12 +190,15 @@ def build_report(run_dir: str | os.PathLike) -> Path:
         "parameters": table_html(sections.parameter_table(record), max_rows=400),
         "packages": table_html(pd.DataFrame(sorted((record.get("packages") or {}).items()),
                                             columns=["package", "version"])),
+        "machine": machine_context(run_dir, figures),
         "paper": table_html(sections.paper_beside_run(run_dir)),
+        "tsne": {**tsne, "figures": [_figure(cap, p) for cap, p in tsne["figures"]]},
         "realism": table_html(sections.realism_table(run_dir)),
+        "disagreements": report_c2st.disagreements(run_dir),
         "readers": table_html(sections.reader_table(run_dir)),
         "readers_by_generator": _optional_table(sections.generator_reader_table(run_dir)),
         "mrmc": table_html(sections.mrmc_table(run_dir)),
-        "key_figures": [{"caption": cap, "src": png_data_uri(p)} for cap, p in sections.key_figures(figures)],
+        "key_figures": [_figure(cap, p) for cap, p in sections.key_figures(figures)],
         "other_figures": {stage: [{"name": p.stem, "src": png_data_uri(p)} for p in pngs]
                           for stage, pngs in figures.items()},
         "skipped": table_html(sections.skipped_table(run_dir)),

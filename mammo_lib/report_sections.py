@@ -7,26 +7,52 @@ exception, so a report can be written for a partial or failed run too.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mammo_lib import report_c2st
 from mammo_lib.fileio import read_json_or_empty
 from mammo_lib.run_results import generator_stores, manifest_rows
 
-#: key figures of the report: (stage folder, file stem, caption)
+#: key figures of the report: (stage folder, file stem or fnmatch pattern, caption); in a caption
+#: ``{name}`` is the part of the stem the pattern's ``*`` stands for (the generator). The verdict
+#: figure of the two-sample test leads the report's first section and the t-SNE pictures have their
+#: own section, so neither is here.
 KEY_FIGURES = (
-    ("feature_space", "fig2_tsne", "Fig. 2 (the paper's t-SNE): real lesions, synthetic lesions and normal tissue"),
     ("feature_space", "metric_forest", "Realism metrics of every generator with 95% confidence intervals, "
                                        "against the real split-half yardstick where one exists"),
+    ("feature_space", "c2st_gallery_*", "Where the CNN two-sample test's verdict on {name} comes from: top row, "
+                                        "the synthetic patches it finds most synthetic; middle row, those it finds "
+                                        "most real; bottom row, the real lesions it finds most synthetic. Read the "
+                                        "top row against the bottom one: what sets them apart is what gives the "
+                                        "generator away."),
+    ("feature_space", "c2st_saliency_*", "Where the CNN observer looks when it calls {name}'s patches synthetic: "
+                                         "their mean image (left) beside the observer's mean gradient (right; "
+                                         "bright = the pixels that sway its verdict most). A bright centre points "
+                                         "at the lesion itself, bright borders or a regular pattern at the "
+                                         "background or the generator's texture."),
+    ("feature_space", "c2st_frequency_sweep", "Does the difference lie in the shapes or in the fine texture? The "
+                                              "two-sample test's AUC after low-pass (blue: only coarse shapes kept) "
+                                              "and high-pass (red: only fine texture kept) filtering of both sets; "
+                                              "the black line is the unfiltered test on the same patches (fewer "
+                                              "than the main test, so it sits lower). A high AUC after high-pass "
+                                              "filtering means the fine texture gives the synthetic patches away."),
     ("dcgan", "fig3_synthetic_vs_real", "Fig. 3: synthetic lesions beside real ones"),
     ("roc", "roc_curves", "ROC curves of every reader (positive class: real)"),
     ("roc", "auc_forest", "AUC of every reader (per generator when there are several) with confidence intervals, "
                           "and the MRMC reader average"),
     ("roc", "generator_differences", "Differences in reader-averaged AUC between generators (MRMC, generator as "
                                      "modality): is one generator harder to tell from real than another?"),
+)
+#: the t-SNE pictures: the paper's (raw pixels) and the same embedding in the lesion-CNN features
+TSNE_FIGURES = (
+    ("fig2_tsne", "Fig. 2 (the paper's t-SNE, raw pixels): real lesions, synthetic lesions and normal tissue"),
+    ("fig2_tsne_cnn", "The same t-SNE in the lesion-CNN feature space, where real lesions and normal tissue "
+                      "separate: there the picture can show where the synthetic lesions lie"),
 )
 
 
@@ -105,6 +131,11 @@ def _ci(d: dict | None, lo: str = "ci_low", hi: str = "ci_high") -> str:
 
 def _fmt(v: Any) -> str:
     return "undefined" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _fmt_g(v: Any) -> str:
+    """A parameter value as set ("250", not "250.000")."""
+    return f"{v:g}" if isinstance(v, (int, float)) else _fmt(v)
 
 
 def _p(v: Any) -> str:
@@ -192,9 +223,14 @@ def generator_reader_table(run_dir: Path) -> pd.DataFrame:
 
 
 def realism_table(run_dir: Path) -> pd.DataFrame:
-    """The realism metrics with confidence intervals (stage 03's ``metrics_table.csv``)."""
+    """The realism metrics with confidence intervals (stage 03's ``metrics_table.csv``), led by
+    the CNN two-sample test's rows (:func:`mammo_lib.report_c2st.c2st_realism_rows`)."""
     path = run_dir / "feature_space" / "metrics_table.csv"
-    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame()
+    table = pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame()
+    lead = report_c2st.c2st_realism_rows(run_dir)
+    if lead.empty or ("metric" in table and table["metric"].astype(str).str.contains("C2ST").any()):
+        return table
+    return pd.concat([lead, table], ignore_index=True)
 
 
 def paper_beside_run(run_dir: Path) -> pd.DataFrame:
@@ -204,12 +240,12 @@ def paper_beside_run(run_dir: Path) -> pd.DataFrame:
     tsne = fs.get("tsne") or {}
     outliers = fs.get("outliers_tsne") or {}
     counts = (fs.get("sample") or {}).get("counts") or {}
-    rows = [{
+    rows = [report_c2st.paper_row(run_dir), {
         "finding": "t-SNE of real, synthetic and normal patches (Fig. 2)",
         "paper": "500 patches per group, perplexity 250: the synthetic distribution largely matches the real one; "
                  "very few synthetic outliers (near normal tissue)",
         "this run": (f"{', '.join(f'{n} {g}' for g, n in counts.items())} points, perplexity "
-                     f"{_fmt(tsne.get('perplexity_used'))}, KL {_fmt(tsne.get('kl_divergence'))}; outliers "
+                     f"{_fmt_g(tsne.get('perplexity_used'))}, KL {_fmt(tsne.get('kl_divergence'))}; outliers "
                      + ", ".join(f"{g} {n}" for g, n in outliers.items())) if tsne else "stage 03 did not run",
     }]
     paper_rows = [r for r in roc.get("paper_comparison") or [] if str(r.get("source", "")).startswith("paper")]
@@ -228,13 +264,38 @@ def paper_beside_run(run_dir: Path) -> pd.DataFrame:
 
 
 def key_figures(figures: dict[str, list[Path]]) -> list[tuple[str, Path]]:
-    """(caption, PNG) of the key figures that exist, in the report's order."""
+    """(caption, PNG) of the key figures that exist, in the report's order (:data:`KEY_FIGURES`)."""
     out = []
-    for stage, stem, caption in KEY_FIGURES:
+    for stage, pattern, caption in KEY_FIGURES:
+        head = pattern.split("*")[0]
         for png in figures.get(stage, []):
-            if png.stem == stem:
-                out.append((caption, png))
+            if fnmatch.fnmatchcase(png.stem, pattern):
+                out.append((caption.replace("{name}", png.stem[len(head):]), png))
     return out
+
+
+def tsne_section(run_dir: Path, figures: dict[str, list[Path]]) -> dict:
+    """What the t-SNE section shows: the readability sentences of stage 03 and its pictures.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+        The run folder.
+    figures : dict
+        :func:`mammo_lib.report.stage_figures` of the run.
+
+    Returns
+    -------
+    dict
+        ``sentences`` ([(space, sentence, readable)]), ``measured`` (bool), ``pixels_readable`` (bool or
+        None) and ``figures`` ([(caption, PNG)]): the paper's Fig. 2 replica, with the lesion-CNN
+        t-SNE beside it when the raw-pixel picture cannot judge the synthetic lesions.
+    """
+    readability = report_c2st.tsne_readability(run_dir)
+    wanted = ["fig2_tsne"] + (["fig2_tsne_cnn"] if readability["pixels_readable"] is False else [])
+    pngs = {p.stem: p for p in figures.get("feature_space", [])}
+    shown = [(caption, pngs[stem]) for stem, caption in TSNE_FIGURES if stem in wanted and stem in pngs]
+    return {**readability, "figures": shown}
 
 
 def skipped_table(run_dir: Path) -> pd.DataFrame:
@@ -259,8 +320,9 @@ def limitations(run_dir: Path, record: dict) -> list[str]:
     kinds = _reader_kinds(run_dir)
     if kinds and all(k == "machine" for k in kinds.values()):
         out.append("No human has rated yet: every rating comes from a machine observer (a classifier trained on "
-                   "held-out real and synthetic patches), which is a stronger test than a person and not the "
-                   "paper's radiologist study.")
+                   "held-out real and synthetic patches with the truth known, which no radiologist is given). Its "
+                   "AUC says whether a machine can learn to see a difference, not whether a radiologist sees one: "
+                   "this is not the paper's radiologist study.")
     elif not kinds:
         out.append("No ratings were analysed (stage 05 did not run).")
     if (record.get("code") or {}).get("dirty"):
