@@ -131,7 +131,7 @@ class C2STResult:
         return {
             "label": self.label, "sets": list(self.names),
             "auc": {"value": self.auc, "ci_low": self.auc_ci_low, "ci_high": self.auc_ci_high,
-                    "se": self.auc_se, "pooled": self.pooled_auc,
+                    "se": self.auc_se, "pooled": self.pooled_auc, "degenerate": self.degenerate(),
                     "method": "mean of the folds' held-out AUCs; DeLong 95% CI from the folds' DeLong variances"},
             "p_value_permutation": self.p_value, "n_permutations": self.n_permutations,
             "accuracy": self.accuracy, "fold_aucs": self.fold_aucs, "n_per_set": self.n_per_set,
@@ -139,6 +139,11 @@ class C2STResult:
             "observer": {**asdict(self.config), "widths": list(self.config.widths)},
             "warnings": list(self.warnings),
         }
+
+    def degenerate(self) -> bool:
+        """True when every fold separates its two sets perfectly (or not at all): the DeLong
+        variance is then 0 and the interval has zero width; the permutation p-value still holds."""
+        return bool(self.auc_se == 0.0)
 
     def pairs_in_100(self) -> int:
         """Of 100 (first-set, second-set) pairs, how many the observer ranks correctly (rounded AUC)."""

@@ -35,9 +35,13 @@ def verdict_sentence(result: C2STResult, calibrated: bool = True, sensitive: boo
     str
     """
     gen = result.names[1]
-    ci = f"held-out AUC {result.auc:.2f}, 95% CI {result.auc_ci_low:.2f}-{result.auc_ci_high:.2f}, " \
-         f"permutation {_p_text(result.p_value)}"
-    if result.auc_ci_low > 0.5:
+    if result.degenerate():
+        ci = (f"held-out AUC {result.auc:.2f}, every fold separated perfectly so the DeLong interval has zero "
+              f"width; permutation {_p_text(result.p_value)}")
+    else:
+        ci = (f"held-out AUC {result.auc:.2f}, 95% CI {result.auc_ci_low:.2f}-{result.auc_ci_high:.2f}, "
+              f"permutation {_p_text(result.p_value)}")
+    if result.auc_ci_low > 0.5 or (result.degenerate() and result.auc > 0.5):
         text = (f"A small CNN tells {gen}'s synthetic lesions from real ones in {result.pairs_in_100()} of 100 "
                 f"(real, synthetic) pairs ({ci}): a machine can tell them apart.")
     else:
