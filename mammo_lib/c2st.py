@@ -44,8 +44,8 @@ from mammo_lib.c2st_observer import (
 from mammo_lib.c2st_stats import balanced_folds, cross_fitted_auc, permutation_p_value, summarise
 from mammo_lib.patch_arrays import FeatureSpaceError, check_patch_array
 
-__all__ = ["ObserverConfig", "C2STResult", "c2st", "build_observer", "n_parameters", "train_observer",
-           "observer_scores", "balanced_folds", "cross_fitted_auc", "permutation_p_value"]
+__all__ = ["ObserverConfig", "C2STResult", "c2st", "combine_repeats", "build_observer", "n_parameters",
+           "train_observer", "observer_scores", "balanced_folds", "cross_fitted_auc", "permutation_p_value"]
 
 
 @dataclass
@@ -259,3 +259,83 @@ def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, st
                       n_given=(len(first), len(second)), index=index, is_second=is_second, fold=fold,
                       score=score, epochs=epochs, config=config, saliency=sal, mean_image=mean_image,
                       cpu_seconds=time.process_time() - started, warnings=warnings, **stats)
+
+
+def combine_repeats(results: list[C2STResult], label: str, seed: int = 0) -> C2STResult:
+    """One test from several repeats of it on different random splits (the null control's).
+
+    The statistic is the mean of the repeats' cross-fitted AUCs (every fold of every repeat
+    weighs alike); its p-value permutes the labels within every held-out fold of every repeat, as
+    :func:`mammo_lib.c2st_stats.permutation_p_value` does for one. The repeats share patches, so
+    their errors are not independent: the standard error is the repeats' mean one (the value for
+    perfectly correlated repeats, so the interval is never narrower than the truth), and the
+    accuracy test uses the mean count of one repeat.
+
+    Parameters
+    ----------
+    results : list of C2STResult
+        Repeats of one test (same sets' sizes, same config, different splits), at least one.
+    label : str
+        The combined test's label.
+    seed : int
+        The study seed the repeats ran with (keys the permutations, as in :func:`c2st`).
+
+    Returns
+    -------
+    C2STResult
+        ``index``, ``is_second``, ``score`` concatenated over the repeats and ``fold`` offset so
+        that every repeat's folds stay distinct (``index`` refers to each repeat's own input).
+
+    Raises
+    ------
+    ValueError
+        When ``results`` is empty.
+    """
+    if not results:
+        raise ValueError(f"C2ST {label}: no repeats to combine")
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    k = first.config.n_folds
+    is_second = np.concatenate([r.is_second for r in results])
+    fold = np.concatenate([r.fold + i * k for i, r in enumerate(results)])
+    score = np.concatenate([r.score for r in results])
+    stats = summarise(score, is_second, fold, 1, seed, 0)  # fold AUCs, pooled AUC; p below
+    auc = float(np.mean([r.auc for r in results]))
+    se = float(np.mean([r.auc_se for r in results]))
+    n_correct = int(round(np.mean([r.accuracy["n_correct"] for r in results])))
+    from mammo_lib.auc_stats import accuracy_test
+
+    stats.update({"auc": auc, "auc_se": se, "auc_ci_low": max(0.0, auc - 1.959964 * se),
+                  "auc_ci_high": min(1.0, auc + 1.959964 * se),
+                  "p_value": combined_p_value(results, seed),
+                  "accuracy": accuracy_test(n_correct, first.accuracy["n"])})
+    return C2STResult(label=label, names=first.names, n_permutations=first.n_permutations, n_per_set=first.n_per_set,
+                      n_given=first.n_given, index=np.concatenate([r.index for r in results]), is_second=is_second,
+                      fold=fold, score=score, epochs=[e for r in results for e in r.epochs], config=first.config,
+                      cpu_seconds=sum(r.cpu_seconds for r in results),
+                      warnings=[w for r in results for w in r.warnings], **stats)
+
+
+def combined_p_value(results: list[C2STResult], seed: int = 0) -> float:
+    """Permutation p-value of the mean cross-fitted AUC of several repeats (each repeat's labels
+    permuted within its own folds, with its own keyed stream).
+
+    Parameters
+    ----------
+    results : list of C2STResult
+    seed : int
+        The study seed the repeats ran with.
+
+    Returns
+    -------
+    float
+    """
+    from mammo_lib.c2st_stats import permutation_null
+    from mammo_lib.feature_space import name_key
+
+    n_perm = results[0].n_permutations
+    observed = float(np.mean([r.auc for r in results]))
+    null = np.mean([permutation_null(r.score, r.is_second, r.fold, n_perm, seed, name_key(r.label))
+                    for r in results], axis=0)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.c2st import C2STResult
-from mammo_lib.c2st_study import NULL, NULL_AUC_LIMIT, POSITIVE, POSITIVE_AUC_MIN, C2STStudy
+from mammo_lib.c2st_study import NULL_AUC_LIMIT, POSITIVE, POSITIVE_AUC_MIN, C2STStudy
 from mammo_lib.feature_space import GroupSample
 
 
@@ -67,7 +67,9 @@ def controls_sentence(study: C2STStudy) -> str:
     str
     """
     n, p = study.null, study.positive
-    null = (f"Null control, real lesions vs real lesions (two random halves of {n.n_given[0] + n.n_given[1]}): "
+    splits = "two random halves" if len(study.null_repeats) == 1 else \
+        f"two random halves, mean of {len(study.null_repeats)} such splits"
+    null = (f"Null control, real lesions vs real lesions ({splits} of {n.n_given[0] + n.n_given[1]}): "
             f"AUC {n.auc:.2f} (95% CI {n.auc_ci_low:.2f}-{n.auc_ci_high:.2f}), "
             + ("calibrated: about 0.5, as it must be." if study.calibrated() else
                f"NOT calibrated (its interval excludes 0.5 or it exceeds {NULL_AUC_LIMIT}): the test's AUCs on "
@@ -138,7 +140,9 @@ def c2st_record(study: C2STStudy, sample: GroupSample) -> dict:
                  "filter": "Butterworth, order 2 (scikit-image), cut-off as a fraction of the sampling frequency"}
     return {"observer": {**study.null.record()["observer"], "description": study.config.describe()},
             "by_generator": by_generator,
-            "controls": {"null": study.null.record(), "positive": study.positive.record()},
+            "controls": {"null": {**study.null.record(), "repeats": len(study.null_repeats),
+                                  "repeat_aucs": [r.auc for r in study.null_repeats]},
+                         "positive": study.positive.record()},
             "calibrated": calibrated, "sensitive": sensitive, "controls_text": controls_sentence(study),
             "null_auc_limit": NULL_AUC_LIMIT, "positive_auc_min": POSITIVE_AUC_MIN,
             "frequency_sweep": sweep}
@@ -184,16 +188,16 @@ def score_table(study: C2STStudy, sample: GroupSample) -> pd.DataFrame:
         patch_id, fold, score (held-out P(second set), rounded to 6 digits).
     """
     lesion_ids = sample.patch_ids[sample.groups == "lesion"]
-    half_a, half_b = study.null_split
     pos_l, pos_n = study.positive_rows
-    sources = {NULL: (lesion_ids[half_a], lesion_ids[half_b], "lesion", "lesion", ""),
-               POSITIVE: (lesion_ids[pos_l], sample.patch_ids[sample.groups == "normal"][pos_n], "lesion", "normal",
+    sources = {r.label: (lesion_ids[a], lesion_ids[b], "lesion", "lesion", "")
+               for r, (a, b) in zip(study.null_repeats, study.null_splits, strict=True)}
+    sources |= {POSITIVE: (lesion_ids[pos_l], sample.patch_ids[sample.groups == "normal"][pos_n], "lesion", "normal",
                           "")}
     for name in study.by_generator:
         mask = (sample.groups == "synthetic") & (sample.generators == name)
         sources[name] = (lesion_ids, sample.patch_ids[mask], "lesion", "synthetic", name)
     frames = []
-    for r in [*study.by_generator.values(), study.null, study.positive]:
+    for r in [*study.by_generator.values(), *study.null_repeats, study.positive]:
         first_ids, second_ids, g1, g2, gen = sources[r.label]
         ids = np.array([second_ids[i] if sec else first_ids[i] for sec, i in zip(r.is_second, r.index, strict=True)])
         frames.append(pd.DataFrame({"test": r.label, "group": np.where(r.is_second, g2, g1),

@@ -141,6 +141,25 @@ def permutation_p_value(score: np.ndarray, is_second: np.ndarray, fold: np.ndarr
         (1 + #{permuted statistic >= observed}) / (1 + n_permutations).
     """
     observed = cross_fitted_auc(score, is_second, fold)
+    null = permutation_null(score, is_second, fold, n_permutations, seed, key)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+
+
+def permutation_null(score: np.ndarray, is_second: np.ndarray, fold: np.ndarray, n_permutations: int,
+                     seed: int, key: int) -> np.ndarray:
+    """The cross-fitted AUC under ``n_permutations`` permutations of the labels within each fold.
+
+    Parameters
+    ----------
+    score, is_second, fold : arrays, shape (N,)
+    n_permutations : int
+    seed, key : int
+        Key the ``"c2st_permutation"`` stream.
+
+    Returns
+    -------
+    float array, shape (n_permutations,)
+    """
     rng = stream_rng(seed, "c2st_permutation", key)
     folds = np.unique(fold)
     null = np.zeros(n_permutations)
@@ -148,7 +167,7 @@ def permutation_p_value(score: np.ndarray, is_second: np.ndarray, fold: np.ndarr
         cols = np.flatnonzero(fold == f)
         perm = rng.permuted(np.tile(is_second[cols], (n_permutations, 1)), axis=1)
         null += _ranks_auc(np.tile(score[cols], (n_permutations, 1)), perm) / len(folds)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return null
 
 
 def summarise(score, is_second, fold, n_permutations, seed, key) -> dict:

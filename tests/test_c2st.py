@@ -135,7 +135,8 @@ def study():
     sample = sample_groups({"lesion": g["lesion"], "synthetic": {"noisy": g["synthetic"], "flat": flat},
                             "normal": g["normal"]}, n_per_group=40, seed=0)
     return sample, c2st_study.run_c2st_study(sample, FAST, seed=0, n_permutations=200, sweep_lowpass=[0.1],
-                                             sweep_highpass=[0.2], sweep_max_per_set=30)
+                                             sweep_highpass=[0.2], sweep_max_per_set=30, null_repeats_n=2,
+                                             sweep_folds=2)
 
 
 def test_study_runs_every_generator_both_controls_and_the_sweep(study):
@@ -143,6 +144,11 @@ def test_study_runs_every_generator_both_controls_and_the_sweep(study):
     assert list(st.by_generator) == ["noisy", "flat"]
     assert st.by_generator["flat"].auc > 0.95  # flat grey patches are no lesions
     assert st.null.n_per_set == 20 and st.positive.n_per_set == 20
+    assert len(st.null_repeats) == 2 and st.null.auc == pytest.approx(np.mean([r.auc for r in st.null_repeats]))
+    assert not np.array_equal(st.null_splits[0][0], st.null_splits[1][0])  # two different random splits
+    assert st.null.auc_se == pytest.approx(np.mean([r.auc_se for r in st.null_repeats]))
+    assert len(st.null.fold_aucs) == 6 and 0 < st.null.p_value <= 1
+    assert {r.config.n_folds for r in st.sweep_results} == {2}
     assert st.positive.auc > 0.75 and st.sensitive()
     assert list(st.sweep["filter"]) == ["none", "low-pass", "high-pass"]
     assert st.sweep["n_per_set"].tolist() == [30, 30, 30]
@@ -162,8 +168,9 @@ def test_records_words_and_scores(study):
     gallery_ids = flat["gallery_patch_ids"]["synthetic_most_synthetic"]
     assert len(gallery_ids) == 8 and set(gallery_ids) <= set(sample.patch_ids.astype(str))
     scores = c2st_records.score_table(st, sample)
-    assert set(scores["test"]) == {"noisy", "flat", "null-control", "positive-control"}
+    assert set(scores["test"]) == {"noisy", "flat", "null-control", "null-control-1", "positive-control"}
     null_ids = scores.loc[scores["test"] == "null-control", "patch_id"]
+    assert rec["controls"]["null"]["repeats"] == 2 and len(rec["controls"]["null"]["repeat_aucs"]) == 2
     assert null_ids.is_unique and set(null_ids) <= set(sample.patch_ids[sample.groups == "lesion"])
     table = c2st_records.summary_table(st)
     assert table["test"].tolist() == ["noisy", "flat", "null control", "positive control"]

@@ -140,11 +140,13 @@ def _c2st_record(null_shift: float, positive_shift: float, n: int = 40) -> dict:
     sample = GroupSample(patches=np.zeros((3 * n, 4, 4), np.uint8), groups=groups,
                          patch_ids=np.array([f"{g}-{i}" for i, g in enumerate(groups)]),
                          generators=np.where(groups == "synthetic", "dcgan", ""))
-    study = C2STStudy(by_generator={"dcgan": _held_out("dcgan", ("real", "dcgan"), 4.0, n)},
-                      null=_held_out("null", ("real half A", "real half B"), null_shift, n // 2, seed=1),
+    null = _held_out("null", ("real half A", "real half B"), null_shift, n // 2, seed=1)
+    study = C2STStudy(by_generator={"dcgan": _held_out("dcgan", ("real", "dcgan"), 4.0, n)}, null=null,
+                      null_repeats=[null],
                       positive=_held_out("positive", ("real lesion", "normal tissue"), positive_shift, n // 2,
                                          seed=2),
-                      sweep=pd.DataFrame(), sweep_generator=None, null_split=(np.arange(n // 2), np.arange(n // 2)),
+                      sweep=pd.DataFrame(), sweep_generator=None,
+                      null_splits=[(np.arange(n // 2), np.arange(n // 2))],
                       positive_rows=(np.arange(n // 2), np.arange(n // 2)), config=ObserverConfig())
     return c2st_record(study, sample)
 
