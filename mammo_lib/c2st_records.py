@@ -41,7 +41,8 @@ def verdict_sentence(result: C2STResult, calibrated: bool = True, sensitive: boo
     else:
         ci = (f"held-out AUC {result.auc:.2f}, 95% CI {result.auc_ci_low:.2f}-{result.auc_ci_high:.2f}, "
               f"permutation {_p_text(result.p_value)}")
-    if result.auc_ci_low > 0.5 or (result.degenerate() and result.auc > 0.5):
+    told_apart = result.auc_ci_low > 0.5 or (result.degenerate() and result.auc > 0.5)
+    if told_apart:
         text = (f"A small CNN tells {gen}'s synthetic lesions from real ones in {result.pairs_in_100()} of 100 "
                 f"(real, synthetic) pairs ({ci}): a machine can tell them apart.")
     else:
@@ -49,7 +50,7 @@ def verdict_sentence(result: C2STResult, calibrated: bool = True, sensitive: boo
                 f"({ci}): it could not show that {gen}'s synthetic lesions differ from real ones.")
     if not calibrated:
         text += " The null control (real vs real) is not at 0.5, so this test is not calibrated on this data."
-    if not sensitive:
+    if not sensitive and not told_apart:  # a difference found shows the observer was strong enough
         text += (" The positive control (real lesions vs normal tissue) is weak, so the observer may be too weak "
                  "to find differences: a low AUC here is no evidence of realism.")
     return text

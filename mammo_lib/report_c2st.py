@@ -96,8 +96,18 @@ def control_alarms(c2st: dict) -> list[str]:
         out.append("The observer is too weak on this data: the positive control (real lesions against normal "
                    f"tissue) gave AUC {auc_text(controls.get('positive') or {})}, below "
                    f"{c2st.get('positive_auc_min', 0.75)}, so a low AUC for a generator is no evidence that its "
-                   "lesions are realistic.")
+                   "lesions are realistic."
+                   + (" Here every generator was told apart all the same, so it was strong enough to find those "
+                      "differences." if _all_told_apart(c2st) else ""))
     return out
+
+
+def _all_told_apart(c2st: dict) -> bool:
+    """Every generator's C2ST interval lies above 0.5 (or it separated perfectly)."""
+    tests = (c2st.get("by_generator") or {}).values()
+    return bool(tests) and all((t.get("auc") or {}).get("ci_low") is not None and
+                               (t["auc"]["ci_low"] > 0.5 or (t["auc"].get("degenerate") and t["auc"]["value"] > 0.5))
+                               for t in tests)
 
 
 def _reader_blocks(roc: dict, generators: list[str]) -> dict[str, dict]:
