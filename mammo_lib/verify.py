@@ -4,7 +4,8 @@
 reruns the study with the same profile, seed and overrides into ``runs/NAME-verify`` (a fresh
 folder), and compares the two run folders byte by byte. Expected: no difference. Not compared:
 the timing records (every ``timings.json``), the report, and in executed notebooks only the
-timing metadata papermill and Jupyter add (start and end times, durations), the study
+timing metadata papermill and Jupyter add (start and end times, durations) and how the kernel
+chunked standard output into stream outputs (merged before comparing), the study
 coordinator's invitations (``reader_study/access/``) and a live reader's lock file. People's
 ratings are inputs, not outputs: a rerun has only the machine observers' ratings, so a run that
 people have rated reports their ratings files as "only in the run". The result is written to
@@ -51,8 +52,10 @@ def notebook_without_timings(path: Path) -> bytes:
     Returns
     -------
     bytes
-        Canonical JSON (sorted keys) of the notebook without timings; the raw bytes when the
-        file is not valid JSON (so a broken notebook still compares as different).
+        Canonical JSON (sorted keys) of the notebook without timings and with each cell's
+        consecutive stream outputs merged (the kernel's chunking of stdout depends on timing);
+        the raw bytes when the file is not valid JSON (so a broken notebook still compares as
+        different).
     """
     raw = path.read_bytes()
     try:
@@ -62,7 +65,31 @@ def notebook_without_timings(path: Path) -> bytes:
     _strip_timing(nb.get("metadata", {}))
     for cell in nb.get("cells", []):
         _strip_timing(cell.get("metadata", {}))
+        _join_text(cell)
+    nb = _coalesced(nb)
     return json.dumps(nb, sort_keys=True).encode("utf-8")
+
+
+def _join_text(cell: dict) -> None:
+    """Stream texts as one string (a notebook may store them as a list of lines)."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and isinstance(out.get("text"), list):
+            out["text"] = "".join(out["text"])
+
+
+def _coalesced(nb: dict) -> dict:
+    """Consecutive stream outputs of a cell merged into one (nbconvert's CoalesceStreamsPreprocessor):
+    how the kernel happened to chunk standard output between flushes depends on timing, not on
+    what was printed, so a rerun that printed the same text compares equal."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    try:
+        node = nbformat.from_dict(nb)
+        CoalesceStreamsPreprocessor().preprocess(node, {})
+    except (KeyError, AttributeError, TypeError):  # not a notebook nbformat understands: compare as is
+        return nb
+    return node
 
 
 def _compared(rel: Path) -> bool:

@@ -230,3 +230,23 @@ def test_verify_reruns_with_the_recorded_parameters_and_finds_no_difference(tmp_
     from mammo_lib.verify import compare_run_folders
 
     assert compare_run_folders(run, tmp_path / "runs" / "v-verify")["differing"] == ["second.txt"]
+
+
+def test_rerun_check_ignores_how_the_kernel_chunked_stdout_but_not_what_was_printed(tmp_path):
+    """The kernel may flush one cell's prints as one stream output or several, by timing."""
+    from mammo_lib.verify import notebook_without_timings
+
+    def write(name, outputs):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("print('a'); print('b')", id="c1")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in outputs]
+        cell.metadata["execution"] = {"iopub.execute_input": name}  # a timing: never compared
+        nb.cells = [cell]
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    merged, split = write("merged", ["a\nb\n"]), write("split", ["a\n", "b\n"])
+    other = write("other", ["a\n", "c\n"])
+    assert notebook_without_timings(merged) == notebook_without_timings(split)
+    assert notebook_without_timings(merged) != notebook_without_timings(other)
