@@ -11,7 +11,8 @@ for two-sample testing", Ann. Statist. 49(1), 2021).
 
 Reported per test: the cross-fitted AUC with its DeLong (1988) 95% interval, a permutation
 p-value for it (labels permuted within each held-out fold, which keeps every fold's network fixed
-and is exact under the null: Kim et al. 2021, sec. 2), the held-out accuracy at P = 0.5 with an
+and needs no retraining: exact for each fold given its network, Kim et al. 2021, sec. 2; the mean
+over folds treats the networks as given), the held-out accuracy at P = 0.5 with an
 exact binomial test against 0.5, and each fold's AUC. :func:`c2st` also returns every patch's
 held-out score (for galleries of what the observer finds most synthetic) and, optionally, a
 gradient saliency map (Simonyan, Vedaldi & Zisserman 2014) averaged over the second set's patches.
@@ -141,13 +142,15 @@ class C2STResult:
         }
 
     def degenerate(self) -> bool:
-        """True when every fold separates its two sets perfectly (or not at all): the DeLong
-        variance is then 0 and the interval has zero width; the permutation p-value still holds."""
+        """True when every fold separates its two sets perfectly (or every fold inverts them): the
+        standard error is then 0 and the interval has zero width; the permutation p-value still
+        holds. Folds that disagree are never degenerate (their spread sets the interval)."""
         return bool(self.auc_se == 0.0)
 
     def pairs_in_100(self) -> int:
-        """Of 100 (first-set, second-set) pairs, how many the observer ranks correctly (rounded AUC)."""
-        return int(round(100 * self.auc))
+        """Of 100 (first-set, second-set) pairs, how many the observer ranks correctly (the AUC
+        rounded down: 100 only when every pair is ranked correctly)."""
+        return int(np.floor(100 * self.auc + 1e-9))
 
 
 def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, str] = ("real", "synthetic"),
@@ -214,13 +217,20 @@ def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, st
     for groups, arr, which in ((groups_first, first, names[0]), (groups_second, second, names[1])):
         if groups is not None and len(groups) != len(arr):
             raise FeatureSpaceError(f"C2ST {label}: {len(groups)} group names for {len(arr)} {which} patches")
+    smallest = first.shape[1] // config.first_stride // 2 ** len(config.widths)
+    if smallest < 1:
+        raise FeatureSpaceError(
+            f"C2ST {label}: {first.shape[1]}x{first.shape[1]} patches are too small for the observer's "
+            f"{len(config.widths)} blocks (widths {list(config.widths)}, first stride {config.first_stride}), each "
+            f"halving the image: they need at least {config.first_stride * 2 ** len(config.widths)} pixels; give "
+            "fewer widths (c2st_widths) or a first stride of 1")
     warnings = []
     try:
         index, is_second, fold, n = balanced_folds(len(first), len(second), config.n_folds, seed, key,
                                                    groups_first, groups_second)
     except FeatureSpaceError as exc:
         if (groups_first is None and groups_second is None) or "too few images" not in str(exc):
-            raise
+            raise FeatureSpaceError(f"C2ST {label} ({names[0]} vs {names[1]}): {exc}") from None
         # too few women for the folds: split by patch instead, and say what that costs
         index, is_second, fold, n = balanced_folds(len(first), len(second), config.n_folds, seed, key)
         warnings.append(f"C2ST {label}: too few women (or images) to keep each one's patches in one of "
@@ -251,6 +261,11 @@ def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, st
         warnings.append(f"C2ST {label}: the CPU limit ({config.max_cpu_seconds:g} s) stopped training after "
                         f"{min(epochs)} of {config.epochs} epochs: the result now depends on this machine's speed")
     stats = summarise(score, is_second, fold, n_permutations, seed, key)
+    if stats["auc_ci_high"] < 0.5 or min(stats["fold_aucs"]) == 0.0:
+        warnings.append(f"C2ST {label}: AUC {stats['auc']:.2f} (folds {', '.join(f'{a:.2f}' for a in stats['fold_aucs'])}"
+                        "): the observer ranks the sets the wrong way round on held-out patches, which no real "
+                        "difference explains; too few patches or women per fold, or something that differs "
+                        "between folds: do not read it as realism")
     mean_image = None
     if saliency:
         sal = sal / max(1, int(is_second.sum()))

@@ -36,8 +36,9 @@ def plot_c2st_verdict(study: C2STStudy):
     import seaborn as sns
 
     rows = [(f"{name} vs real", r, generator_style(k)[1]) for k, (name, r) in enumerate(study.by_generator.items())]
-    rows += [("null control: real vs real", study.null, CONTROL_COLOURS["null control"]),
-             ("positive control: real lesion vs normal", study.positive, CONTROL_COLOURS["positive control"])]
+    rows += [(label, r, CONTROL_COLOURS[key]) for label, r, key in
+             (("null control: real vs real", study.null, "null control"),
+              ("positive control: real lesion vs normal", study.positive, "positive control")) if r is not None]
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(rows)))
     ax.axvspan(0.5, NULL_AUC_LIMIT, color="0.9", zorder=0, label="null control's accepted range")
@@ -45,14 +46,14 @@ def plot_c2st_verdict(study: C2STStudy):
     for y, (_label, r, colour) in enumerate(rows):
         ax.errorbar(r.auc, y, xerr=[[r.auc - r.auc_ci_low], [r.auc_ci_high - r.auc]], fmt="o", color=colour,
                     ms=7, capsize=4, elinewidth=1.8, mfc=colour if y < len(study.by_generator) else "white")
-        ax.annotate(f"{r.auc:.2f} [{r.auc_ci_low:.2f}, {r.auc_ci_high:.2f}]", (r.auc_ci_high, y),
-                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(f"{r.auc:.2f} [{r.auc_ci_low:.2f}, {r.auc_ci_high:.2f}]", (1.0, y), xycoords=("axes fraction", "data"),
+                    xytext=(8, 0), textcoords="offset points", va="center", fontsize=8, annotation_clip=False)
     ax.set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.4, -0.6)
-    ax.set_xlim(0.3, 1.12)
+    ax.set_xlim(min(0.3, min(r.auc_ci_low for _, r, _ in rows) - 0.03), 1.01)
     ax.set_xlabel("held-out AUC of the CNN observer (1 = always tells apart)")
     ax.set_title("Can a machine tell them apart? CNN two-sample test, 95% DeLong intervals", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8, frameon=True)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -69,7 +70,8 @@ def plot_gallery(result: C2STResult, real: np.ndarray, synthetic: np.ndarray, k:
     real, synthetic : uint8 array, shape (n, s, s)
         The arrays the test was given (its ``index`` points into them).
     k : int
-        Patches per row.
+        Patches per row (at most half the scored synthetic patches, so that no patch is in both
+        synthetic rows). Scores of different folds come from different networks.
 
     Returns
     -------
@@ -77,6 +79,7 @@ def plot_gallery(result: C2STResult, real: np.ndarray, synthetic: np.ndarray, k:
     """
     import matplotlib.pyplot as plt
 
+    k = max(1, min(k, int(result.is_second.sum()) // 2))  # no synthetic patch in both rows
     rows = gallery_rows(result, k)
     score_of = {(bool(s), int(i)): float(p) for s, i, p in zip(result.is_second, result.index, result.score,
                                                                strict=True)}
@@ -133,8 +136,9 @@ def plot_saliency(result: C2STResult, smooth_px: float = 3.0):
     if result.saliency is None or result.mean_image is None:
         raise ValueError(f"C2ST {result.label} was run without saliency=True: no map to draw")
     fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.9))
-    axes[0].imshow(result.mean_image, cmap="gray", interpolation="nearest")
-    axes[0].set_title(f"mean of {result.is_second.sum()} {result.names[1]} patches", fontsize=9)
+    axes[0].imshow(result.mean_image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].set_title(f"mean of {result.is_second.sum()} {result.names[1]} patches (grey scale as the patches)",
+                      fontsize=9)
     from skimage.filters import gaussian
 
     sal = gaussian(result.saliency, sigma=smooth_px, mode="nearest") if smooth_px > 0 else result.saliency
@@ -197,7 +201,7 @@ def plot_frequency_sweep(sweep: pd.DataFrame, generator: str):
     ax.set_xlim(min(ticks) / 1.6, max(ticks) * 1.6)
     ax.set_xlabel("cut-off (cycles across the patch; log scale)")
     ax.set_ylabel("held-out AUC, real vs synthetic")
-    ax.set_ylim(0.3, 1.02)
+    ax.set_ylim(min(0.3, float(sweep["ci_low"].min()) - 0.03), 1.02)
     n = int(sweep["n_per_set"].iloc[0])
     ax.set_title(f"{generator}: does the difference lie in the shapes or in the fine texture?\n"
                  f"C2ST AUC after filtering both sets ({n} patches per set, 95% DeLong intervals)", fontsize=9)

@@ -75,7 +75,8 @@ class ObserverConfig:
         for ok, name, allowed in checks:
             if not ok:
                 raise FeatureSpaceError(f"C2ST observer: {name} = {getattr(self, name)!r} is out of range "
-                                        f"(allowed: {allowed})")
+                                        f"(allowed: {allowed}; notebook 03's c2st_{name.replace('n_folds', 'folds')}"
+                                        f", or notebook 04's cnn_{name} for the machine-cnn reader)")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
     def describe(self) -> str:
@@ -317,7 +318,8 @@ def _score(model, x, batch: int = 256) -> np.ndarray:
 
 
 def _saliency(model, x) -> np.ndarray:
-    """Mean |d logit / d pixel| over the patches x (B, 1, H, W), shape (H, W)."""
+    """Sum over the patches x (B, 1, H, W) of |d logit / d pixel|, shape (H, W) (the caller
+    divides by the number of patches)."""
     import torch
 
     total = torch.zeros(x.shape[-2:], dtype=torch.float64)

@@ -7,6 +7,8 @@ Reads and writes no files; :mod:`mammo_lib.c2st_study` runs the tests.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,7 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def verdict_sentence(result: C2STResult, calibrated: bool = True, sensitive: bool = True) -> str:
+def verdict_sentence(result: C2STResult, calibrated: bool | None = True, sensitive: bool | None = True) -> str:
     """One sentence in words: can the observer tell this generator's patches from real ones?
 
     Parameters
@@ -48,9 +50,11 @@ def verdict_sentence(result: C2STResult, calibrated: bool = True, sensitive: boo
     else:
         text = (f"A small CNN ranks {result.pairs_in_100()} of 100 (real, synthetic) pairs of {gen} correctly "
                 f"({ci}): it could not show that {gen}'s synthetic lesions differ from real ones.")
-    if not calibrated:
+    if calibrated is None:
+        text += " The null control (real vs real) could not be run on this data, so the test's calibration is unknown."
+    elif not calibrated:
         text += " The null control (real vs real) is not at 0.5, so this test is not calibrated on this data."
-    if not sensitive and not told_apart:  # a difference found shows the observer was strong enough
+    if sensitive is False and not told_apart:  # a difference found shows the observer was strong enough
         text += (" The positive control (real lesions vs normal tissue) is weak, so the observer may be too weak "
                  "to find differences: a low AUC here is no evidence of realism.")
     return text
@@ -68,17 +72,25 @@ def controls_sentence(study: C2STStudy) -> str:
     str
     """
     n, p = study.null, study.positive
-    splits = "two random halves" if len(study.null_repeats) == 1 else \
-        f"two random halves, mean of {len(study.null_repeats)} such splits"
-    null = (f"Null control, real lesions vs real lesions ({splits} of {n.n_given[0] + n.n_given[1]}): "
-            f"AUC {n.auc:.2f} (95% CI {n.auc_ci_low:.2f}-{n.auc_ci_high:.2f}), "
-            + ("calibrated: about 0.5, as it must be." if study.calibrated() else
-               f"NOT calibrated (its interval excludes 0.5 or it exceeds {NULL_AUC_LIMIT}): the test's AUCs on "
-               "this data are not to be trusted."))
-    pos = (f"Positive control, real lesions vs normal tissue: AUC {p.auc:.2f} "
-           f"(95% CI {p.auc_ci_low:.2f}-{p.auc_ci_high:.2f}), "
-           + ("the observer sees lesions." if study.sensitive() else
-              f"below {POSITIVE_AUC_MIN}: the observer barely tells lesions from normal tissue."))
+    if n is None:
+        null = "Null control not run (too few real lesions for it); the test's calibration is unknown."
+    else:
+        splits = "two random halves" if len(study.null_repeats) == 1 else \
+            f"two random halves, mean of {len(study.null_repeats)} such splits"
+        verdict = ("calibrated: about 0.5, as it must be" if study.calibrated() else
+                   f"NOT calibrated (its interval excludes 0.5 or it exceeds {NULL_AUC_LIMIT}): the test's AUCs on "
+                   "this data are not to be trusted")
+        if study.calibrated() and n.auc_ci_high - n.auc_ci_low > 0.3:
+            verdict += ", though its interval is too wide to show a miscalibration"
+        null = (f"Null control, real lesions vs real lesions ({splits} of {n.n_given[0] + n.n_given[1]}): "
+                f"AUC {n.auc:.2f} (95% CI {n.auc_ci_low:.2f}-{n.auc_ci_high:.2f}), {verdict}.")
+    if p is None:
+        pos = "Positive control not run (too few patches for it)."
+    else:
+        pos = (f"Positive control, real lesions vs normal tissue: AUC {p.auc:.2f} "
+               f"(95% CI {p.auc_ci_low:.2f}-{p.auc_ci_high:.2f}), "
+               + ("the observer sees lesions." if study.sensitive() else
+                  f"below {POSITIVE_AUC_MIN}: the observer barely tells lesions from normal tissue."))
     return f"{null} {pos}"
 
 
@@ -139,11 +151,14 @@ def c2st_record(study: C2STStudy, sample: GroupSample) -> dict:
         rows = study.sweep.replace({np.nan: None}).to_dict(orient="records")
         sweep = {"generator": study.sweep_generator, "rows": rows,
                  "filter": "Butterworth, order 2 (scikit-image), cut-off as a fraction of the sampling frequency"}
-    return {"observer": {**study.null.record()["observer"], "description": study.config.describe()},
+    observer = {**asdict(study.config), "widths": list(study.config.widths)}
+    null = None if study.null is None else {**study.null.record(), "repeats": len(study.null_repeats),
+                                            "repeat_aucs": [r.auc for r in study.null_repeats]}
+    return {"observer": {**observer, "description": study.config.describe()},
             "by_generator": by_generator,
-            "controls": {"null": {**study.null.record(), "repeats": len(study.null_repeats),
-                                  "repeat_aucs": [r.auc for r in study.null_repeats]},
-                         "positive": study.positive.record()},
+            "controls": {"null": null,
+                         "positive": None if study.positive is None else study.positive.record()},
+            "notes": list(study.notes),
             "calibrated": calibrated, "sensitive": sensitive, "controls_text": controls_sentence(study),
             "null_auc_limit": NULL_AUC_LIMIT, "positive_auc_min": POSITIVE_AUC_MIN,
             "frequency_sweep": sweep}
@@ -163,8 +178,9 @@ def summary_table(study: C2STStudy) -> pd.DataFrame:
         fold AUCs, patches per set.
     """
     rows = []
-    for kind, r in [*(("generator", r) for r in study.by_generator.values()), ("null control", study.null),
-                    ("positive control", study.positive)]:
+    tests = [*(("generator", r) for r in study.by_generator.values()), ("null control", study.null),
+             ("positive control", study.positive)]
+    for kind, r in [(k, r) for k, r in tests if r is not None]:
         rows.append({"test": r.label if kind == "generator" else kind, "sets": f"{r.names[0]} vs {r.names[1]}",
                      "AUC": round(r.auc, 3), "95% CI": f"{r.auc_ci_low:.3f}-{r.auc_ci_high:.3f}",
                      "permutation p": _p_text(r.p_value).replace("p = ", "").replace("p ", ""),
@@ -198,7 +214,7 @@ def score_table(study: C2STStudy, sample: GroupSample) -> pd.DataFrame:
         mask = (sample.groups == "synthetic") & (sample.generators == name)
         sources[name] = (lesion_ids, sample.patch_ids[mask], "lesion", "synthetic", name)
     frames = []
-    for r in [*study.by_generator.values(), *study.null_repeats, study.positive]:
+    for r in [*study.by_generator.values(), *study.null_repeats, *([study.positive] if study.positive else [])]:
         first_ids, second_ids, g1, g2, gen = sources[r.label]
         ids = np.array([second_ids[i] if sec else first_ids[i] for sec, i in zip(r.is_second, r.index, strict=True)])
         frames.append(pd.DataFrame({"test": r.label, "group": np.where(r.is_second, g2, g1),
@@ -221,4 +237,5 @@ def verdicts_markdown(study: C2STStudy) -> str:
     calibrated, sensitive = study.calibrated(), study.sensitive()
     lines = [f"- **{name}**: {verdict_sentence(r, calibrated, sensitive)}" for name, r in study.by_generator.items()]
     lines.append(f"- **Controls**: {controls_sentence(study)}")
+    lines += [f"- **Not run**: {note}" for note in study.notes]
     return "\n".join(lines)

@@ -63,9 +63,9 @@ def balanced_folds(n_first: int, n_second: int, n_folds: int, seed: int, key: in
     n = min(n_first, n_second)
     if n < 2 * n_folds:
         raise FeatureSpaceError(
-            f"C2ST: {n_first} and {n_second} patches; {n_folds}-fold cross-fitting needs at least "
+            f"{n_first} and {n_second} patches; {n_folds}-fold cross-fitting needs at least "
             f"{2 * n_folds} of each (2 per fold and set), so that every fold trains and scores both: "
-            "give more patches or fewer folds")
+            "give more patches (more real lesions or synthetic patches) or fewer folds (c2st_folds)")
     rng = stream_rng(seed, "c2st_folds", key)
     idx_a = np.sort(rng.permutation(n_first)[:n]) if n_first > n else np.arange(n)
     idx_b = np.sort(rng.permutation(n_second)[:n]) if n_second > n else np.arange(n)
@@ -82,7 +82,7 @@ def balanced_folds(n_first: int, n_second: int, n_folds: int, seed: int, key: in
     counts = [(int(np.sum((fold == f) & ~is_second)), int(np.sum((fold == f) & is_second))) for f in range(n_folds)]
     if min(min(c) for c in counts) < 2:
         raise FeatureSpaceError(
-            f"C2ST: grouped by woman (or image), the {n_folds} folds hold (first, second) patches {counts}; each "
+            f"grouped by woman (or image), the {n_folds} folds hold (first, second) patches {counts}; each "
             "needs at least 2 of each: too few images for the folds (too few women), give more patches or fewer folds")
     return index, is_second, fold, n
 
@@ -171,9 +171,13 @@ def permutation_null(score: np.ndarray, is_second: np.ndarray, fold: np.ndarray,
 
 
 def summarise(score, is_second, fold, n_permutations, seed, key) -> dict:
-    """Cross-fitted AUC with its DeLong interval (per-fold DeLong variances, folds scored by
-    independent networks on disjoint patches: var(mean) = sum of variances / K^2), the pooled
-    AUC, the permutation p-value and the held-out accuracy."""
+    """Cross-fitted AUC with its 95% interval, the pooled AUC, the permutation p-value and the
+    held-out accuracy.
+
+    The standard error is the larger of two: the DeLong one from the folds' DeLong variances
+    (each fold scored on its own patches: var(mean) = sum of variances / K^2, treating the
+    folds' networks as given) and the spread of the fold AUCs (SD / sqrt(K)), so folds that
+    disagree (one separating perfectly, another inverted) never give a zero-width interval."""
     folds = np.unique(fold)
     fold_aucs, variances = [], []
     for f in folds:
@@ -182,6 +186,8 @@ def summarise(score, is_second, fold, n_permutations, seed, key) -> dict:
         variances.append(float(cov[0, 0]))
     auc = float(np.mean(fold_aucs))
     se = math.sqrt(sum(variances)) / len(folds) if all(np.isfinite(variances)) else float("nan")
+    if len(folds) > 1:
+        se = max(se, float(np.std(fold_aucs, ddof=1)) / math.sqrt(len(folds)))
     correct = int(np.sum((score > 0.5) == is_second))
     return {"auc": auc, "auc_se": se, "auc_ci_low": max(0.0, auc - 1.959964 * se),
             "auc_ci_high": min(1.0, auc + 1.959964 * se), "pooled_auc": float(_ranks_auc(score[None],

@@ -52,8 +52,9 @@ class C2STStudy:
     ----------
     by_generator : dict of str to C2STResult
         Real lesions vs each generator, in generator order.
-    null, positive : C2STResult
-        The controls: real half vs real half, real lesions vs normal tissue.
+    null, positive : C2STResult or None
+        The controls: real half vs real half, real lesions vs normal tissue; None when the data
+        are too few to run one (``notes`` says why; the generators' tests still run).
     sweep : pandas.DataFrame
         The frequency sweep (empty when not run): filter, cutoff, auc, ci_low, ci_high,
         p_value, n_per_set.
@@ -69,11 +70,13 @@ class C2STStudy:
     config : ObserverConfig
     sweep_results : list of C2STResult
         The frequency sweep's tests, in the rows' order.
+    notes : list of str
+        Why a control was not run.
     """
 
     by_generator: dict[str, C2STResult]
-    null: C2STResult
-    positive: C2STResult
+    null: C2STResult | None
+    positive: C2STResult | None
     sweep: pd.DataFrame
     sweep_generator: str | None
     null_splits: list[tuple[np.ndarray, np.ndarray]]
@@ -81,14 +84,21 @@ class C2STStudy:
     positive_rows: tuple[np.ndarray, np.ndarray]
     config: ObserverConfig
     sweep_results: list[C2STResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
-    def calibrated(self) -> bool:
-        """True when the null control is about 0.5 (CI holds 0.5 and AUC <= :data:`NULL_AUC_LIMIT`)."""
+    def calibrated(self) -> bool | None:
+        """True when the null control is about 0.5 (CI holds 0.5 and AUC <= :data:`NULL_AUC_LIMIT`);
+        None when it could not be run (``notes`` says why)."""
         n = self.null
+        if n is None:
+            return None
         return bool(n.auc_ci_low <= 0.5 <= n.auc_ci_high and n.auc <= NULL_AUC_LIMIT)
 
-    def sensitive(self) -> bool:
-        """True when the positive control reaches :data:`POSITIVE_AUC_MIN`."""
+    def sensitive(self) -> bool | None:
+        """True when the positive control reaches :data:`POSITIVE_AUC_MIN`; None when it could not
+        be run."""
+        if self.positive is None:
+            return None
         return bool(self.positive.auc >= POSITIVE_AUC_MIN)
 
     def cpu_seconds(self) -> float:
@@ -97,7 +107,8 @@ class C2STStudy:
 
     def all_results(self) -> list[C2STResult]:
         """Generators' tests, then the controls (each null repeat), then the sweep's tests."""
-        return [*self.by_generator.values(), *self.null_repeats, self.positive, *self.sweep_results]
+        controls = [*self.null_repeats, *([self.positive] if self.positive is not None else [])]
+        return [*self.by_generator.values(), *controls, *self.sweep_results]
 
 
 def filter_patches(patches: np.ndarray, cutoff: float, high_pass: bool) -> np.ndarray:
@@ -149,8 +160,9 @@ def frequency_sweep(real: np.ndarray, synthetic: np.ndarray, lowpass: list[float
                     ) -> tuple[pd.DataFrame, list[C2STResult]]:
     """The C2ST AUC after low-pass and high-pass filtering both sets at several cut-offs.
 
-    Every point (the unfiltered one included) uses the same ``max_per_set`` patches of each set,
-    so the points differ only in the filter.
+    Every point (the unfiltered one included) starts from the same subsample of at most
+    ``max_per_set`` patches of each set, so the points differ in the filter (and in their own
+    keyed folds and networks), not in the patches.
 
     Parameters
     ----------
@@ -263,6 +275,42 @@ def source_groups(run_dir: str | os.PathLike, sample: GroupSample) -> np.ndarray
     return out.astype(str)
 
 
+def check_parameters(n_permutations: int, null_repeats_n: int, sweep_lowpass, sweep_highpass,
+                     sweep_max_per_set: int, sweep_folds: int) -> None:
+    """Check the C2ST study's settings before any network trains.
+
+    Parameters
+    ----------
+    n_permutations, null_repeats_n, sweep_lowpass, sweep_highpass, sweep_max_per_set, sweep_folds
+        As :func:`run_c2st_study` (notebook 03's ``c2st_permutations``, ``c2st_null_repeats``,
+        ``c2st_sweep_lowpass``, ``c2st_sweep_highpass``, ``c2st_sweep_max_per_set``,
+        ``c2st_sweep_folds``).
+
+    Raises
+    ------
+    FeatureSpaceError
+        Naming the notebook parameter and its allowed range.
+    """
+    problems = []
+    if int(n_permutations) < 1:
+        problems.append(f"c2st_permutations = {n_permutations} (allowed: >= 1)")
+    if int(null_repeats_n) < 1:
+        problems.append(f"c2st_null_repeats = {null_repeats_n} (allowed: >= 1)")
+    for name, cutoffs in (("c2st_sweep_lowpass", sweep_lowpass), ("c2st_sweep_highpass", sweep_highpass)):
+        bad = [c for c in (cutoffs or []) if not 0.0 < float(c) < 0.5]
+        if bad:
+            problems.append(f"{name} = {list(cutoffs)}: {bad} outside (0, 0.5) (fractions of the sampling "
+                            "frequency; 0.5 is Nyquist)")
+    if sweep_lowpass or sweep_highpass:
+        if int(sweep_folds) < 2:
+            problems.append(f"c2st_sweep_folds = {sweep_folds} (allowed: >= 2)")
+        elif int(sweep_max_per_set) < 2 * int(sweep_folds):
+            problems.append(f"c2st_sweep_max_per_set = {sweep_max_per_set} (allowed: >= {2 * int(sweep_folds)}, "
+                            f"2 patches per fold and set with {sweep_folds} folds)")
+    if problems:
+        raise FeatureSpaceError("C2ST settings out of range: " + "; ".join(problems))
+
+
 def run_c2st_study(sample: GroupSample, config: ObserverConfig | None = None, seed: int = 0,
                    n_permutations: int = 1000, sweep_lowpass: list[float] | None = None,
                    sweep_highpass: list[float] | None = None, sweep_max_per_set: int = 100,
@@ -307,8 +355,8 @@ def run_c2st_study(sample: GroupSample, config: ObserverConfig | None = None, se
     Lopez-Paz & Oquab, ICLR 2017; Kim, Ramdas, Singh & Wasserman, Ann. Statist. 2021.
     """
     config = config or ObserverConfig()
-    if int(null_repeats_n) < 1:
-        raise FeatureSpaceError(f"C2ST: null_repeats_n = {null_repeats_n} must be >= 1")
+    check_parameters(n_permutations, null_repeats_n, sweep_lowpass, sweep_highpass, sweep_max_per_set,
+                     config.n_folds if sweep_folds is None else sweep_folds)
     lesion, normal = sample.of("lesion"), sample.of("normal")
     images = np.asarray(sample.patch_ids if images is None else images).astype(str)
     img_lesion, img_normal = images[sample.groups == "lesion"], images[sample.groups == "normal"]
@@ -318,32 +366,46 @@ def run_c2st_study(sample: GroupSample, config: ObserverConfig | None = None, se
         by_generator[name] = c2st(lesion, sample.of("synthetic", name), name, names=("real", name),
                                   config=config, seed=seed, n_permutations=n_permutations, saliency=True,
                                   progress=progress, groups_first=img_lesion, groups_second=img_syn)
+    notes: list[str] = []
     null_splits, null_repeats = [], []
-    for r in range(null_repeats_n):
-        half_a, half_b = null_halves(len(lesion), seed, r)
-        null_splits.append((half_a, half_b))
-        null_repeats.append(c2st(lesion[half_a], lesion[half_b], NULL if r == 0 else f"{NULL}-{r}",
-                                 names=("real half A", "real half B"), config=config, seed=seed,
-                                 n_permutations=n_permutations, progress=progress, groups_first=img_lesion[half_a],
-                                 groups_second=img_lesion[half_b]))
-    null = combine_repeats(null_repeats, NULL, seed)
+    try:
+        for r in range(null_repeats_n):
+            half_a, half_b = null_halves(len(lesion), seed, r)
+            null_repeats.append(c2st(lesion[half_a], lesion[half_b], NULL if r == 0 else f"{NULL}-{r}",
+                                     names=("real half A", "real half B"), config=config, seed=seed,
+                                     n_permutations=n_permutations, progress=progress,
+                                     groups_first=img_lesion[half_a], groups_second=img_lesion[half_b]))
+            null_splits.append((half_a, half_b))
+        null = combine_repeats(null_repeats, NULL, seed)
+    except FeatureSpaceError as exc:
+        null, null_splits, null_repeats = None, [], []
+        notes.append(f"null control not run: {exc}")
     # the positive control at the null control's size, so the two controls are read alike
-    pos_l = _subsample(len(lesion), len(half_a), seed, "positive-lesion")
-    pos_n = _subsample(len(normal), len(half_a), seed, "positive-normal")
-    positive = c2st(lesion[pos_l], normal[pos_n], POSITIVE, names=("real lesion", "normal tissue"), config=config,
-                    seed=seed, n_permutations=n_permutations, progress=progress, groups_first=img_lesion[pos_l],
-                    groups_second=img_normal[pos_n])
+    n_ctrl = len(lesion) // 2
+    pos_l = _subsample(len(lesion), n_ctrl, seed, "positive-lesion")
+    pos_n = _subsample(len(normal), n_ctrl, seed, "positive-normal")
+    try:
+        positive = c2st(lesion[pos_l], normal[pos_n], POSITIVE, names=("real lesion", "normal tissue"),
+                        config=config, seed=seed, n_permutations=n_permutations, progress=progress,
+                        groups_first=img_lesion[pos_l], groups_second=img_normal[pos_n])
+    except FeatureSpaceError as exc:
+        positive = None
+        notes.append(f"positive control not run: {exc}")
     sweep, sweep_results, sweep_generator = pd.DataFrame(), [], None
     if sweep_lowpass or sweep_highpass:
         sweep_generator = sample.generator_names()[0]
         sweep_config = config if sweep_folds is None else replace(config, n_folds=int(sweep_folds))
-        sweep, sweep_results = frequency_sweep(lesion, sample.of("synthetic", sweep_generator),
-                                               list(sweep_lowpass or []), list(sweep_highpass or []), sweep_config,
-                                               seed=seed, max_per_set=sweep_max_per_set,
-                                               n_permutations=n_permutations, progress=progress,
-                                               groups_real=img_lesion)
+        try:
+            sweep, sweep_results = frequency_sweep(lesion, sample.of("synthetic", sweep_generator),
+                                                   list(sweep_lowpass or []), list(sweep_highpass or []), sweep_config,
+                                                   seed=seed, max_per_set=sweep_max_per_set,
+                                                   n_permutations=n_permutations, progress=progress,
+                                                   groups_real=img_lesion)
+        except FeatureSpaceError as exc:
+            sweep, sweep_results, sweep_generator = pd.DataFrame(), [], None
+            notes.append(f"frequency sweep not run: {exc}")
     return C2STStudy(by_generator=by_generator, null=null, positive=positive, sweep=sweep,
                      sweep_generator=sweep_generator, null_splits=null_splits, null_repeats=null_repeats,
-                     positive_rows=(pos_l, pos_n),
+                     positive_rows=(pos_l, pos_n), notes=notes,
                      config=config,
                      sweep_results=sweep_results)

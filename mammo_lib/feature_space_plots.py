@@ -353,7 +353,7 @@ C2ST_METRIC = "CNN two-sample test: held-out AUC (strongest)"
 def _c2st_rows(c2st: dict, space: str) -> list[dict]:
     """Forest rows of the CNN two-sample test: each generator's AUC, the null control as its
     real-vs-real yardstick, 0.5 as the value of two samples of one distribution."""
-    null = c2st["controls"]["null"]["auc"]
+    null = (c2st["controls"].get("null") or {}).get("auc") or {"value": None, "ci_low": None, "ci_high": None}
     return [{"feature_space": space, "generator": gen, "metric": C2ST_METRIC, "value": _number(r["auc"]["value"]),
              "ci_low": _number(r["auc"]["ci_low"]), "ci_high": _number(r["auc"]["ci_high"]), "ideal": 0.5,
              "yardstick": _number(null["value"]), "yardstick_low": _number(null["ci_low"]),

@@ -1,7 +1,8 @@
 """Stage 04's CNN machine reader, ``machine-cnn``: stage 03's two-sample-test network as a reader.
 
-The network and training recipe are those of the classifier two-sample test of stage 03
-(:class:`mammo_lib.c2st.ObserverConfig`; Lopez-Paz & Oquab, "Revisiting classifier two-sample
+The network and training recipe are the defaults of the classifier two-sample test of stage 03
+(:class:`mammo_lib.c2st.ObserverConfig`; stage 03's ``c2st_*`` parameters do not reach it, notebook
+04's ``cnn_epochs`` and ``cnn_max_cpu_seconds`` do; Lopez-Paz & Oquab, "Revisiting classifier two-sample
 tests", ICLR 2017): a small CNN trained from random weights to tell real lesion patches from
 one generator's patches. As a reader it is trained ONCE per generator, on the case set's
 held-out patches only (``key/held_out.csv``: never a case or practice patch), with equal numbers

@@ -21,9 +21,10 @@ from typing import Any
 import pandas as pd
 
 from mammo_lib.fileio import read_json_or_empty
+from mammo_lib.machine_observer import machine_reader_id
 
 #: the reader id of stage 04's CNN machine reader (shown beside the humans)
-CNN_READER = "machine-cnn"
+CNN_READER = "machine-cnn"  # stage 04's C2ST reader (machine_cnn.CNN_OBSERVER)
 #: a 1-NN accuracy this close to 0.5 reads as "no difference" (the weak measure's verdict)
 ONE_NN_NEAR = 0.1
 NOT_RUN = ("The CNN two-sample test was not run in this run (it came with a later version of stage 03, or "
@@ -92,6 +93,7 @@ def control_alarms(c2st: dict) -> list[str]:
                    f"lesions) gave AUC {auc_text(controls.get('null') or {})} where it must be about 0.5 (its "
                    f"interval excludes 0.5 or it exceeds {c2st.get('null_auc_limit', 0.6)}), so its AUCs "
                    "cannot be taken at face value on this data.")
+    out += [f"Not run on this data: {note}" for note in c2st.get("notes") or []]
     if c2st.get("sensitive") is False:
         out.append("The observer is too weak on this data: the positive control (real lesions against normal "
                    f"tissue) gave AUC {auc_text(controls.get('positive') or {})}, below "
@@ -145,8 +147,9 @@ def readers_beside(run_dir: Path, c2st: dict) -> pd.DataFrame:
                      "what it rated": f"{test.get('n_per_set')} real and {test.get('n_per_set')} synthetic "
                                       "patches, each scored held-out",
                      "AUC": _num((test.get("auc") or {}).get("value")), "95% CI": _ci(test.get("auc"))})
+        cnn_reader = machine_reader_id(CNN_READER, gen, generators)  # machine-cnn-<gen> with several
         for reader, st in (blocks.get(gen) or {}).items():
-            if st.get("reader_kind") != "human" and reader != CNN_READER:
+            if st.get("reader_kind") != "human" and reader not in (CNN_READER, cnn_reader):
                 continue
             rows.append({"generator": gen, "observer": reader, "kind": st.get("reader_kind"),
                          "what it rated": f"case set of stage 04 ({st.get('n_cases')} cases, six-option scale)",

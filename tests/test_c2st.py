@@ -216,3 +216,45 @@ def test_tsne_readability_rule():
     assert readability(apart, groups, none, "pixels", n_bootstrap=20)["readable"]
     r = readability(mixed, groups, groups != "normal", "pixels", n_bootstrap=20)
     assert not r["readable"] and "cannot judge" in r["sentence"]
+
+
+def test_folds_that_disagree_never_give_a_zero_width_interval():
+    is_second = np.r_[np.zeros(8, bool), np.ones(8, bool)]
+    fold = np.tile([0, 1], 8)
+    score = np.where(fold == 0, is_second, ~is_second).astype(float)  # fold 0 perfect, fold 1 inverted
+    stats = c2st_stats.summarise(score, is_second, fold, 50, 0, 0)
+    assert stats["fold_aucs"] == [1.0, 0.0] and stats["auc"] == 0.5
+    assert stats["auc_se"] == pytest.approx(0.5) and stats["auc_ci_low"] == 0.0 and stats["auc_ci_high"] == 1.0
+
+
+def test_controls_too_small_to_run_are_noted_and_the_generator_test_still_runs():
+    g = demo_groups(40, size=32, seed=5)
+    sample = sample_groups({"lesion": g["lesion"][:7], "synthetic": g["synthetic"], "normal": g["normal"]},
+                           n_per_group=40, seed=0)
+    st = c2st_study.run_c2st_study(sample, c2st.ObserverConfig(widths=(8, 16), epochs=2, n_folds=2),
+                                   n_permutations=20)
+    assert st.null is None and st.calibrated() is None and st.positive is None
+    assert any("null control not run" in n and "null-control" in n for n in st.notes)
+    assert st.by_generator["synthetic"].n_per_set == 7
+    rec = c2st_records.c2st_record(st, sample)
+    json.dumps(rec)
+    assert rec["controls"] == {"null": None, "positive": None} and rec["calibrated"] is None
+    assert "calibration is unknown" in rec["by_generator"]["synthetic"]["verdict"]
+    assert "Null control not run" in rec["controls_text"]
+    assert len(c2st_figures.plot_c2st_verdict(st).axes[0].get_yticklabels()) == 1
+    matplotlib.pyplot.close("all")
+
+
+def test_settings_are_checked_before_any_network_trains(groups):
+    sample = sample_groups({"lesion": groups["lesion"], "synthetic": groups["synthetic"], "normal": groups["normal"]},
+                           n_per_group=60, seed=0)
+    with pytest.raises(FeatureSpaceError, match=r"c2st_sweep_lowpass = \[0.7\]"):
+        c2st_study.run_c2st_study(sample, FAST, sweep_lowpass=[0.7])
+    with pytest.raises(FeatureSpaceError, match="c2st_sweep_max_per_set = 1"):
+        c2st_study.run_c2st_study(sample, FAST, sweep_highpass=[0.1], sweep_max_per_set=1)
+    with pytest.raises(FeatureSpaceError, match="c2st_null_repeats = 0"):
+        c2st_study.run_c2st_study(sample, FAST, null_repeats_n=0)
+    with pytest.raises(FeatureSpaceError, match=r"too small for the observer's 6 blocks.*c2st_widths"):
+        c2st.c2st(groups["lesion"], groups["synthetic"], "deep", config=c2st.ObserverConfig(widths=(4,) * 6))
+    with pytest.raises(FeatureSpaceError, match="c2st_epochs"):
+        c2st.ObserverConfig(epochs=0)

@@ -339,3 +339,20 @@ def test_headline_results_of_stage_03_carry_the_c2st_and_its_controls(uncalibrat
     assert got["calibrated"] is False and got["ci_low"] > 0.5
     old = _write_run(tmp_path / "old", None, {}, pixels_readable=None)
     assert "c2st" not in headline_results(old, "03_feature_space")
+
+
+def test_with_several_generators_each_generators_machine_cnn_stands_beside_its_test(tmp_path):
+    from mammo_lib.report_c2st import readers_beside
+
+    test = {"auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}, "n_per_set": 100}
+    c2st = {"by_generator": {"dcgan": test, "mine": test}}
+    readers = {f"machine-cnn-{g}": {"reader_kind": "machine", "auc": 0.9 if g == "dcgan" else 0.7, "n_cases": 40,
+                                    "auc_delong": {"ci_low": 0.8, "ci_high": 1.0}} for g in ("dcgan", "mine")}
+    readers["machine-pixels-dcgan"] = {"reader_kind": "machine", "auc": 0.5, "n_cases": 40}
+    roc = {"by_generator": {g: {"readers": readers} for g in ("dcgan", "mine")}}
+    (tmp_path / "roc").mkdir()
+    (tmp_path / "roc" / "metrics.json").write_text(json.dumps(roc))
+    table = readers_beside(tmp_path, c2st)
+    cnn = table[table["observer"].str.startswith("machine-cnn")]
+    assert cnn[["generator", "observer"]].values.tolist() == [["dcgan", "machine-cnn-dcgan"], ["mine", "machine-cnn-mine"]]
+    assert "machine-pixels-dcgan" not in set(table["observer"])
