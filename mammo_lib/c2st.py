@@ -217,12 +217,11 @@ def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, st
     for groups, arr, which in ((groups_first, first, names[0]), (groups_second, second, names[1])):
         if groups is not None and len(groups) != len(arr):
             raise FeatureSpaceError(f"C2ST {label}: {len(groups)} group names for {len(arr)} {which} patches")
-    smallest = first.shape[1] // config.first_stride // 2 ** len(config.widths)
-    if smallest < 1:
+    if first.shape[1] < config.min_patch_size():
         raise FeatureSpaceError(
             f"C2ST {label}: {first.shape[1]}x{first.shape[1]} patches are too small for the observer's "
             f"{len(config.widths)} blocks (widths {list(config.widths)}, first stride {config.first_stride}), each "
-            f"halving the image: they need at least {config.first_stride * 2 ** len(config.widths)} pixels; give "
+            f"halving the image: they need at least {config.min_patch_size()} pixels; give "
             "fewer widths (c2st_widths) or a first stride of 1")
     warnings = []
     try:

@@ -79,6 +79,11 @@ class ObserverConfig:
                                         f", or notebook 04's cnn_{name} for the machine-cnn reader)")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
+    def min_patch_size(self) -> int:
+        """Smallest patch side the network takes: each block halves it, the first stride too
+        (``first_stride * 2 ** len(widths)``; 32 pixels for the default network)."""
+        return int(self.first_stride) * 2 ** len(self.widths)
+
     def describe(self) -> str:
         """One paragraph a radiologist can read: what the observer is and how it was trained."""
         return (f"The machine observer is a small convolutional neural network ({len(self.widths)} layers of 3x3 "

@@ -79,7 +79,7 @@ def reader_config(epochs: int | None = None, max_cpu_seconds: float | None = Non
 
 
 def min_patch_size(config) -> int:
-    """Smallest patch side the network takes: each block halves it, the first stride too.
+    """Smallest patch side the network takes (:meth:`mammo_lib.c2st.ObserverConfig.min_patch_size`).
 
     Parameters
     ----------
@@ -88,9 +88,8 @@ def min_patch_size(config) -> int:
     Returns
     -------
     int
-        ``first_stride * 2 ** len(widths)`` (32 for the default network).
     """
-    return int(config.first_stride) * 2 ** len(config.widths)
+    return config.min_patch_size()
 
 
 def balanced_rows(n_real: int, n_synthetic: int, generator: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
