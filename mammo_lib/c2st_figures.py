@@ -137,14 +137,14 @@ def plot_saliency(result: C2STResult, smooth_px: float = 3.0):
         raise ValueError(f"C2ST {result.label} was run without saliency=True: no map to draw")
     fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.9))
     axes[0].imshow(result.mean_image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    axes[0].set_title(f"mean of {result.is_second.sum()} {result.names[1]} patches (grey scale as the patches)",
+    axes[0].set_title(f"mean of {result.is_second.sum()} {result.names[1]} patches\n(grey scale as the patches)",
                       fontsize=9)
     from skimage.filters import gaussian
 
     sal = gaussian(result.saliency, sigma=smooth_px, mode="nearest") if smooth_px > 0 else result.saliency
     sal = sal / max(float(sal.max()), 1e-12)
     im = axes[1].imshow(sal, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-    axes[1].set_title(f"observer's saliency (mean |gradient|, Gaussian {smooth_px:g} px, max = 1)", fontsize=9)
+    axes[1].set_title(f"observer's saliency: mean |gradient|\n(Gaussian {smooth_px:g} px, max = 1)", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
