@@ -153,7 +153,8 @@ def c2st_record(study: C2STStudy, sample: GroupSample) -> dict:
                  "filter": "Butterworth, order 2 (scikit-image), cut-off as a fraction of the sampling frequency"}
     observer = {**asdict(study.config), "widths": list(study.config.widths)}
     null = None if study.null is None else {**study.null.record(), "repeats": len(study.null_repeats),
-                                            "repeat_aucs": [r.auc for r in study.null_repeats]}
+                                            "repeat_aucs": [r.auc for r in study.null_repeats],
+                                            "repeat_p_values": [r.p_value for r in study.null_repeats]}
     return {"observer": {**observer, "description": study.config.describe()},
             "by_generator": by_generator,
             "controls": {"null": null,
