@@ -38,10 +38,10 @@ def verdict_sentence(result: C2STResult, calibrated: bool | None = True, sensiti
     """
     gen = result.names[1]
     if result.degenerate():
-        ci = (f"held-out AUC {result.auc:.2f}, every fold separated perfectly so the DeLong interval has zero "
+        ci = (f"held-out AUC {result.auc:.3f}, every fold separated perfectly so the DeLong interval has zero "
               f"width; permutation {_p_text(result.p_value)}")
     else:
-        ci = (f"held-out AUC {result.auc:.2f}, 95% CI {result.auc_ci_low:.2f}-{result.auc_ci_high:.2f}, "
+        ci = (f"held-out AUC {result.auc:.3f}, 95% CI {result.auc_ci_low:.3f}-{result.auc_ci_high:.3f}, "
               f"permutation {_p_text(result.p_value)}")
     told_apart = result.auc_ci_low > 0.5 or (result.degenerate() and result.auc > 0.5)
     if told_apart:
