@@ -15,12 +15,29 @@ work (``True``/``true``, ``None``/``null``, ``[1, 2]``/``['a']``), a string-type
 the text as typed (a folder named ``2016`` stays the string ``"2016"``), an ``int`` is accepted
 where a ``float`` is declared, and a value that fits none of the declared types is a
 :class:`ParameterError` naming the parameter, the types and the value.
+
+A number's allowed values are declared once, next to it: the comment of a numeric parameter
+starts with an interval in mathematical notation, then its help text::
+
+    n_per_group = 500  # [1, inf) the paper: 500 patches per group
+    lr_g = 0.0002  # (0, inf)
+    time_budget_s = 900  # (0, inf) stop cleanly ... (None: no limit)
+    c2st_sweep_lowpass = [0.03, 0.1]  # (0, 0.5) frequency sweep: low-pass cut-offs
+
+``[``/``]`` include a bound, ``(``/``)`` exclude it; bounds are plain numbers (``1``, ``0.5``,
+``1e-3``, ``4294967295``) or ``inf``/``-inf`` (always with an exclusive bracket). Whether a value
+must be an integer comes from the parameter's type; the interval only gives bounds, to every
+element of a list of numbers. None, where the type allows it, is not checked against the
+interval. :func:`check_values` reports every value outside its interval; a malformed interval
+(``[5, 1]``, ``[a, b)``, ``[0, inf]``) is a :class:`ParameterError` from :func:`parameter_specs`
+naming the notebook and the parameter.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +58,117 @@ class ParameterError(ValueError):
     """A parameter value does not fit the parameter's type, or the parameter is unknown."""
 
 
+#: an interval at the start of a parameter's comment: a bracket, two bounds without spaces in
+#: them, a bracket (what the bounds say is checked by :func:`parse_range`)
+_INTERVAL = re.compile(r"^(?P<open>[\[(])\s*(?P<low>[^\s,\[\]()]+)\s*,\s*(?P<high>[^\s,\[\]()]+)\s*"
+                       r"(?P<close>[\])])(?=\s|$)")
+_NUMBER = re.compile(r"^[+-]?(?:inf|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def _bound_text(bound: int | float) -> str:
+    if isinstance(bound, float) and math.isinf(bound):
+        return "inf" if bound > 0 else "-inf"
+    return repr(bound)
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """An interval of allowed values, as written at the start of a parameter's comment.
+
+    Attributes
+    ----------
+    low, high : int or float
+        The bounds (``-inf``/``inf`` for none); ``low <= high``.
+    low_inclusive, high_inclusive : bool
+        Whether ``low`` / ``high`` itself is allowed (``[``/``]``) or not (``(``/``)``).
+    """
+
+    low: int | float
+    high: int | float
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def __str__(self) -> str:
+        return (("[" if self.low_inclusive else "(") + f"{_bound_text(self.low)}, {_bound_text(self.high)}"
+                + ("]" if self.high_inclusive else ")"))
+
+    def contains(self, value: int | float) -> bool:
+        """Whether a number lies in the interval (NaN never does).
+
+        Parameters
+        ----------
+        value : int or float
+
+        Returns
+        -------
+        bool
+        """
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        above = value >= self.low if self.low_inclusive else value > self.low
+        below = value <= self.high if self.high_inclusive else value < self.high
+        return bool(above and below)
+
+    def describe(self, integer: bool = False) -> str:
+        """The interval as a user reads it, e.g. ``'an integer in [1, inf)'``.
+
+        Parameters
+        ----------
+        integer : bool
+            Say "an integer" rather than "a number".
+
+        Returns
+        -------
+        str
+        """
+        return f"{'an integer' if integer else 'a number'} in {self}"
+
+
+def parse_range(help_text: str) -> tuple[ValueRange | None, str]:
+    """Split a parameter's comment into its leading interval and the rest.
+
+    Parameters
+    ----------
+    help_text : str
+        The comment after the assignment, as papermill reports it (``'[1, inf) the paper: 500'``).
+
+    Returns
+    -------
+    range : ValueRange or None
+        The interval, or None when the comment does not start with one (a bracket, two bounds
+        separated by a comma, a bracket, then a space or the end).
+    help : str
+        The comment after the interval (the whole comment when there is none).
+
+    Raises
+    ------
+    ParameterError
+        When the comment starts with an interval that is malformed: a bound that is not a plain
+        number or ``inf``/``-inf`` (``[a, b)``, ``[0, 2**32)``), ``inf`` at an inclusive bracket,
+        a lower bound above the upper one (``[5, 1]``), or an empty interval (``[1, 1)``).
+    """
+    text = (help_text or "").strip()
+    match = _INTERVAL.match(text)
+    if match is None:
+        return None, text
+    written = match.group(0)
+    bounds = []
+    for which in ("low", "high"):
+        token = match.group(which)
+        if not _NUMBER.match(token):
+            raise ParameterError(f"range {written}: the {which} bound {token!r} is not a number "
+                                 "(write plain numbers such as 1, 0.5, 4294967295, or inf / -inf)")
+        bounds.append(int(token) if _INTEGER.match(token) else float(token))
+    low, high = bounds
+    low_inclusive, high_inclusive = match.group("open") == "[", match.group("close") == "]"
+    if (math.isinf(low) and low_inclusive) or (math.isinf(high) and high_inclusive):
+        raise ParameterError(f"range {written}: an infinite bound is never reached; write it with ( or )")
+    if low > high or (low == high and not (low_inclusive and high_inclusive)):
+        raise ParameterError(f"range {written}: no value lies in it (the lower bound must be below the upper one)")
+    return ValueRange(low, high, low_inclusive, high_inclusive), text[match.end():].strip()
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """One declared parameter of one notebook.
@@ -55,19 +183,46 @@ class ParameterSpec:
     default : Any
         The value in the notebook's ``parameters`` cell (``None`` when it is not a literal).
     help : str
-        The comment after the assignment.
+        The comment after the assignment, without its leading interval.
+    range : ValueRange or None
+        The allowed values of a number, or of each element of a list of numbers: the interval
+        the comment starts with (None: no range declared).
+    item_types : frozenset of str
+        For a list parameter: the type names (``int``, ``float``) of the elements its default and
+        profiles hold; ``{"int"}`` makes :func:`check_values` require integer elements.
     """
 
     name: str
     types: frozenset[str]
     default: Any
     help: str = ""
+    range: ValueRange | None = None
+    item_types: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         """The types as a user reads them, e.g. ``'list or None'``."""
         if not self.types:
             return "any JSON value"
         return " or ".join(sorted(self.types, key=lambda t: (t == "None", t)))
+
+    def describe_range(self) -> str:
+        """The allowed values as a user reads them, e.g. ``'an integer in [1, inf)'``,
+        ``'a number in (0, inf), or None'``, ``'a list of numbers, each in (0, 0.5)'``;
+        "" when no range is declared."""
+        if self.range is None:
+            return ""
+        if self._is_list():
+            kind = "integers" if self.item_types == {"int"} else "numbers"
+            text = f"a list of {kind}, each in {self.range}"
+        else:
+            text = self.range.describe(integer=self._integer_only())
+        return text + (", or None" if "None" in self.types else "")
+
+    def _is_list(self) -> bool:
+        return "list" in self.types and not self.types & {"int", "float"}
+
+    def _integer_only(self) -> bool:
+        return "int" in self.types and "float" not in self.types
 
 
 def type_names_of_annotation(annotation: str) -> frozenset[str]:
@@ -174,19 +329,117 @@ def parameter_specs(notebook: str | Path, profile_values: list[dict] | None = No
     Raises
     ------
     ParameterError
-        As :func:`inspect_parameters`.
+        As :func:`inspect_parameters`; or when a comment starts with a malformed interval, or an
+        interval stands before a parameter that is neither a number nor a list (the message names
+        the notebook and the parameter).
     """
     specs = {}
+    where = Path(notebook).name
     for name, info in inspect_parameters(notebook).items():
         ok, default = _literal(info.get("default") or "")
+        values = ([default] if ok else []) + [p[name] for p in profile_values or [] if name in p]
         types = set(type_names_of_annotation(info.get("inferred_type_name") or ""))
         if not types:
-            values = ([default] if ok else []) + [p[name] for p in profile_values or [] if name in p]
             types = {t for t in map(type_name_of_value, values) if t is not None}
             if types == {"None"}:
                 types = set()  # only ever None: nothing to say about the type
-        specs[name] = ParameterSpec(name, frozenset(types), default if ok else None, info.get("help") or "")
+        items = {type_name_of_value(x) for v in values if isinstance(v, list | tuple) for x in v}
+        try:
+            value_range, help_text = _declared_range(info.get("help") or "", types)
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: parameter {name}: {exc}") from None
+        specs[name] = ParameterSpec(name, frozenset(types), default if ok else None, help_text,
+                                    range=value_range,
+                                    item_types=frozenset(items) if items <= {"int", "float"} else frozenset())
     return specs
+
+
+def _declared_range(help_text: str, types: set[str]) -> tuple[ValueRange | None, str]:
+    """:func:`parse_range` of a parameter's comment, for a parameter of these types. A parameter
+    that is no number (a string, a flag) may start its comment with bracketed words, but not with
+    a well-formed interval: that is a mistake."""
+    numeric = not types or bool(types & {"int", "float", "list"})
+    try:
+        value_range, rest = parse_range(help_text)
+    except ParameterError:
+        if numeric:
+            raise
+        return None, help_text.strip()
+    if value_range is not None and not numeric:
+        raise ParameterError(f"range {value_range} on a parameter of type {' or '.join(sorted(types))}: "
+                             "only numbers and lists of numbers take a range")
+    return value_range, rest
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _range_problem(spec: ParameterSpec, value: Any) -> str | None:
+    """Why a value is outside the spec's range (None: it is inside, or nothing is declared)."""
+    rng = spec.range
+    if rng is None or (value is None and ("None" in spec.types or not spec.types)):
+        return None  # None is the type's business (no types: a default that is not a literal)
+    if spec._is_list():
+        if not isinstance(value, list | tuple):
+            return f"{spec.name} must be {spec.describe_range()}, not {type(value).__name__}"
+        integer = spec.item_types == {"int"}
+        bad = [x for x in value
+               if not _is_number(x) or (integer and not isinstance(x, int)) or not rng.contains(x)]
+        if bad:
+            return (f"each element of {spec.name} must be {rng.describe(integer)}; "
+                    f"{', '.join(_show(x) for x in bad)} {'is' if len(bad) == 1 else 'are'} not")
+        return None
+    if not _is_number(value) or (spec._integer_only() and not isinstance(value, int)) \
+            or not rng.contains(value):
+        return f"{spec.name} must be {spec.describe_range()}"
+    return None
+
+
+def check_values(specs: dict[str, ParameterSpec], values: dict, where: str,
+                 origins: dict[str, str] | None = None) -> list[str]:
+    """Every value outside its parameter's declared range, as one sentence each.
+
+    Parameters
+    ----------
+    specs : dict of str to ParameterSpec
+        One notebook's parameters (:func:`parameter_specs`).
+    values : dict
+        ``{name: value}``, values already typed (after :func:`convert_value`, or from a profile or
+        a ``--params-file``), e.g. every value a notebook will use. Names the notebook does not
+        declare, and parameters without a range, are not checked here.
+    where : str
+        Where the values go or come from, in parentheses at the end of each sentence: the
+        notebook's file name (``'03_feature_space.ipynb'``); "" for none.
+    origins : dict of str to str, optional
+        How each value was given, at the start of its sentence: ``{"n_per_group": "-p"}``,
+        ``"profile smoke"``, ``"--params-file x.json"``; names left out start with the name.
+
+    Returns
+    -------
+    list of str
+        One sentence per value out of range, in the order of ``values``, naming the parameter,
+        the value, the allowed values and where from, e.g. ``'-p n_per_group=-5: n_per_group
+        must be an integer in [1, inf) (03_feature_space.ipynb)'``; empty when every value is in
+        range. NaN is never in range, a boolean is not a number, and a float where the parameter
+        is an integer, or None where its type does not allow it, is out of range too.
+    """
+    problems = []
+    for name, value in values.items():
+        spec = specs.get(name)
+        problem = _range_problem(spec, value) if spec is not None else None
+        if problem:
+            origin = (origins or {}).get(name)
+            problems.append(f"{origin + ' ' if origin else ''}{name}={_show(value)}: {problem}"
+                            + (f" ({where})" if where else ""))
+    return problems
 
 
 def _fits(value: Any, types: frozenset[str]) -> bool:

@@ -1,0 +1,260 @@
+"""Value ranges of the notebooks' numeric parameters: declared once, at the start of the
+parameter's comment in the cell tagged ``parameters`` (``n_per_group = 500  # [1, inf) ...``),
+read through papermill's inspection of the real notebooks, and checked by
+:func:`mammo_lib.parameters.check_values` before a study starts."""
+
+import ast
+import math
+import shutil
+
+import nbformat
+import pytest
+
+from mammo_lib.parameters import (
+    ParameterError,
+    ParameterSpec,
+    ValueRange,
+    check_values,
+    convert_value,
+    parameter_specs,
+    parse_range,
+)
+from mammo_lib.runner import PROFILES, _profiles_table, discover_notebooks, profile_parameters
+
+NOTEBOOKS = discover_notebooks()
+STEMS = [nb.stem for nb in NOTEBOOKS]
+
+
+@pytest.fixture(scope="module")
+def specs():
+    """{stem: specs} of the five committed notebooks, typed with their profiles as the runner does."""
+    return {nb.stem: parameter_specs(nb, list(_profiles_table(nb).values())) for nb in NOTEBOOKS}
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _numeric(value) -> bool:
+    """A number, or a non-empty list of numbers."""
+    if isinstance(value, list):
+        return bool(value) and all(map(_is_number, value))
+    return _is_number(value)
+
+
+def _assigned(nb_path) -> dict:
+    """Every name the parameters cell assigns, with its value (read by ast, not by papermill)."""
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    out = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            out[target.id] = ast.literal_eval(node.value)
+    return out
+
+
+def _copy_with(tmp_path, stem, old, new):
+    """A copy of a committed notebook whose parameters cell has ``old`` replaced by ``new``."""
+    src = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    nb = nbformat.read(dst, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert old in cell.source
+    cell.source = cell.source.replace(old, new, 1)
+    nbformat.write(nb, dst)
+    return dst
+
+
+def _notebook(path, source):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the committed notebooks
+
+
+def test_five_notebooks():
+    assert STEMS == ["01_extract_patches", "02_train_dcgan", "03_feature_space", "04_reader_study",
+                     "05_roc_analysis"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_numeric_parameter_declares_a_range(specs, stem):
+    path = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+    profiles = _profiles_table(path)
+    assigned = _assigned(path)
+    numeric = sorted(name for name, default in assigned.items()
+                     if _numeric(default) or any(_numeric(p.get(name)) for p in profiles.values()))
+    assert "seed" in numeric
+    unseen = [name for name in assigned if name not in specs[stem]]
+    assert not unseen, f"{stem}: papermill does not see {unseen} (a second '=' on the line?)"
+    missing = [name for name in numeric if specs[stem][name].range is None]
+    assert not missing, f"{stem}: no range at the start of the comment of {missing}"
+    ranged = sorted(name for name, spec in specs[stem].items() if spec.range is not None)
+    assert ranged == numeric, f"{stem}: a range on a parameter that is not a number: {set(ranged) - set(numeric)}"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_seed_is_numpys_seed_range_in_every_notebook(specs, stem):
+    assert specs[stem]["seed"].range == ValueRange(0, 2**32 - 1, True, True)
+    assert specs[stem]["seed"].describe_range() == "an integer in [0, 4294967295]"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_the_range_is_not_part_of_the_help_text(specs, stem):
+    for spec in specs[stem].values():
+        assert parse_range(spec.help)[0] is None, (spec.name, spec.help)
+    if stem == "03_feature_space":
+        assert specs[stem]["n_per_group"].help == "the paper: 500 patches per group"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_defaults_and_every_profile_lie_in_their_ranges(specs, stem):
+    path = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+    defaults = {name: spec.default for name, spec in specs[stem].items()}
+    assert check_values(specs[stem], defaults, path.name) == []
+    checked = 0
+    for profile in PROFILES:
+        values = profile_parameters(path, profile)
+        assert check_values(specs[stem], {**defaults, **values}, path.name) == []
+        checked += sum(specs[stem][name].range is not None for name in values)
+    assert checked > 0, f"{stem}: no profile value has a range to be checked against"
+
+
+def test_ranges_read_from_the_code_of_each_stage(specs):
+    """A few ranges that the library's own checks fix (t-SNE's early exaggeration, the C2ST's
+    cut-offs below Nyquist, stride 1 or 2, numpy's seed)."""
+    want = {
+        ("03_feature_space", "n_iter"): "[250, inf)",
+        ("03_feature_space", "perplexity"): "(0, inf)",
+        ("03_feature_space", "c2st_folds"): "[2, inf)",
+        ("03_feature_space", "c2st_null_repeats"): "[1, inf)",
+        ("03_feature_space", "c2st_first_stride"): "[1, 2]",
+        ("03_feature_space", "c2st_sweep_lowpass"): "(0, 0.5)",
+        ("02_train_dcgan", "label_smoothing"): "[0, 0.5)",
+        ("02_train_dcgan", "ema_decay"): "[0, 1)",
+        ("04_reader_study", "n_practice"): "[0, inf)",
+        ("04_reader_study", "display_scale"): "[1, 16]",
+        ("05_roc_analysis", "n_bootstrap"): "[1, inf)",
+    }
+    got = {key: str(specs[key[0]][key[1]].range) for key in want}
+    assert got == want
+
+
+# ----------------------------------------------------------------------------- out-of-range values
+
+
+def test_a_negative_count_names_parameter_value_range_and_notebook(specs):
+    s = specs["03_feature_space"]
+    value = convert_value(s["n_per_group"], "-5")  # as the runner converts -p n_per_group=-5
+    assert check_values(s, {"n_per_group": value}, "03_feature_space.ipynb", origins={"n_per_group": "-p"}) == [
+        "-p n_per_group=-5: n_per_group must be an integer in [1, inf) (03_feature_space.ipynb)"]
+    assert check_values(s, {"n_per_group": value}, "03_feature_space.ipynb") == [  # origin not known
+        "n_per_group=-5: n_per_group must be an integer in [1, inf) (03_feature_space.ipynb)"]
+    assert check_values(s, {"n_per_group": 1}, "03_feature_space.ipynb") == []
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_seed_out_of_numpys_range(specs, stem):
+    s = specs[stem]
+    assert check_values(s, {"seed": -1}, f"{stem}.ipynb", origins={"seed": "--seed"}) == [
+        f"--seed seed=-1: seed must be an integer in [0, 4294967295] ({stem}.ipynb)"]
+    assert len(check_values(s, {"seed": 2**32}, "")) == 1
+    assert check_values(s, {"seed": 0}, "") == check_values(s, {"seed": 2**32 - 1}, "") == []
+
+
+def test_zero_at_an_exclusive_bound(specs):
+    s3, s2 = specs["03_feature_space"], specs["02_train_dcgan"]
+    assert check_values(s3, {"perplexity": 0.0}, "03_feature_space.ipynb", {"perplexity": "profile smoke"}) == [
+        "profile smoke perplexity=0.0: perplexity must be a number in (0, inf) (03_feature_space.ipynb)"]
+    assert check_values(s2, {"lr_g": 0.0}, "02_train_dcgan.ipynb", {"lr_g": "-p"}) == [
+        "-p lr_g=0.0: lr_g must be a number in (0, inf) (02_train_dcgan.ipynb)"]
+    assert check_values(s2, {"time_budget_s": 0}, "") == [
+        "time_budget_s=0: time_budget_s must be an integer in (0, inf), or None"]
+    assert check_values(s2, {"time_budget_s": None, "lr_g": 1e-9}, "") == []  # None: by the type
+    assert len(check_values(s2, {"label_smoothing": 0.5}, "")) == 1  # [0, 0.5)
+    assert check_values(s2, {"label_smoothing": 0.0}, "") == []
+
+
+def test_an_element_of_a_list_out_of_range(specs):
+    s = specs["03_feature_space"]
+    assert check_values(s, {"c2st_widths": [16, 0, 64]}, "03_feature_space.ipynb", {"c2st_widths": "-p"}) == [
+        "-p c2st_widths=[16, 0, 64]: each element of c2st_widths must be an integer in [1, inf); 0 is not "
+        "(03_feature_space.ipynb)"]
+    assert check_values(s, {"c2st_sweep_lowpass": [0.1, 0.5, 0.0]}, "03_feature_space.ipynb") == [
+        "c2st_sweep_lowpass=[0.1, 0.5, 0.0]: each element of c2st_sweep_lowpass must be a number in "
+        "(0, 0.5); 0.5, 0.0 are not (03_feature_space.ipynb)"]
+    assert len(check_values(s, {"c2st_widths": [16, 2.5]}, "")) == 1  # integers only
+    assert len(check_values(s, {"c2st_widths": [16, True]}, "")) == 1
+    assert check_values(s, {"c2st_sweep_highpass": [], "c2st_widths": [4, 8]}, "") == []
+
+
+def test_booleans_nan_inf_and_fractions_are_out_of_range(specs):
+    s3, s4 = specs["03_feature_space"], specs["04_reader_study"]
+    assert len(check_values(s3, {"n_per_group": True}, "")) == 1  # a boolean is not a number
+    assert len(check_values(s3, {"n_per_group": 2.5}, "")) == 1  # an integer parameter
+    assert len(check_values(s3, {"perplexity": math.nan}, "")) == 1
+    assert len(check_values(s3, {"perplexity": math.inf}, "")) == 1  # inf is never inside (.., inf)
+    assert len(check_values(s3, {"perplexity": None}, "")) == 1  # the type does not allow None
+    assert len(check_values(s4, {"display_scale": 17}, "")) == 1
+    assert check_values(s4, {"display_scale": 16, "reader_id": "x", "unknown": -5}, "") == []
+
+
+def test_every_problem_reported_together(specs):
+    problems = check_values(specs["03_feature_space"],
+                            {"n_per_group": -5, "c2st_folds": 1, "n_iter": 100, "k_prdc": 5}, "03_feature_space.ipynb")
+    assert [p.split("=", 1)[0] for p in problems] == ["n_per_group", "c2st_folds", "n_iter"]
+
+
+# ----------------------------------------------------------------------------- malformed intervals
+
+
+@pytest.mark.parametrize("bad", ["[5, 1]", "[a, b)", "[0, 2**32]", "[0, inf]", "[-inf, 0)", "[1, 1)",
+                                 "(0, nan)"])
+def test_a_malformed_interval_names_notebook_and_parameter(tmp_path, bad):
+    nb = _copy_with(tmp_path, "03_feature_space", "# [1, inf) the paper", f"# {bad} the paper")
+    with pytest.raises(ParameterError, match=r"^03_feature_space\.ipynb: parameter n_per_group: range"):
+        parameter_specs(nb)
+
+
+def test_an_interval_on_a_string_parameter_is_a_mistake(tmp_path):
+    nb = _notebook(tmp_path / "01_x.ipynb", 'name = "a"  # [0, 1] text\n')
+    with pytest.raises(ParameterError, match="01_x.ipynb: parameter name: range .0, 1. on a parameter of type str"):
+        parameter_specs(nb)
+
+
+def test_intervals_in_a_new_notebook(tmp_path):
+    nb = _notebook(tmp_path / "01_x.ipynb",
+                   "a = 3  # [0,1] tight spelling\n"
+                   "b = -2.0  # (-inf, 0] negative\n"
+                   "c = [0.001]  # [1e-3, 0.5) each cut-off\n"
+                   "d = 4  # [1, inf\n"  # not closed: no range (the numeric-parameter test catches it)
+                   'e = "x"  # (e.g., x) words in brackets before a string parameter\n'
+                   "f = 5  # no range\n")
+    specs = parameter_specs(nb)
+    assert specs["a"].range == ValueRange(0, 1, True, True) and specs["a"].help == "tight spelling"
+    assert check_values(specs, {"a": 3}, "01_x.ipynb") == ["a=3: a must be an integer in [0, 1] (01_x.ipynb)"]
+    assert specs["b"].range == ValueRange(-math.inf, 0, False, True) and specs["b"].help == "negative"
+    assert specs["c"].range == ValueRange(0.001, 0.5, True, False) and specs["c"].item_types == {"float"}
+    assert specs["d"].range is None and specs["d"].help == "[1, inf"
+    assert specs["e"].range is None and specs["e"].help.startswith("(e.g., x)")
+    assert specs["f"].range is None and check_values(specs, {"f": -1}, "") == []
+
+
+def test_parse_range():
+    assert parse_range("[1, inf) the paper: 500") == (ValueRange(1, math.inf, True, False), "the paper: 500")
+    assert parse_range("(0, 0.5)") == (ValueRange(0, 0.5, False, False), "")
+    assert parse_range("the paper: [1, 2]") == (None, "the paper: [1, 2]")
+    assert parse_range("") == (None, "")
+    assert str(ValueRange(0, math.inf, False, False)) == "(0, inf)"
+    assert ValueRange(0, 1, True, False).describe() == "a number in [0, 1)"
+    assert ParameterSpec("p", frozenset({"list"}), [1], range=ValueRange(1, 2), item_types=frozenset({"int"})
+                         ).describe_range() == "a list of integers, each in [1, 2]"
+    with pytest.raises(ParameterError, match=r"range \[5, 1\]: no value"):
+        parse_range("[5, 1] backwards")
