@@ -16,6 +16,10 @@ import numpy as np
 
 GENERATOR_KINDS = ("dcgan", "folder", "torchscript", "medigan")
 RESCALE_METHODS = ("auto", "minmax")
+#: a TorchScript generator's ``output_range``: the range its float output is expected in
+OUTPUT_RANGES = {"tanh": (-1.0, 1.0), "unit": (0.0, 1.0)}
+#: a TorchScript generator's ``latent_shape``: ``(b, latent_dim, 1, 1)`` or ``(b, latent_dim)``
+LATENT_SHAPES = ("nchw", "flat")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".dcm", ".dicom")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 #: extra manifest columns of an imported synthetic store
@@ -59,7 +63,10 @@ _ALLOWED = {"dcgan": set(), "folder": {"path", "metadata", "resize", "rescale"},
 
 
 def parse_generators(items: list[dict] | None) -> list[GeneratorSpec]:
-    """Validate stage 02's ``generators`` parameter.
+    """Validate the shape of stage 02's ``generators`` parameter (no file is opened).
+
+    :func:`mammo_lib.generator_sources.check_generators` does these checks and also opens every
+    file and folder the items name.
 
     Parameters
     ----------
@@ -75,19 +82,84 @@ def parse_generators(items: list[dict] | None) -> list[GeneratorSpec]:
     ------
     GeneratorError
         For an item that is not a dict, a missing or bad name, a repeated name, an unknown kind,
-        a missing required key, an unknown key, or a non-positive ``n`` / ``latent_dim``; all
-        problems are listed in one message.
+        a missing required key, an unknown key, a non-positive ``n`` / ``latent_dim`` /
+        ``batch_size``, or an option of the wrong type or value (see
+        :func:`parse_generator_items`); all problems are listed in one message.
+    """
+    indexed, problems = parse_generator_items(items)
+    if problems:
+        raise GeneratorError(problem_message(problems))
+    return [spec for _, spec in indexed]
+
+
+def problem_message(problems: list[str]) -> str:
+    """The one message of a :class:`GeneratorError` listing every problem of ``generators``."""
+    return "bad generators parameter:\n  " + "\n  ".join(problems)
+
+
+def item_label(index: int, name: str) -> str:
+    """How messages name an item: ``generators[1] (mine)``."""
+    return f"generators[{index}] ({name or 'unnamed'})"
+
+
+def _option_problems(options: dict[str, Any]) -> list[str]:
+    """Problems of the option values (types and enumerations) of one item, without the item's label."""
+    problems = []
+    for key in ("n", "latent_dim", "batch_size"):
+        if key in options and (not isinstance(options[key], int) or isinstance(options[key], bool)
+                               or not 0 < options[key] <= MAX_PATCHES):
+            problems.append(f"{key} must be a positive integer, got {options[key]!r}")
+    for key in ("path", "metadata", "device"):
+        if key in options and not (isinstance(options[key], str) and options[key].strip()):
+            problems.append(f"{key} must be a non-empty string, got {options[key]!r}")
+    if "model_id" in options and not ((isinstance(options["model_id"], str) and options["model_id"].strip())
+                                      or (isinstance(options["model_id"], int)
+                                          and not isinstance(options["model_id"], bool))):
+        problems.append(f"model_id must be a medigan model id such as \"00002_DCGAN_MMG_MASS_ROI\", "
+                        f"got {options['model_id']!r}")
+    if "resize" in options and not isinstance(options["resize"], bool):
+        problems.append(f"resize must be true or false, got {options['resize']!r}")
+    choices = (("rescale", RESCALE_METHODS), ("output_range", tuple(OUTPUT_RANGES)),
+               ("latent_shape", LATENT_SHAPES))
+    for key, allowed in choices:
+        if key in options and options[key] not in allowed:
+            problems.append(f"{key} must be one of {allowed}, got {options[key]!r}")
+    return problems
+
+
+def parse_generator_items(items: list[dict] | None) -> tuple[list[tuple[int, GeneratorSpec]], list[str]]:
+    """Every shape problem of the ``generators`` parameter, without raising.
+
+    Parameters
+    ----------
+    items : list of dict or None
+        The ``generators`` parameter; None or empty means the paper's one DCGAN.
+
+    Returns
+    -------
+    indexed : list of (int, GeneratorSpec)
+        The items that could be read as a spec (a dict of a known kind), with their index in
+        ``items``; an item with a problem of its keys or values is among them.
+    problems : list of str
+        One line per problem, each starting with the item's label (:func:`item_label`): an item
+        that is not a dict, a missing or bad name, a repeated name, an unknown kind, a DCGAN not
+        named ``"dcgan"``, a missing required key, an unknown key, a non-positive ``n`` /
+        ``latent_dim`` / ``batch_size``, a ``path`` / ``metadata`` / ``device`` that is not a
+        non-empty string, a bad ``model_id``, a ``resize`` that is not a boolean, or a
+        ``rescale`` / ``output_range`` / ``latent_shape`` outside its choices.
     """
     if not items:
-        return [GeneratorSpec("dcgan", "dcgan")]
-    problems, specs, seen = [], [], set()
+        return [(0, GeneratorSpec("dcgan", "dcgan"))], []
+    if not isinstance(items, list | tuple):
+        return [], [f"generators must be a list of dicts like [{{\"name\": \"dcgan\", \"kind\": \"dcgan\"}}], "
+                    f"got {items!r}"]
+    problems, indexed, seen = [], [], set()
     for k, item in enumerate(items):
-        where = f"generators[{k}]"
         if not isinstance(item, dict):
-            problems.append(f"{where} must be a dict like {{\"name\": \"mine\", \"kind\": \"folder\", ...}}, got {item!r}")
+            problems.append(f"generators[{k}] must be a dict like {{\"name\": \"mine\", \"kind\": \"folder\", ...}}, got {item!r}")
             continue
         name, kind = str(item.get("name", "")), item.get("kind")
-        where = f"generators[{k}] ({name or 'unnamed'})"
+        where = item_label(k, name)
         if not NAME_PATTERN.match(name):
             problems.append(f"{where}: name must be 1-40 letters, digits, '-' or '_' (it names synthetic/<name>.zarr)")
         elif name in seen:
@@ -105,16 +177,9 @@ def parse_generators(items: list[dict] | None) -> list[GeneratorSpec]:
             problems.append(f"{where}: kind {kind!r} needs {missing}")
         if unknown:
             problems.append(f"{where}: unknown key(s) {unknown} for kind {kind!r} (known: {sorted(_ALLOWED[kind])})")
-        for key in ("n", "latent_dim", "batch_size"):
-            if key in options and (not isinstance(options[key], int) or isinstance(options[key], bool)
-                                   or not 0 < options[key] <= MAX_PATCHES):
-                problems.append(f"{where}: {key} must be a positive integer, got {options[key]!r}")
-        if options.get("rescale", "auto") not in RESCALE_METHODS:
-            problems.append(f"{where}: rescale must be one of {RESCALE_METHODS}")
-        specs.append(GeneratorSpec(name, kind, options))
-    if problems:
-        raise GeneratorError("bad generators parameter:\n  " + "\n  ".join(problems))
-    return specs
+        problems += [f"{where}: {problem}" for problem in _option_problems(options)]
+        indexed.append((k, GeneratorSpec(name, kind, options)))
+    return indexed, problems
 
 
 # ----------------------------------------------------------------------------- the patch contract
