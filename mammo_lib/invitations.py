@@ -6,6 +6,9 @@ The registry is ``<study_root>/access/readers.json`` (``study_root`` = ``<run_di
 beside the case set and never inside it, so copying ``case_set/`` to the serving machine never
 copies it; Voila serves no files. Only the SHA-256 of each token is stored: the token itself is
 printed once, when the reader is added (add the reader again with ``--new-token`` if it is lost).
+A revoked reader stays revoked: ``add`` refuses them unless asked to ``--reinstate`` them, and a
+reinstatement keeps the revocation in the reader's ``history`` (so the registry shows who could
+rate when).
 
 Reader ids are 1-32 letters, digits, '_' or '-', unique regardless of case (``r01`` and ``R01``
 cannot both exist), and ids of machine observers (``machine-*``) are reserved.
@@ -13,12 +16,13 @@ cannot both exist), and ids of machine observers (``machine-*``) are reserved.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammo_lib.fileio import write_json
@@ -68,16 +72,41 @@ def check_new_reader_id(reader_id: str, existing: list[str] = ()) -> str:
 
 @dataclass
 class Reader:
-    """One invited reader as the registry holds it (never the token itself)."""
+    """One invited reader as the registry holds it (never the token itself).
+
+    ``added_at`` is the first invitation; ``history`` lists what happened since, oldest first:
+    ``{"event": "new_token", "at": ...}`` and ``{"event": "reinstated", "at": ..., "revoked_at": ...}``.
+    """
 
     reader_id: str
     token_sha256: str
     added_at: str
     revoked_at: str | None = None
+    history: list[dict] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+def readable_time(stamp: str | None) -> str:
+    """An ISO 8601 UTC stamp of the registry as ``2024-05-01 14:03 UTC`` (unchanged if unparsable).
+
+    Parameters
+    ----------
+    stamp : str or None
+
+    Returns
+    -------
+    str
+    """
+    try:
+        when = _dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp)
+    if when.tzinfo is not None:
+        when = when.astimezone(_dt.UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def load_registry(study_root: str | os.PathLike) -> dict[str, Reader]:
@@ -101,7 +130,8 @@ def load_registry(study_root: str | os.PathLike) -> dict[str, Reader]:
 
 def _save(study_root: str | os.PathLike, readers: dict[str, Reader]) -> None:
     write_json(registry_path(study_root), {"readers": {
-        r.reader_id: {"token_sha256": r.token_sha256, "added_at": r.added_at, "revoked_at": r.revoked_at}
+        r.reader_id: {"token_sha256": r.token_sha256, "added_at": r.added_at, "revoked_at": r.revoked_at,
+                      "history": r.history}
         for r in sorted(readers.values(), key=lambda r: r.reader_id)}})
 
 
@@ -110,7 +140,65 @@ def invitation_link(token: str, host: str = "127.0.0.1", port: int = 8866, schem
     return f"{scheme}://{host}:{port}/?reader={token}"
 
 
-def add_readers(study_root: str | os.PathLike, reader_ids: list[str], new_token: bool = False) -> dict[str, str]:
+def _refusal(readers: dict[str, Reader], rid: str, new_token: bool, reinstate: bool) -> str | None:
+    """Why ``rid`` cannot be (re-)invited as asked, or None if it can."""
+    if rid not in readers:
+        if reinstate:
+            return (f"reader {rid!r} was never invited, so there is nothing to reinstate; "
+                    f"invite them without --reinstate")
+        return None
+    reader = readers[rid]
+    if not reader.active and not reinstate:
+        return (f"reader {rid!r} was revoked on {readable_time(reader.revoked_at)}; to let them rate again "
+                f"run 'mammo-readers add {rid} --reinstate' (a new link; the revocation stays in the registry), "
+                f"or invite them under a new id")
+    if reader.active and reinstate:
+        return (f"reader {rid!r} is not revoked (invited {readable_time(reader.added_at)}); --reinstate is "
+                f"only for revoked readers: use 'mammo-readers add {rid} --new-token' for a new link")
+    if reader.active and not new_token:
+        return (f"reader {rid!r} already has an invitation (since {readable_time(reader.added_at)}); its link "
+                f"was shown only when it was made: run 'mammo-readers add {rid} --new-token' for a new link "
+                f"(the old one stops working)")
+    return None
+
+
+def check_add_request(readers: dict[str, Reader], reader_ids: list[str], new_token: bool = False,
+                      reinstate: bool = False) -> None:
+    """Refuse an ``add`` that cannot be done as a whole (checked before anything is written).
+
+    Parameters
+    ----------
+    readers : dict
+        The registry (:func:`load_registry`).
+    reader_ids : list of str
+        The ids of one command.
+    new_token, reinstate : bool
+        As in :func:`add_readers`.
+
+    Raises
+    ------
+    InvitationError
+        If an id is given twice (also when only upper/lower case differs), is not valid
+        (:func:`check_new_reader_id`), is revoked without ``reinstate``, is active without
+        ``new_token``, or ``reinstate`` names a reader who is not revoked.
+    """
+    seen: dict[str, str] = {}
+    for rid in reader_ids:
+        key = rid.lower() if isinstance(rid, str) else rid
+        if key in seen:
+            also = "" if seen[key] == rid else f" (as {seen[key]!r})"
+            raise InvitationError(f"reader id {rid!r} is given twice in this command{also}; "
+                                  "give each reader once")
+        seen[key] = rid
+    for rid in reader_ids:
+        check_new_reader_id(rid, list(readers))
+        why = _refusal(readers, rid, new_token, reinstate)
+        if why:
+            raise InvitationError(why)
+
+
+def add_readers(study_root: str | os.PathLike, reader_ids: list[str], new_token: bool = False,
+                reinstate: bool = False) -> dict[str, str]:
     """Invite readers: create each with a fresh token and return ``{reader_id: token}``.
 
     Parameters
@@ -119,8 +207,10 @@ def add_readers(study_root: str | os.PathLike, reader_ids: list[str], new_token:
         ``<run_dir>/reader_study``.
     reader_ids : list of str
     new_token : bool
-        Give readers who already exist a new token (the old link stops working); a revoked
-        reader is re-activated this way.
+        Give active readers who already exist a new token (the old link stops working).
+    reinstate : bool
+        Re-activate revoked readers with a new token; the revocation is kept in their history.
+        Only revoked readers may be named then.
 
     Returns
     -------
@@ -130,25 +220,34 @@ def add_readers(study_root: str | os.PathLike, reader_ids: list[str], new_token:
     Raises
     ------
     InvitationError
-        If an id is not valid (:func:`check_new_reader_id`), or exists already without
-        ``new_token``. Nothing is written then.
+        As :func:`check_add_request` says (an id twice, not valid, already invited, revoked).
+        Nothing is written then.
     """
     readers = load_registry(study_root)
+    check_add_request(readers, reader_ids, new_token=new_token, reinstate=reinstate)
     out = {}
     for rid in reader_ids:
-        check_new_reader_id(rid, list(readers))
-        if rid in readers and not new_token:
-            raise InvitationError(f"reader {rid!r} is already invited; use --new-token to issue a new link "
-                                  "(the old one stops working)")
         token = secrets.token_urlsafe(24)
-        readers[rid] = Reader(rid, token_digest(token), now_iso())
+        now = now_iso()
+        old = readers.get(rid)
+        if old is None:
+            readers[rid] = Reader(rid, token_digest(token), now)
+        elif old.active:
+            old.token_sha256 = token_digest(token)
+            old.history.append({"event": "new_token", "at": now})
+        else:
+            old.token_sha256 = token_digest(token)
+            old.history.append({"event": "reinstated", "at": now, "revoked_at": old.revoked_at})
+            old.revoked_at = None
         out[rid] = token
     _save(study_root, readers)
     return out
 
 
 def revoke_reader(study_root: str | os.PathLike, reader_id: str) -> Reader:
-    """Revoke a reader's link (their ratings stay; ``add --new-token`` re-invites them).
+    """Revoke a reader's link (their ratings stay; ``add --reinstate`` re-invites them).
+
+    Revoking a revoked reader keeps the first revocation time.
 
     Raises
     ------

@@ -28,6 +28,7 @@ import numpy as np
 from mammo_lib import rating_scale
 from mammo_lib.invitations import RESERVED_PREFIX, InvitationError, load_registry, reader_for_token
 from mammo_lib.rating_server import ENV_CASE_SET, ENV_GUARD
+from mammo_lib.rating_server import main as main  # ``python -m mammo_lib.rating_app serve ...``
 from mammo_lib.reading_session import ReaderLock, ReadingSession, SessionTakenOver
 from mammo_lib.study_files import ReaderStudyError, open_case_set, read_ratings, validate_reader_id
 
@@ -429,6 +430,4 @@ def app_from_environment() -> widgets.Widget:
 
 
 if __name__ == "__main__":
-    from mammo_lib.rating_server import main
-
     sys.exit(main())

@@ -18,7 +18,11 @@ reverse proxy when readers connect from other hospitals (see the README).
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +38,120 @@ ENV_CASE_SET = "MAMMO_CASE_SET_DIR"
 ENV_GUARD = "MAMMO_DOUBLE_ANSWER_GUARD_S"
 DEFAULT_CULL_IDLE_S = 300
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+HOST_RULE = ("an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name such as localhost or "
+             "reader.example.org, without scheme, port or path")
+
+
+def port_argument(text: str) -> int:
+    """``--port``: a whole number from 1 to 65535 (argparse ``type``).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        Naming the allowed values (argparse prefixes the option's name).
+    """
+    try:
+        port = int(str(text).strip(), 10)
+    except ValueError:
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 65535, not {text!r}")
+    return port
+
+
+def host_argument(text: str) -> str:
+    """``--host``: an IP address or a host name (argparse ``type``); ``[::1]`` is taken as ``::1``.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If it is empty, has spaces, a scheme, port or path, or is no valid address or host name.
+    """
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if host and len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels) \
+            and not labels[-1].isdigit():
+        return host
+    raise argparse.ArgumentTypeError(f"must be {HOST_RULE}; got {text!r}")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _port_free(host: str, port: int) -> bool:
+    try:
+        check_can_listen(host, port)
+    except ReaderStudyError:
+        return False
+    return True
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` as the server will (SO_REUSEADDR, every address of ``host``) and let go.
+
+    Parameters
+    ----------
+    host : str
+    port : int
+
+    Raises
+    ------
+    ReaderStudyError
+        One line naming ``host:port`` and what to do: the port is in use (with a free port to try
+        instead), needs privileges, the address is not this machine's, or the name does not resolve.
+    """
+    where = _url(host, port)[len("http://"):-1]
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ReaderStudyError(f"cannot listen on {where}: the host name {host!r} does not resolve on this "
+                               f"machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0") from None
+    for family, kind, proto, _name, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        except OSError as exc:
+            raise ReaderStudyError(_bind_failure(where, host, port, exc)) from None
+
+
+def _bind_failure(where: str, host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        spare = next((p for p in range(port + 1, min(port + 50, 65536)) if _port_free(host, p)), None)
+        hint = (f"choose another port, e.g. --port {spare} (make reader-app READER_PORT={spare})" if spare
+                else "choose another port with --port (make reader-app READER_PORT=...)")
+        return (f"cannot listen on {where}: the port is already in use (another rating page or program); "
+                f"stop that one or {hint}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot listen on {where}: ports below 1024 need administrator rights; use e.g. --port 8866"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: {host} is not an address of this machine; use 127.0.0.1, "
+                f"0.0.0.0 or one of this machine's addresses")
+    return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
 def voila_command(host: str, port: int, notebook: Path = CHECKOUT_NOTEBOOK,
@@ -68,6 +186,29 @@ def voila_command(host: str, port: int, notebook: Path = CHECKOUT_NOTEBOOK,
     ]
 
 
+def check_no_run_in_progress(case_set_dir: str | os.PathLike) -> None:
+    """Refuse to serve a case set while a study run holds its run folder (it may be rebuilding the
+    case set the page would show).
+
+    Parameters
+    ----------
+    case_set_dir : str or os.PathLike
+        ``<run>/reader_study/case_set`` (a case set outside a run folder is not checked).
+
+    Raises
+    ------
+    ReaderStudyError
+        When a live process holds ``<run>/run.lock`` (:mod:`mammo_lib.run_lock`), naming it.
+    """
+    from mammo_lib.run_lock import LOCK_NAME, describe_holder, live_holder
+
+    run_dir = Path(case_set_dir).resolve().parent.parent
+    holder = live_holder(run_dir) if (run_dir / LOCK_NAME).exists() else None
+    if holder is not None:
+        raise ReaderStudyError(f"a study run holds {run_dir} ({describe_holder(holder)}) and may be rewriting the "
+                               "case set; start the rating page when it has finished")
+
+
 def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
           double_answer_guard_s: float = 0.3, notebook: Path = CHECKOUT_NOTEBOOK,
           cull_idle_s: float = DEFAULT_CULL_IDLE_S) -> None:
@@ -89,14 +230,17 @@ def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
     Raises
     ------
     ReaderStudyError
-        If the case set is missing or incomplete, the notebook does not exist, or ``host`` is not
-        a loopback address and nobody has been invited (typed reader ids only on this machine).
+        If the case set is missing or incomplete, the notebook does not exist, ``host`` is not
+        a loopback address and nobody has been invited (typed reader ids only on this machine),
+        or ``host:port`` cannot be listened on (:func:`check_can_listen`; e.g. the port is in use),
+        or a study run holds the run folder (:func:`check_no_run_in_progress`).
     """
     notebook = Path(notebook)
     if not notebook.is_file():
         raise ReaderStudyError(
             f"the rating page's notebook {notebook} does not exist: pass --notebook PATH (in a checkout "
             "it is notebooks/apps/rate_patches.ipynb)")
+    check_no_run_in_progress(case_set_dir)
     case_set = open_case_set(case_set_dir)  # clear error for a missing/incomplete case set
     if host not in LOOPBACK and not load_registry(case_set.case_set_dir.parent):
         raise ReaderStudyError(
@@ -105,13 +249,14 @@ def serve(case_set_dir: Path, host: str = "127.0.0.1", port: int = 8866,
     if not case_set.key_path.is_file():
         print(f"warning: no key at {case_set.key_path}; ratings can be collected but not "
               "scored until the key folder is restored", file=sys.stderr)
+    check_can_listen(host, port)
     case_set.ratings_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env[ENV_CASE_SET] = str(Path(case_set_dir).resolve())
     env[ENV_GUARD] = str(double_answer_guard_s)
     cmd = voila_command(host, port, notebook.resolve(), cull_idle_s)
     print(f"rating page for case set {case_set.case_set_id} ({len(case_set.case_ids)} cases, "
-          f"app {APP_VERSION}): http://{host}:{port}/", flush=True)
+          f"app {APP_VERSION}): {_url(host, port)}", flush=True)
     os.chdir(notebook.resolve().parent)
     os.execvpe(cmd[0], cmd, env)
 
@@ -178,14 +323,26 @@ def stop(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the reader-study rating page with Voila")
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m mammo_lib.rating_server serve`` (also ``rating_app serve``).
+
+    ``--host`` and ``--port`` are checked here (:func:`host_argument`, :func:`port_argument`), so a
+    bad value stops the command with a usage message before anything starts.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(prog="python -m mammo_lib.rating_server",
+                                     description="Serve the reader-study rating page with Voila")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="start Voila on the rating page")
     p.add_argument("--run-dir", default=None, help="run folder (case set under reader_study/case_set)")
     p.add_argument("--case-set-dir", default=None, help="the case_set folder (instead of --run-dir)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--host", default="127.0.0.1", type=host_argument,
+                   help="interface to listen on: 127.0.0.1 (this machine), 0.0.0.0 (all; needs invitations) "
+                        "or a host name")
+    p.add_argument("--port", type=port_argument, default=8866, help="TCP port, 1-65535 (default 8866)")
     p.add_argument("--double-answer-guard", type=float, default=0.3,
                    help="seconds after a case appears during which answers are ignored")
     p.add_argument("--notebook", default=str(CHECKOUT_NOTEBOOK),
@@ -193,6 +350,24 @@ def main(argv: list[str] | None = None) -> int:
                         "required when mammo_lib is installed without the checkout)")
     p.add_argument("--cull-idle", type=float, default=DEFAULT_CULL_IDLE_S,
                    help="seconds after which the kernel of a closed page is shut down")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m mammo_lib.rating_server serve``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        1 with a one-line message on stderr when the page cannot be served; on success the
+        process becomes Voila and does not return. Bad options exit with status 2 (argparse).
+    """
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.case_set_dir and not args.run_dir:
         parser.error("give --run-dir or --case-set-dir")

@@ -1,12 +1,16 @@
 """The study coordinator's command: invite readers, list and revoke them, follow their progress.
 
     mammo-readers add R01 R02 --run-dir runs/x [--host reader.example.org --port 443 --scheme https]
+    mammo-readers add R01 --new-token --run-dir runs/x      (a lost link: a new one, the old stops)
+    mammo-readers add R02 --reinstate --run-dir runs/x      (a revoked reader rates again)
     mammo-readers list --run-dir runs/x
     mammo-readers revoke R02 --run-dir runs/x
     mammo-readers progress --run-dir runs/x
 
 (``python -m mammo_lib.readers_cli ...`` is the same.) ``add`` prints each reader's personal link
-once; only a digest of its token is stored (:mod:`mammo_lib.invitations`). ``progress`` prints,
+once; only a digest of its token is stored (:mod:`mammo_lib.invitations`). ``add`` refuses the
+whole command, writing nothing, if an id is given twice, is revoked (``--reinstate``) or already
+has an invitation (``--new-token``). ``progress`` prints,
 per reader, the cases answered of all, the last activity and the median reading time per case.
 """
 
@@ -21,12 +25,15 @@ import pandas as pd
 
 from mammo_lib.invitations import (
     InvitationError,
+    Reader,
     add_readers,
     invitation_link,
     load_registry,
+    readable_time,
     registry_path,
     revoke_reader,
 )
+from mammo_lib.rating_server import host_argument, port_argument
 from mammo_lib.study_files import (
     CaseSet,
     ReaderStudyError,
@@ -86,13 +93,37 @@ def _case_set(args) -> CaseSet:
     return open_case_set(case_set_dir, check_images=False)
 
 
+def _add_summary(before: dict[str, Reader], readers: list[str]) -> str:
+    new = [r for r in readers if r not in before]
+    renewed = [r for r in readers if r in before and before[r].active]
+    back = [r for r in readers if r in before and not before[r].active]
+    parts = [f"invited {', '.join(new)}"] if new else []
+    if renewed:
+        parts.append(f"new link for {', '.join(renewed)} (the old link no longer opens the page)")
+    if back:
+        parts.append(f"reinstated {', '.join(back)} (the revocation stays recorded in the registry)")
+    return "; ".join(parts)
+
+
 def _cmd_add(args, case_set: CaseSet) -> int:
-    tokens = add_readers(case_set.case_set_dir.parent, args.readers, new_token=args.new_token)
-    print(f"invited {len(tokens)} reader(s) to case set {case_set.case_set_id}; send each their own link "
-          "(it is shown only now):")
+    root = case_set.case_set_dir.parent
+    before = load_registry(root)
+    try:
+        tokens = add_readers(root, args.readers, new_token=args.new_token, reinstate=args.reinstate)
+    except InvitationError as exc:
+        raise InvitationError(f"{exc}; nothing was changed") from exc
+    print(f"case set {case_set.case_set_id}: {_add_summary(before, args.readers)}; send each their own "
+          "link (it is shown only now):")
     for reader, token in tokens.items():
         print(f"  {reader}: {invitation_link(token, args.host, args.port, args.scheme)}")
     return 0
+
+
+def _reader_state(r: Reader) -> str:
+    past = [f"revoked {readable_time(h.get('revoked_at'))}, reinstated {readable_time(h.get('at'))}"
+            for h in r.history if h.get("event") == "reinstated"]
+    now = f"revoked {readable_time(r.revoked_at)}" if r.revoked_at else "active"
+    return "; ".join([now, *past])
 
 
 def _cmd_list(args, case_set: CaseSet) -> int:
@@ -101,15 +132,20 @@ def _cmd_list(args, case_set: CaseSet) -> int:
         print(f"nobody is invited yet ({registry_path(case_set.case_set_dir.parent)} does not exist)")
         return 0
     for r in sorted(registry.values(), key=lambda r: r.reader_id):
-        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
-        print(f"  {r.reader_id:<12} added {r.added_at}  {state}")
+        print(f"  {r.reader_id:<12} added {readable_time(r.added_at)}  {_reader_state(r)}")
     return 0
 
 
 def _cmd_revoke(args, case_set: CaseSet) -> int:
+    root = case_set.case_set_dir.parent
+    before = load_registry(root)
     for reader in args.readers:
-        revoke_reader(case_set.case_set_dir.parent, reader)
-        print(f"revoked {reader}: their link no longer opens the page (their ratings are kept)")
+        if reader in before and not before[reader].active:
+            print(f"{reader} was already revoked on {readable_time(before[reader].revoked_at)}; nothing to do")
+            continue
+        revoke_reader(root, reader)
+        print(f"revoked {reader}: their link no longer opens the page (their ratings are kept; "
+              f"'mammo-readers add {reader} --reinstate' lets them rate again)")
     return 0
 
 
@@ -136,12 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", default=None, help="run folder (case set under reader_study/case_set)")
         p.add_argument("--case-set-dir", default=None, help="the case_set folder (instead of --run-dir)")
         if name == "add":
-            p.add_argument("--host", default="127.0.0.1", help="host name readers use to reach the page")
-            p.add_argument("--port", type=int, default=8866)
+            p.add_argument("--host", default="127.0.0.1", type=host_argument,
+                           help="host name readers use to reach the page")
+            p.add_argument("--port", type=port_argument, default=8866, help="port in the link (1-65535)")
             p.add_argument("--scheme", default="http", choices=["http", "https"],
                            help="https when the page is behind a TLS reverse proxy")
-            p.add_argument("--new-token", action="store_true",
-                           help="issue new links for existing readers (old links stop working)")
+            again = p.add_mutually_exclusive_group()
+            again.add_argument("--new-token", action="store_true",
+                               help="issue new links for active readers who lost theirs (old links stop working)")
+            again.add_argument("--reinstate", action="store_true",
+                               help="let revoked readers rate again, with a new link (the revocation stays "
+                                    "recorded)")
     return parser
 
 

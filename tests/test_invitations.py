@@ -44,13 +44,20 @@ def test_tokens_are_unguessable_stored_hashed_and_outside_the_case_set(case_set)
     invitations.revoke_reader(root, "R02")
     with pytest.raises(invitations.InvitationError, match="withdrawn"):
         invitations.reader_for_token(root, tokens["R02"])
-    again = invitations.add_readers(root, ["R02"], new_token=True)
+    with pytest.raises(invitations.InvitationError, match="was revoked on .* --reinstate"):
+        invitations.add_readers(root, ["R02"], new_token=True)  # a new link does not undo a revocation
+    again = invitations.add_readers(root, ["R02"], reinstate=True)
     assert invitations.reader_for_token(root, again["R02"]) == "R02"
+    with pytest.raises(invitations.InvitationError, match="not valid"):
+        invitations.reader_for_token(root, tokens["R02"])  # the revoked link never opens again
+    history = invitations.load_registry(root)["R02"].history
+    assert [h["event"] for h in history] == ["reinstated"] and history[0]["revoked_at"].startswith("20")
 
 
 @pytest.mark.parametrize("bad, message", [
     ("machine-pixels", "reserved"), ("Machine-x", "reserved"), (" R03 ", "not valid"), ("r01", "only in upper/lower case"),
-    ("R01", "already invited"), ("a b", "not valid")])
+    ("R01", "already has an invitation"), ("a b", "not valid"), ("R05", "given twice"),
+    ("r05", "given twice in this command \\(as 'R05'\\)")])
 def test_reader_ids_that_cannot_be_invited(case_set, bad, message):
     root = case_set.case_set_dir.parent
     invitations.add_readers(root, ["R01"])
