@@ -356,3 +356,16 @@ def test_with_several_generators_each_generators_machine_cnn_stands_beside_its_t
     cnn = table[table["observer"].str.startswith("machine-cnn")]
     assert cnn[["generator", "observer"]].values.tolist() == [["dcgan", "machine-cnn-dcgan"], ["mine", "machine-cnn-mine"]]
     assert "machine-pixels-dcgan" not in set(table["observer"])
+
+
+def test_the_c2st_table_leaves_out_controls_too_small_to_run():
+    """A small run (e.g. the smoke phantom at an unlucky seed) skips the controls: the report says
+    why in a note instead of failing."""
+    from mammo_lib import report_c2st
+
+    test = {"auc": {"value": 0.9, "ci_low": 0.8, "ci_high": 1.0}, "sets": ["real", "dcgan"], "n_per_set": 8}
+    table = report_c2st.test_table({"by_generator": {"dcgan": test}, "controls": {"null": None, "positive": None},
+                                    "notes": ["null control: too few lesions"]})
+    assert list(table["test"]) == ["dcgan"] and list(table["AUC"]) == ["0.900"]
+    assert report_c2st.control_alarms({"controls": {"null": None}, "notes": ["null control: too few lesions"]}) == [
+        "Not run on this data: null control: too few lesions"]
