@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 # (e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu" for a CPU-only build
 # on machines where plain PyPI would bring the CUDA one).
 TORCH_SPEC ?= torch==2.13.0
-PROFILE ?= default
-NAME ?= $(PROFILE)
-# extra runner arguments, e.g. ARGS="-p source_kind=mias -p source_path=/data/mini-mias"
+# empty: "default" for a whole run; a partial rerun (ARGS="--from 03", "--stale") keeps the recorded one
+PROFILE ?=
+NAME ?= $(or $(PROFILE),default)
+# extra runner arguments, e.g. ARGS="-p source_kind=mias -p source_path=/data/mini-mias",
+# ARGS="--from 03" (rerun from stage 03 with the recorded settings), ARGS="--stale"
 ARGS ?=
 READER_HOST ?= 127.0.0.1
 READER_PORT ?= 8866
@@ -36,7 +38,7 @@ browser:
 
 # the whole study into runs/$(NAME); it ends by writing runs/$(NAME)/report/index.html
 study: $(STAMP)
-	$(PY) -m mammo_lib.runner --profile $(PROFILE) --name $(NAME) $(ARGS)
+	$(PY) -m mammo_lib.runner $(if $(PROFILE),--profile $(PROFILE)) --name $(NAME) $(ARGS)
 
 # (re)write the report of an existing run: runs/$(NAME)/report/index.html
 report: $(STAMP)

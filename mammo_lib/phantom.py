@@ -406,12 +406,23 @@ def generate_phantom(
     ``mass_fraction`` are masses. Deterministic: the same arguments give byte-identical files
     (each image draws from its own ``numpy`` generator seeded by ``(seed, index)``). Existing
     files of an earlier run are overwritten; returns ``out_dir``.
+
+    An earlier phantom in ``out_dir`` (its ``PHANTOM.json``, or only phantom client folders
+    ``demd*`` left by a killed run) is removed first, so a phantom of other parameters never
+    mixes with it. A folder holding anything else is refused.
+
+    Raises
+    ------
+    ValueError
+        When ``n_images`` < 1, ``rows`` or ``cols`` < 64, or ``out_dir`` holds files that are not
+        a phantom's.
     """
     out = Path(out_dir)
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     if rows < 64 or cols < 64:
         raise ValueError(f"rows and cols must be >= 64, got {rows}x{cols}")
+    _clear_earlier_phantom(out)
     out.mkdir(parents=True, exist_ok=True)
     views = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
     iterator = range(n_images)
@@ -480,6 +491,21 @@ def generate_phantom(
     }
     atomic_write_text(out / "PHANTOM.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out
+
+
+def _clear_earlier_phantom(out: Path) -> None:
+    """Remove an earlier phantom from ``out``; refuse a folder that holds anything else."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    entries = list(out.iterdir())
+    foreign = [p.name for p in entries if p.name != "PHANTOM.json" and not (p.is_dir() and p.name.startswith("demd"))]
+    if foreign:
+        raise ValueError(f"{out}: holds files that are not a generated phantom ({', '.join(sorted(foreign)[:5])}); "
+                         "the phantom is written only into an empty folder or over an earlier phantom")
+    for path in entries:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def collection_digest(root: str | os.PathLike) -> str:

@@ -5,20 +5,30 @@ one identical rerun to the next:
 
 ```
 {
-  "profile": "default",            the parameter profile
-  "seed": 0,                       the study seed every notebook received
-  "overrides": {...},              the -p values, typed
-  "code": {"git_commit": "...", "dirty": false, "dirty_files": []},
+  "profile": "default",            the settings of the last stage (see "settings")
+  "seed": 0,
+  "overrides": {...},              the -p / --params-file values, typed
+  "settings": [                    which stages ran with which settings (one group when all agree)
+     {"stages": ["01_extract_patches", ...], "profile": "default", "seed": 0, "overrides": {...}}],
+  "stale_stages": [...],           stages whose inputs changed after they ran (rerun: --stale)
+  "code": {"git_commit": "...", "dirty": false, "dirty_files": []},   at the latest invocation
   "python": "3.11.7", "packages": {name: version},
-  "notebooks": [                   one entry per notebook, in order
+  "notebooks": [                   one entry per stage, in order
      {"notebook": "01_extract_patches.ipynb",
-      "status": "ok" | "failed" | "ok (rerun interactively)",
+      "status": "ok" | "failed" | "interrupted" | "running" | "ok (rerun interactively)",
+      "settings": {"profile", "seed", "overrides"},   what this stage ran with
+      "code": {"git_commit", "dirty"},                the code it ran with
       "parameters": {...},         every value the notebook used, its own defaults included
+      "inputs": {path: "sha256:..."},   digest of each run-folder path it read (None: absent)
+      "outputs": {path: "sha256:..."},  digest of each path it wrote
+      "stale": true, "stale_because": ["synthetic changed since this stage ran"],   (stale only)
       "error": {"cell": 7, "exception": "ValueError", "message": "..."}   (failed only)
      }, ...],
   "results": {stem: {headline figures of that stage}}
 }
 ```
+
+The staleness rule is :mod:`mammo_lib.run_state`'s; the settings rule :mod:`mammo_lib.run_settings`'s.
 
 ``timings.json`` beside it holds the wall-clock start and end and the seconds of each notebook:
 timings are kept apart so that two runs with the same seed and inputs give byte-identical
@@ -173,12 +183,30 @@ def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, nam
     except ParameterError:
         names = []
     parameters = {name: namespace[name] for name in names if name in namespace}
-    update_notebook_entry(run_dir, {"notebook": f"{notebook_stem}.ipynb", "status": "ok (rerun interactively)",
-                                    "parameters": parameters})
+    update_notebook_entry(run_dir, _interactive_entry(run_dir, f"{notebook_stem}.ipynb", parameters))
     update_results(run_dir, notebook_stem, headline_results(run_dir, notebook_stem))
+    refresh_record(run_dir)
     update_timings(run_dir, notebooks={f"{notebook_stem}.ipynb": {"rerun_interactively_at": now_iso()}})
     return (f"{RECORD_NAME} updated: this stage was rerun interactively with the parameters above; "
             "stages after it were not rerun and may no longer match it")
+
+
+def _interactive_entry(run_dir: Path, notebook: str, parameters: dict) -> dict:
+    """The entry of a stage rerun in JupyterLab: its parameters as the notebook held them, the
+    digests of what it read and wrote now, and the settings and code of its last runner entry
+    (the seed and overrides it inherited are in its parameters)."""
+    from mammo_lib import run_state
+
+    record = read_json_or_empty(run_dir / RECORD_NAME)
+    old = next((e for e in record.get("notebooks", []) if e.get("notebook") == notebook), {})
+    names = [e.get("notebook", "") for e in record.get("notebooks", [])]
+    files = run_state.stage_files(notebook)
+    entry = {"notebook": notebook, "status": "ok (rerun interactively)"}
+    entry.update({k: old[k] for k in ("settings", "code") if k in old})
+    entry["parameters"] = parameters
+    entry["inputs"] = run_state.digests(run_dir, run_state.input_paths(notebook, names))
+    entry["outputs"] = run_state.digests(run_dir, files.outputs) if files else {}
+    return entry
 
 
 def base_record(profile: str, seed: int, overrides: dict, repo: str | os.PathLike) -> dict:
@@ -186,3 +214,73 @@ def base_record(profile: str, seed: int, overrides: dict, repo: str | os.PathLik
     return {"profile": profile, "seed": seed, "overrides": overrides, "code": code_state(repo),
             "python": platform.python_version(), "packages": package_versions(), "notebooks": [],
             "results": {}}
+
+
+def start_invocation(run_dir: str | os.PathLike, settings: dict, repo: str | os.PathLike) -> dict:
+    """Write ``run.json``'s run-level part for a new invocation of the runner, keeping the entries
+    and results of the stages it does not rerun (each stage's entry is replaced when it runs).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+    settings : dict
+        ``{"profile", "seed", "overrides"}`` for a run folder without stage entries yet.
+    repo : str or os.PathLike
+        The checkout (its code state is recorded).
+
+    Returns
+    -------
+    dict
+        The record written.
+    """
+    previous = read_json_or_empty(Path(run_dir) / RECORD_NAME)
+    record = base_record(settings["profile"], settings["seed"], settings["overrides"], repo)
+    record["notebooks"] = list(previous.get("notebooks", []))
+    record["results"] = dict(previous.get("results", {}))
+    write_json(Path(run_dir) / RECORD_NAME, record)
+    return refresh_record(run_dir)
+
+
+def refresh_record(run_dir: str | os.PathLike) -> dict:
+    """Recompute ``run.json``'s derived parts from its entries and the files: each entry's
+    ``stale`` flag and reasons, ``stale_stages``, the ``settings`` groups and the top-level
+    settings (those of the last stage). Keys are written in a fixed order, so the same entries
+    and files give the same bytes.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+
+    Returns
+    -------
+    dict
+        The record written (``{}``, nothing written, when the folder has no ``run.json``).
+    """
+    from mammo_lib.run_settings import settings_groups
+    from mammo_lib.run_state import stage_states
+
+    path = Path(run_dir) / RECORD_NAME
+    record = read_json_or_empty(path)
+    if not record:
+        return record
+    entries = sorted(record.get("notebooks", []), key=lambda e: e.get("notebook", ""))
+    stale = []
+    states = {st.notebook: st for st in stage_states(run_dir, {"notebooks": entries})}
+    for entry in entries:
+        state = states[entry.get("notebook", "")]
+        entry.pop("stale", None)
+        entry.pop("stale_because", None)
+        if state.state == "stale":
+            entry["stale"], entry["stale_because"] = True, list(state.reasons)
+            stale.append(Path(entry["notebook"]).stem)
+    groups = settings_groups(entries)
+    last = groups[-1] if groups else record
+    out = {"profile": last.get("profile"), "seed": last.get("seed"), "overrides": last.get("overrides") or {},
+           "settings": groups, "stale_stages": stale}
+    out.update({k: v for k, v in record.items() if k not in out and k not in ("notebooks", "results")})
+    out["notebooks"] = entries
+    out["results"] = record.get("results", {})
+    write_json(path, out)
+    return out

@@ -96,7 +96,7 @@ def _source_fingerprint(stores: Sequence) -> str:
     return h.hexdigest()[:16]
 
 
-def _machine_ratings_only(path: Path) -> bool:
+def machine_ratings_only(path: Path) -> bool:
     """True when every complete line of a ratings file comes from a machine observer."""
     kinds = set()
     for line in path.read_text(errors="replace").splitlines():
@@ -143,7 +143,7 @@ def _existing_case_set(case_set_dir: Path, key_dir: Path, ratings_dir: Path, req
             f"case set {case_set_dir} has ratings but no key at {key_dir / 'key.csv'}: "
             "restore the key folder from your backup (a new case set would orphan the ratings)"
         )
-    human = [p for p in rated if not _machine_ratings_only(p)]
+    human = [p for p in rated if not machine_ratings_only(p)]
     if human:
         raise ReaderStudyError(
             f"{case_set_dir} already holds a different case set that human readers rated "

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from mammo_lib import report_c2st
+from mammo_lib import provenance, report_c2st, run_lock
 from mammo_lib import report_sections as sections
 from mammo_lib.fileio import atomic_write_text, read_json_or_empty
 from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME
@@ -179,6 +179,8 @@ def build_report(run_dir: str | os.PathLike) -> Path:
         atomic_write_text(target, render_notebook_html(nb))
         rendered.append({"stem": nb.stem, "href": target.name})
     record = read_json_or_empty(run_dir / RECORD_NAME)
+    if record and run_lock.live_holder(run_dir) is None:  # stale flags as of now (e.g. ratings added since)
+        record = provenance.refresh_record(run_dir)
     figures = stage_figures(run_dir)
     tsne = sections.tsne_section(run_dir, figures)
     context: dict[str, Any] = {
@@ -204,6 +206,7 @@ def build_report(run_dir: str | os.PathLike) -> Path:
         "skipped": table_html(sections.skipped_table(run_dir)),
         "warnings": table_html(pd.DataFrame(notebook_warnings(run_dir), columns=["notebook", "warning"])),
         "cannot_say": sections.limitations(run_dir, record),
+        "state": sections.run_state(run_dir, record),
         "verify": sections.verification(run_dir),
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,

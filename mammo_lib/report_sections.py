@@ -73,6 +73,12 @@ DATA_CITATIONS = {
 }
 
 
+def _describe_groups(groups: list[dict]) -> str:
+    from mammo_lib.run_settings import describe_groups
+
+    return describe_groups(groups)
+
+
 def _notebook_params(record: dict, stem: str) -> dict:
     for entry in record.get("notebooks", []):
         if entry.get("notebook", "").startswith(stem):
@@ -85,10 +91,12 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
     p01 = _notebook_params(record, "01_")
     code = record.get("code") or {}
     dirty = code.get("dirty")
+    groups = record.get("settings") or []
     rows = [
         ("profile", str(record.get("profile", "?"))),
         ("seed", str(record.get("seed", "?"))),
         ("overrides (-p)", json.dumps(record.get("overrides") or {})),
+        *([("settings by stage", _describe_groups(groups))] if len(groups) > 1 else []),
         ("data source", f"{p01.get('source_kind', '?')}" + (f" at {p01['source_path']}" if p01.get("source_path") else
                                                             " (the built-in phantom)" if p01.get("source_kind") == "phantom" else "")),
     ]
@@ -112,6 +120,8 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
         err = entry.get("error")
         if err:
             status += f" in cell {err.get('cell')}: {err.get('exception')}: {err.get('message')}"
+        if entry.get("stale"):
+            status += " but STALE: " + "; ".join(entry.get("stale_because") or [])
         rows.append((f"stage {entry.get('notebook')}", status + (f", {seconds:.0f} s" if seconds is not None else "")))
     return rows
 
@@ -331,10 +341,55 @@ def limitations(run_dir: Path, record: dict) -> list[str]:
     failed = [e["notebook"] for e in record.get("notebooks", []) if e.get("status") == "failed"]
     if failed:
         out.append(f"The run failed in {', '.join(failed)}: later stages are missing or from an earlier run.")
-    stale = [e["notebook"] for e in record.get("notebooks", []) if "interactively" in str(e.get("status"))]
-    if stale:
-        out.append(f"{', '.join(stale)} was rerun interactively after the run: stages after it may not match.")
+    interactive = [e["notebook"] for e in record.get("notebooks", []) if "interactively" in str(e.get("status"))]
+    if interactive:
+        out.append(f"{', '.join(interactive)} was rerun interactively in JupyterLab, with the parameters the "
+                   "notebook held (recorded in run.json), not by the runner.")
     return out
+
+
+def run_state(run_dir: Path, record: dict) -> dict:
+    """The report's first box: whether every stage is up to date, and with which settings each ran.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+        The run folder (its files are digested now, so ratings added since the last stage ran show).
+    record : dict
+        Its ``run.json``.
+
+    Returns
+    -------
+    dict
+        ``{"ok": bool, "headline": str, "problems": [str], "settings": str}``: ``ok`` when every
+        recorded stage finished and none is stale; ``problems`` one sentence per stage that is not
+        up to date (stale ones with the inputs that changed and the command that reruns them).
+    """
+    from mammo_lib.run_settings import describe_groups
+    from mammo_lib.run_state import stage_states
+
+    states = stage_states(run_dir, record)
+    problems = []
+    for st in states:
+        if st.up_to_date:
+            continue
+        why = f": {'; '.join(st.reasons)}" if st.reasons else ""
+        label = {"stale": "is STALE (computed from inputs that have changed since)",
+                 "running": "is marked running (a run holds the folder, or one was killed)"}.get(st.state, st.state)
+        problems.append(f"Stage {Path(st.notebook).stem} {label}{why}.")
+    if problems:
+        default_root = Path(__file__).resolve().parent.parent / "runs"
+        root = "" if run_dir.parent.resolve() == default_root else f" --runs-root {run_dir.parent}"
+        problems.append(f"Rerun exactly what is out of date with: python -m mammo_lib.runner --name {run_dir.name}"
+                        f"{root} --stale" + (f" (make study NAME={run_dir.name} ARGS=--stale)." if not root else "."))
+    groups = record.get("settings") or []
+    settings = describe_groups(groups) if groups else ""
+    n = len(states)
+    headline = (f"All {n} stages are up to date" if not problems else
+                f"{sum(s.up_to_date for s in states)} of {n} stages are up to date")
+    headline += "; they ran with different settings (below)." if len(groups) > 1 else "."
+    return {"ok": not problems, "headline": headline, "problems": problems, "settings": settings,
+            "mixed": len(groups) > 1}
 
 
 def verification(run_dir: Path) -> dict | None:

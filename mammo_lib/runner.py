@@ -22,11 +22,10 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
-from mammo_lib import provenance
-from mammo_lib.fileio import read_json_or_empty, write_json
+from mammo_lib import provenance, run_lock, run_state
+from mammo_lib.fileio import read_json_or_empty
 from mammo_lib.parameters import (
     ParameterError,
     ParameterSpec,
@@ -34,18 +33,14 @@ from mammo_lib.parameters import (
     parameter_specs,
     split_override,
 )
-from mammo_lib.run_results import headline_results
+from mammo_lib.run_settings import DEFAULT_PROFILE, Settings, check_seed, resolve_settings
+from mammo_lib.run_stage import PlannedStage, StudyError, StudyInterrupted, run_stage
 
 #: the checkout this module sits in; an installed package passes ``--notebooks`` instead
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "default", "paper")
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-
-
-class StudyError(RuntimeError):
-    """The study could not run: a bad profile or parameter (before any notebook ran), or a
-    notebook failed (the message names the notebook and the cell)."""
 
 
 def discover_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -194,19 +189,34 @@ def _select(notebooks: list[Path], only: list[str] | None, start_from: str | Non
     return notebooks
 
 
-def _typed_overrides(overrides: dict, specs: dict[Path, dict[str, ParameterSpec]]) -> dict:
-    """Every override converted by the type its notebooks declare; errors collected, one message."""
+def _known_specs(specs: dict[Path, dict[str, ParameterSpec]]) -> dict[str, ParameterSpec]:
     known: dict[str, ParameterSpec] = {}
     for nb_specs in specs.values():
         for name, spec in nb_specs.items():
             known.setdefault(name, spec)
-    unused = sorted(set(overrides) - set(known))
-    if unused:
+    return known
+
+
+def _typed_overrides(overrides: dict, specs: dict[Path, dict[str, ParameterSpec]], selected: list[Path],
+                     log=print) -> dict:
+    """Every override converted by the type the study's notebooks declare; errors collected, one
+    message. A parameter no notebook declares is an error; one that only notebooks not being run
+    declare is kept (it is recorded, and inherited by later reruns) with a warning."""
+    known = _known_specs(specs)
+    unknown = sorted(set(overrides) - set(known))
+    if "run_dir" in overrides:
+        raise StudyError("-p run_dir: the run folder is chosen with --name (and --runs-root), not as a parameter")
+    if unknown:
         raise StudyError(
-            f"-p {', '.join(unused)}: no notebook being run declares "
-            f"{'this parameter' if len(unused) == 1 else 'these parameters'} (check the spelling "
+            f"-p {', '.join(unknown)}: no notebook of the study declares "
+            f"{'this parameter' if len(unknown) == 1 else 'these parameters'} (check the spelling "
             "against the parameters cells or notebooks/params/*.json)"
         )
+    used_here = set().union(*(specs[nb] for nb in selected)) if selected else set()
+    idle = sorted(set(overrides) - used_here - {"seed"})
+    if idle:
+        log(f"warning: -p {', '.join(idle)}: not used by the notebooks being run "
+            f"({', '.join(nb.stem for nb in selected)}); recorded for the stages that declare it")
     typed, problems = {}, []
     for key, raw in overrides.items():
         try:
@@ -218,115 +228,145 @@ def _typed_overrides(overrides: dict, specs: dict[Path, dict[str, ParameterSpec]
     return absolute_path_values(typed)
 
 
-def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], profile: str, overrides: dict,
-                         seed: int, run_dir: Path) -> tuple[dict, dict]:
+def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], settings: Settings,
+                         run_dir: Path) -> tuple[dict, dict]:
     """(the parameters injected into the notebook, every value it will use)."""
-    params = {k: _relative_to_run(v, nb.parent, run_dir) for k, v in profile_parameters(nb, profile).items()}
+    params = {k: _relative_to_run(v, nb.parent, run_dir)
+              for k, v in profile_parameters(nb, settings.profile).items()}
     unknown = sorted(set(params) - set(specs))
     if unknown:
-        raise StudyError(f"{nb.name}: profile {profile!r} sets parameters the notebook does not declare: {unknown}")
-    params.update({key: val for key, val in overrides.items() if key in specs and key != "seed"})
+        raise StudyError(f"{nb.name}: profile {settings.profile!r} sets parameters the notebook does not declare: "
+                         f"{unknown}")
+    params.update({key: val for key, val in settings.overrides.items() if key in specs and key != "seed"})
     params["run_dir"] = "."  # notebooks run inside the run folder
     if "seed" in specs:
-        params["seed"] = seed
+        params["seed"] = settings.seed
     used = {name: spec.default for name, spec in specs.items()}
     used.update(params)
     return params, used
 
 
-def _forget_earlier_run(run_dir: Path, notebooks: list[Path]) -> None:
-    """Before a run into an existing folder: remove what would describe an earlier run as this one
-    (the report, the rerun check, the executed copies and timings of the notebooks about to run).
-    Stage outputs stay: each stage replaces its own, and human ratings are never touched."""
+def _check_values(planned: list[PlannedStage], specs: dict[Path, dict[str, ParameterSpec]]) -> None:
+    """Every value every planned notebook will use, in its declared range, and stage 02's
+    generators usable: all problems in one message, before any work."""
+    from mammo_lib.generator_contract import GeneratorError
+    from mammo_lib.generator_sources import check_generators
+    from mammo_lib.parameters import check_values
+
+    problems = []
+    patch_size = next((s.used.get("patch_size") for s in planned if "patch_size" in specs[s.notebook]), None)
+    for stage in planned:
+        origins = {k: f"profile {stage.settings.profile}" for k in profile_parameters(stage.notebook,
+                                                                                     stage.settings.profile)}
+        origins.update({k: "-p" for k in stage.settings.overrides})
+        origins["seed"] = "--seed"
+        problems += check_values(specs[stage.notebook], stage.used, where=stage.notebook.name, origins=origins)
+        if "generators" in specs[stage.notebook]:
+            try:
+                check_generators(stage.used.get("generators"), patch_size=patch_size)
+            except GeneratorError as exc:
+                problems.append(f"{stage.notebook.name}: {exc}")
+    if problems:
+        raise StudyError("\n".join(dict.fromkeys(problems)))
+
+
+def _forget_earlier_results(run_dir: Path) -> None:
+    """Before any run into an existing folder: the report and the rerun check describe the folder
+    as it was, so they go (the report is written anew at the end)."""
     shutil.rmtree(run_dir / "report", ignore_errors=True)
     (run_dir / "verify.json").unlink(missing_ok=True)
-    timings = read_json_or_empty(run_dir / provenance.TIMINGS_NAME)
-    for nb in notebooks:
-        (run_dir / nb.name).unlink(missing_ok=True)
-        (timings.get("notebooks") or {}).pop(nb.name, None)
-    if timings:
-        write_json(run_dir / provenance.TIMINGS_NAME, timings)
 
 
-def _execute(nb: Path, run_dir: Path, params: dict) -> dict | None:
-    """Run one notebook in the run folder; None when it succeeded, else the error record."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    os.environ[provenance.RUNNER_ENV] = "1"
+def _plan(notebook_dir: Path, only, start_from, stale: bool, profile, seed, overrides, inherit: bool,
+          run_dir: Path, log) -> tuple[list[PlannedStage], Settings]:
+    """Every check that needs no lock: notebooks, names, types, ranges, generators."""
+    if profile is not None and profile not in PROFILES:
+        raise StudyError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    notebooks = discover_notebooks(notebook_dir)
+    selected = notebooks if stale else _select(notebooks, only, start_from)
+    partial = stale or bool(only) or bool(start_from)
+    record = read_json_or_empty(run_dir / provenance.RECORD_NAME)
+    if stale and not record.get("notebooks"):
+        raise StudyError(f"--stale: {run_dir / provenance.RECORD_NAME} records no stage; run the study first")
     try:
-        pm.execute_notebook(str(nb), str(run_dir / nb.name), parameters=params, cwd=str(run_dir),
-                            kernel_name="python3", language="python", progress_bar=False, log_output=False)
-    except PapermillExecutionError as exc:
-        return {"cell": exc.cell_index, "execution_count": exc.exec_count, "exception": exc.ename,
-                "message": str(exc.evalue)}
-    finally:
-        os.environ.pop(provenance.RUNNER_ENV, None)
-        _canonical_executed_copy(nb, run_dir / nb.name)
-    return None
-
-
-def _canonical_executed_copy(source: Path, executed: Path) -> None:
-    """Make an executed notebook independent of where the run folder is: papermill's input and
-    output paths relative (to the checkout and the run folder) and a fixed id for its injected
-    parameters cell (papermill draws a random one), so reruns compare byte for byte."""
-    import nbformat
-
-    from mammo_lib.fileio import atomic_write_text
-
-    if not executed.exists():
-        return
-    nb = nbformat.read(executed, as_version=4)
-    meta = nb.metadata.get("papermill", {})
-    meta["input_path"] = f"{source.parent.name}/{source.name}"
-    meta["output_path"] = executed.name
-    for cell in nb.cells:
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            cell["id"] = "injected-parameters"
-    atomic_write_text(executed, nbformat.writes(nb))
+        specs = {nb: parameter_specs(nb, list(_profiles_table(nb).values())) for nb in notebooks}
+        given = _typed_overrides(dict(overrides or {}), specs, selected, log)
+    except ParameterError as exc:
+        raise StudyError(str(exc)) from None
+    if "seed" in given:
+        seed = given.pop("seed")
+    try:
+        seed = check_seed(seed) if seed is not None else None
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
+    settings = resolve_settings(selected, record, inherit=inherit and partial, profile=profile, seed=seed,
+                                overrides=given)
+    names = [nb.name for nb in notebooks]
+    planned = []
+    for nb in selected:
+        params, used = _notebook_parameters(nb, specs[nb], settings[nb.name], run_dir)
+        planned.append(PlannedStage(nb, settings[nb.name], params, used, names))
+    _check_values(planned, specs)
+    first = settings[selected[0].name] if selected else Settings()
+    return planned, first
 
 
 def run_study(
-    profile: str = "default",
+    profile: str | None = None,
     name: str | None = None,
     runs_root: Path | str = REPO_ROOT / "runs",
     overrides: dict | None = None,
     only: list[str] | None = None,
     start_from: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     notebook_dir: Path = NOTEBOOK_DIR,
     log=print,
     report: bool = True,
+    stale: bool = False,
+    inherit: bool = True,
 ) -> Path:
     """Execute the numbered notebooks in order into ``runs_root/name``.
 
-    Every check (profile, parameter names and types) happens before the run folder is created,
-    so a mistyped command leaves nothing behind. Each notebook runs with the run folder as its
-    working directory and ``run_dir="."``; ``run.json`` records what each one used, and
-    ``timings.json`` how long it took.
+    Every check (profile, parameter names, types and ranges, stage 02's generators, the seed)
+    happens before anything is written, so a mistyped command leaves nothing behind. The run
+    then holds the folder's lock (:mod:`mammo_lib.run_lock`) to its end. Each stage first
+    removes what it will rewrite (:func:`mammo_lib.run_state.clear_stage_outputs`), runs with the
+    run folder as its working directory and ``run_dir="."``, and is recorded in ``run.json``
+    with its settings, parameters and the digests of what it read and wrote; ``timings.json``
+    holds how long it took.
 
     Parameters
     ----------
-    profile : {"smoke", "default", "paper"}
-        The parameter profile (``notebooks/params/<stem>.json``).
+    profile : {"smoke", "default", "paper"}, optional
+        The parameter profile (``notebooks/params/<stem>.json``); None: ``"default"`` for a full
+        run, the recorded one for a partial rerun.
     name : str, optional
-        Run folder name under ``runs_root`` (default: the profile).
+        Run folder name under ``runs_root`` (default: the profile, else ``"default"``).
     runs_root : str or pathlib.Path
         Folder of run folders.
     overrides : dict, optional
-        ``{key: value}``; a ``str`` value is converted by the parameter's declared type (as typed
-        after ``-p key=``), any other value must already fit it. ``seed`` sets the study seed.
+        ``{key: value}`` for any parameter any notebook declares; a ``str`` value is converted
+        by the parameter's declared type (as typed after ``-p key=``), any other value must
+        already fit it. ``seed`` sets the study seed.
     only, start_from : optional
         Run only notebooks whose names start with these / start at this one; the records of the
         others are kept.
-    seed : int
-        The study seed (``overrides["seed"]`` wins).
+    seed : int, optional
+        The study seed in [0, 2**32 - 1] (``overrides["seed"]`` wins); None: 0 for a full run,
+        the recorded one for a partial rerun.
     notebook_dir : pathlib.Path
         The folder of numbered notebooks and their ``params/``.
     log : callable
         Receives one progress line per notebook.
     report : bool
         Write ``report/index.html`` at the end (:func:`mammo_lib.report.build_report`).
+    stale : bool
+        Rerun exactly the stages that are not up to date (stale, failed, interrupted or never
+        run; judged before each stage, so a rerun that changes its outputs makes later stages
+        stale in turn), as ``make`` would.
+    inherit : bool
+        A partial rerun starts from each stage's recorded settings (:mod:`mammo_lib.run_settings`);
+        False uses only what is given (``make verify`` replays each stage's settings this way).
 
     Returns
     -------
@@ -336,66 +376,59 @@ def run_study(
     Raises
     ------
     StudyError
-        Unknown profile, unknown or ill-typed parameter (nothing written), or a failing
-        notebook (``run.json`` records the notebook, cell and exception).
+        Unknown profile, unknown, ill-typed or out-of-range parameter or seed, unusable
+        generator (nothing written), a failing notebook (``run.json`` records the notebook,
+        cell and exception), or ``--stale`` on a folder without a record.
+    mammo_lib.run_lock.RunFolderBusy
+        When another live process holds the run folder.
+    StudyInterrupted
+        On Ctrl-C (``run.json`` records the stage as interrupted).
     """
-    if profile not in PROFILES:
-        raise StudyError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     notebook_dir = Path(notebook_dir).resolve()
-    notebooks = _select(discover_notebooks(notebook_dir), only, start_from)
-    try:
-        specs = {nb: parameter_specs(nb, list(_profiles_table(nb).values())) for nb in notebooks}
-        typed = _typed_overrides(dict(overrides or {}), specs)
-    except ParameterError as exc:
-        raise StudyError(str(exc)) from None
-    seed = int(typed.get("seed", seed))
-    name = name or profile
+    name = name or profile or DEFAULT_PROFILE
     if not RUN_NAME.match(name) or name in (".", ".."):
         raise StudyError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only (it names a folder "
                          f"under {runs_root}, never a path)")
     run_dir = (Path(runs_root) / name).resolve()
-    rerun = {nb.name for nb in notebooks}
-    planned = [(nb, *_notebook_parameters(nb, specs[nb], profile, typed, seed, run_dir)) for nb in notebooks]
-
+    planned, first = _plan(notebook_dir, only, start_from, stale, profile, seed, overrides, inherit, run_dir, log)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _forget_earlier_run(run_dir, notebooks)
-    previous = read_json_or_empty(run_dir / provenance.RECORD_NAME)  # kept on --from/--only
-    record = provenance.base_record(profile, seed, typed, REPO_ROOT)
-    record["notebooks"] = [e for e in previous.get("notebooks", []) if e.get("notebook") not in rerun]
-    record["results"] = {k: v for k, v in previous.get("results", {}).items() if f"{k}.ipynb" not in rerun}
-    write_json(run_dir / provenance.RECORD_NAME, record)
-    provenance.update_timings(run_dir, started=provenance.now_iso(), finished=None)
-    log(f"study: profile={profile} run folder={run_dir} ({len(planned)} notebooks)")
-    for k, (nb, params, used) in enumerate(planned, start=1):
-        log(f"[{k}/{len(planned)}] {nb.stem} ...")
-        t0 = time.perf_counter()
-        error = _execute(nb, run_dir, params)
-        entry = {"notebook": nb.name, "status": "failed" if error else "ok", "parameters": used}
-        if error:
-            entry["error"] = error
-        provenance.update_notebook_entry(run_dir, entry)
-        provenance.update_timings(run_dir, notebooks={nb.name: {"seconds": round(time.perf_counter() - t0, 1)}})
-        if not error:
-            provenance.update_results(run_dir, nb.stem, headline_results(run_dir, nb.stem))
-        if error:
-            log(f"[{k}/{len(planned)}] {nb.stem} FAILED")
+    with run_lock.holding(run_dir):
+        _forget_earlier_results(run_dir)
+        code = provenance.code_state(REPO_ROOT)
+        provenance.start_invocation(run_dir, first.to_json(), REPO_ROOT)
+        provenance.update_timings(run_dir, started=provenance.now_iso(), finished=None)
+        log(f"study: profile={first.profile} seed={first.seed} run folder={run_dir} ({len(planned)} notebooks"
+            + (", stale ones only)" if stale else ")"))
+        try:
+            for k, stage in enumerate(planned, start=1):
+                if stale:
+                    state = run_state.entry_state(run_dir, _entry(run_dir, stage.notebook.name), stage.notebook.name)
+                    if state.up_to_date:
+                        log(f"[{k}/{len(planned)}] {stage.notebook.stem} up to date")
+                        continue
+                    log(f"[{k}/{len(planned)}] {stage.notebook.stem}: {state.state}"
+                        + (f" ({'; '.join(state.reasons)})" if state.reasons else ""))
+                run_stage(run_dir, stage, {"git_commit": code["git_commit"], "dirty": code["dirty"]},
+                           log, k, len(planned))
+        except StudyError:
             if report:  # the report of a failed run says so, and names what is missing
                 from mammo_lib.report import build_report
 
                 build_report(run_dir)
-            raise StudyError(
-                f"notebook {nb.name} failed in cell {error['cell']} (execution count {error['execution_count']}): "
-                f"{error['exception']}: {error['message']}\n  executed copy with the full traceback: {run_dir / nb.name}"
-            )
-        log(f"[{k}/{len(planned)}] {nb.stem} ok ({time.perf_counter() - t0:.1f} s)")
-    provenance.update_timings(run_dir, finished=provenance.now_iso())
-    if report:
-        from mammo_lib.report import build_report
+            raise
+        provenance.update_timings(run_dir, finished=provenance.now_iso())
+        if report:
+            from mammo_lib.report import build_report
 
-        index = build_report(run_dir)
-        log(f"report: {index}")
+            index = build_report(run_dir)
+            log(f"report: {index}")
     log(f"study finished: {run_dir}")
     return run_dir
+
+
+def _entry(run_dir: Path, notebook: str) -> dict | None:
+    record = read_json_or_empty(run_dir / provenance.RECORD_NAME)
+    return next((e for e in record.get("notebooks", []) if e.get("notebook") == notebook), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,9 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="The study coordinator's command: mammo-study readers add|list|revoke|progress ... "
                "(mammo-study readers --help).")
-    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--profile", default=None, choices=PROFILES,
+                        help="parameter profile (default: 'default' for a whole run; a partial rerun keeps the "
+                             "recorded one)")
     parser.add_argument("--name", default=None, help="run folder name under runs/ (default: the profile)")
-    parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"))
+    parser.add_argument("--runs-root", default=None, help=f"folder of run folders (default: {REPO_ROOT / 'runs'})")
     parser.add_argument("--notebooks", default=str(NOTEBOOK_DIR),
                         help="folder of the numbered notebooks and params/ (default: this checkout's notebooks/)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -424,25 +459,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-file", default=None, metavar="JSON",
                         help="a JSON object {parameter: value} of overrides (e.g. stage 02's generators list); "
                              "-p wins over it")
-    parser.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name starts with these")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="rerun only notebooks whose name starts with these (settings: as recorded, unless given)")
     parser.add_argument("--from", dest="start_from", default=None,
-                        help="start at this notebook (earlier outputs in the run folder are reused)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="rerun from this notebook on (earlier outputs are reused; settings: as recorded, "
+                             "unless given)")
+    parser.add_argument("--stale", action="store_true",
+                        help="rerun exactly the stages that are stale, failed, interrupted or not run, in order")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="study seed in [0, 4294967295] (default: 0 for a whole run, the recorded one for a rerun)")
     parser.add_argument("--no-report", action="store_true", help="do not write report/index.html at the end")
     args = parser.parse_args(args_in)
+    return _run_cli(args)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    """Run what the parsed command asks; one line on stderr for every way it can end badly."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*running over TCP without encryption.*")
     try:
         overrides = read_params_file(args.params_file) if args.params_file else {}
         for item in args.param:
             key, raw = split_override(item)
             overrides[key] = raw
-        if "seed" in overrides and args.seed != 0 and str(overrides["seed"]).strip() != str(args.seed):
+        if "seed" in overrides and args.seed is not None and str(overrides["seed"]).strip() != str(args.seed):
             raise StudyError(f"--seed {args.seed} and -p seed={overrides['seed']} disagree: give the seed once")
-        run_study(profile=args.profile, name=args.name, runs_root=args.runs_root, overrides=overrides,
-                  only=args.only, start_from=args.start_from, seed=args.seed,
-                  notebook_dir=Path(args.notebooks), report=not args.no_report)
-    except (StudyError, ParameterError) as exc:
+        run_study(profile=args.profile, name=args.name, runs_root=args.runs_root or REPO_ROOT / "runs",
+                  overrides=overrides, only=args.only, start_from=args.start_from, seed=args.seed,
+                  notebook_dir=Path(args.notebooks), report=not args.no_report, stale=args.stale)
+    except (StudyError, ParameterError, run_lock.RunFolderBusy) as exc:
         print(f"\nstudy failed: {exc}", file=sys.stderr)
         return 1
+    except StudyInterrupted as exc:
+        print(f"\n{exc.message(runs_root_given=args.runs_root is not None)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before any stage started; nothing was changed", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,12 +1,13 @@
 """Bitwise rerun check: rerun a study with its recorded parameters and compare every file.
 
 ``python -m mammo_lib.verify NAME`` (``make verify NAME=...``) reads ``runs/NAME/run.json``,
-reruns the study with the same profile, seed and overrides into ``runs/NAME-verify`` (a fresh
-folder), and compares the two run folders byte by byte. Expected: no difference. Not compared:
+reruns each stage with the profile, seed and overrides it recorded into ``runs/NAME-verify`` (a
+fresh folder), and compares the two run folders byte by byte. A folder with a stale, failed or
+interrupted stage is refused (no rerun makes such a folder). Expected: no difference. Not compared:
 the timing records (every ``timings.json``), the report, and in executed notebooks only the
 timing metadata papermill and Jupyter add (start and end times, durations) and how the kernel
 chunked standard output into stream outputs (merged before comparing), the study
-coordinator's invitations (``reader_study/access/``) and a live reader's lock file. People's
+coordinator's invitations (``reader_study/access/``), the kernels' logs (``logs/``) and lock files. People's
 ratings are inputs, not outputs: a rerun has only the machine observers' ratings, so a run that
 people have rated reports their ratings files as "only in the run". The result is written to
 ``runs/NAME/verify.json`` and shown in the run's report.
@@ -22,10 +23,11 @@ from pathlib import Path
 
 from mammo_lib.fileio import read_json_or_empty, write_json
 from mammo_lib.provenance import RECORD_NAME, TIMINGS_NAME, now_iso
+from mammo_lib.run_lock import LOCK_NAME
 
 VERIFY_NAME = "verify.json"
 #: files and folders never compared (relative to the run folder)
-IGNORED_TOP = {"report", VERIFY_NAME}
+IGNORED_TOP = {"report", "logs", VERIFY_NAME}
 _TIMING_KEYS = ("start_time", "end_time", "duration", "execution")
 
 
@@ -94,7 +96,7 @@ def _coalesced(nb: dict) -> dict:
 
 def _compared(rel: Path) -> bool:
     """Whether a file of the run folder is a study output to compare (see the module docstring)."""
-    if rel.parts[0] in IGNORED_TOP or rel.name == TIMINGS_NAME:
+    if rel.parts[0] in IGNORED_TOP or rel.name == TIMINGS_NAME or rel.name == LOCK_NAME:
         return False
     if rel.parts[:2] == ("reader_study", "access"):  # the coordinator's invitations, not an output
         return False
@@ -137,13 +139,42 @@ def compare_run_folders(reference: str | os.PathLike, rerun: str | os.PathLike) 
             "differing": differing, "only_here": only_here, "only_in_rerun": only_there}
 
 
+def replay_groups(record: dict) -> list[dict]:
+    """The settings groups of a run in stage order (``run.json``'s ``settings``), or one group of
+    its top-level settings for a record written before stages recorded their own."""
+    groups = record.get("settings") or []
+    if groups:
+        return groups
+    stems = [Path(e["notebook"]).stem for e in record.get("notebooks", [])]
+    return [{"stages": stems, "profile": record["profile"], "seed": int(record.get("seed", 0)),
+             "overrides": dict(record.get("overrides") or {})}]
+
+
+def _check_replayable(run_dir: Path, record: dict) -> None:
+    from mammo_lib.run_state import stage_states
+
+    bad = [s for s in stage_states(run_dir, record) if not s.up_to_date]
+    if bad:
+        raise VerifyError(
+            f"{run_dir}: not every stage is up to date ("
+            + "; ".join(f"{s.notebook}: {s.state}" for s in bad)
+            + "), so no rerun can reproduce this folder; bring it up to date first "
+              f"(python -m mammo_lib.runner --name {run_dir.name} --stale), then verify")
+
+
 def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.PathLike | None = None) -> dict:
-    """Rerun ``run_dir``'s study with its recorded parameters and compare (see module docstring).
+    """Rerun ``run_dir``'s study, each stage with its recorded settings, and compare (see the
+    module docstring).
+
+    Consecutive stages that ran with the same settings (``run.json``'s ``settings`` groups) are
+    rerun together, in stage order, into a fresh ``<run>-verify`` folder, so a run made of a
+    whole run and later partial reruns is replayed as it was made. The run folder's lock is
+    held throughout (no run may change it meanwhile).
 
     Parameters
     ----------
     run_dir : str or os.PathLike
-        A finished run folder with ``run.json``.
+        A run folder with ``run.json`` whose stages are all up to date.
     log : callable
         Progress lines.
     notebook_dir : str or os.PathLike, optional
@@ -158,10 +189,14 @@ def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.Pat
     Raises
     ------
     VerifyError
-        When ``run.json`` is missing or lacks the profile.
+        When ``run.json`` is missing or lacks the profile, or a stage is stale, failed,
+        interrupted or running (such a folder is not the result of any rerun).
+    mammo_lib.run_lock.RunFolderBusy
+        When a run holds the folder.
     mammo_lib.runner.StudyError
         When the rerun fails.
     """
+    from mammo_lib import run_lock
     from mammo_lib.report import build_report
     from mammo_lib.runner import NOTEBOOK_DIR, run_study
 
@@ -169,17 +204,21 @@ def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.Pat
     record = read_json_or_empty(run_dir / RECORD_NAME)
     if "profile" not in record:
         raise VerifyError(f"{run_dir / RECORD_NAME} is missing or has no profile: not a run made by the study runner")
-    rerun_dir = run_dir.with_name(run_dir.name + "-verify")
-    shutil.rmtree(rerun_dir, ignore_errors=True)
-    overrides = dict(record.get("overrides") or {})  # exactly as given, so run.json compares equal
-    seed = int(record.get("seed", 0))
-    log(f"verify: rerunning {run_dir.name} (profile {record['profile']}, seed {seed}) into {rerun_dir.name}")
-    run_study(record["profile"], name=rerun_dir.name, runs_root=run_dir.parent, overrides=overrides, seed=seed,
-              log=log, report=False, notebook_dir=Path(notebook_dir or NOTEBOOK_DIR))
-    result = compare_run_folders(run_dir, rerun_dir)
-    result.update(reference=run_dir.name, rerun=rerun_dir.name, checked_at=now_iso())
-    write_json(run_dir / VERIFY_NAME, result)
-    build_report(run_dir)
+    with run_lock.holding(run_dir):
+        _check_replayable(run_dir, record)
+        rerun_dir = run_dir.with_name(run_dir.name + "-verify")
+        shutil.rmtree(rerun_dir, ignore_errors=True)
+        for group in replay_groups(record):
+            log(f"verify: rerunning {', '.join(group['stages'])} of {run_dir.name} (profile {group['profile']}, "
+                f"seed {group['seed']}) into {rerun_dir.name}")
+            run_study(group["profile"], name=rerun_dir.name, runs_root=run_dir.parent,
+                      overrides=dict(group.get("overrides") or {}), seed=int(group["seed"]),
+                      only=list(group["stages"]), inherit=False, log=log, report=False,
+                      notebook_dir=Path(notebook_dir or NOTEBOOK_DIR))
+        result = compare_run_folders(run_dir, rerun_dir)
+        result.update(reference=run_dir.name, rerun=rerun_dir.name, checked_at=now_iso())
+        write_json(run_dir / VERIFY_NAME, result)
+        build_report(run_dir)
     return result
 
 
@@ -192,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rerun a study with its recorded parameters and compare every file.")
     parser.add_argument("run_dir", help="the run folder to verify, e.g. runs/default")
     args = parser.parse_args(argv)
+    from mammo_lib.run_lock import RunFolderBusy
+
     try:
         result = verify_run(args.run_dir)
-    except (VerifyError, StudyError) as exc:
+    except (VerifyError, StudyError, RunFolderBusy) as exc:
         print(f"verify failed: {exc}", file=sys.stderr)
         return 1
     print(f"compared {result['n_compared']} files")

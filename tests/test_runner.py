@@ -61,7 +61,7 @@ def test_unknown_profile_and_bad_override(tmp_path, notebook_dir):
 
 
 def test_misspelt_override_is_an_error_and_seed_and_paths_are_recorded(tmp_path, notebook_dir, monkeypatch):
-    with pytest.raises(StudyError, match="-p sead: no notebook being run declares"):
+    with pytest.raises(StudyError, match="-p sead: no notebook of the study declares"):
         run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
                   overrides={"sead": 3}, log=lambda s: None)
     run = run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
@@ -133,7 +133,8 @@ def test_an_interactive_rerun_updates_the_record(tmp_path, notebook_dir, monkeyp
     monkeypatch.delenv(provenance.RUNNER_ENV)
     assert "updated" in provenance.record_interactive_rerun(run, "02_second", {"factor": 9, "other": 1})
     entry = json.loads((run / "run.json").read_text())["notebooks"][1]
-    assert entry == {"notebook": "02_second.ipynb", "status": "ok (rerun interactively)", "parameters": {"factor": 9}}
+    assert entry["status"] == "ok (rerun interactively)" and entry["parameters"] == {"factor": 9}
+    assert entry["settings"] == {"profile": "smoke", "seed": 0, "overrides": {}}  # kept from the runner's entry
     assert "not recorded" in provenance.record_interactive_rerun(tmp_path, "02_second", {})
     assert str(tmp_path) not in provenance.record_interactive_rerun(tmp_path, "02_second", {})
 
@@ -203,7 +204,7 @@ def test_run_names_are_folder_names_and_the_seed_is_given_once(tmp_path, noteboo
     run = run_study("smoke", name="s", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, report=False,
                     overrides={"seed": "5"}, log=lambda s: None)
     record = json.loads((run / "run.json").read_text())
-    assert record["seed"] == 5 and record["overrides"] == {"seed": 5}
+    assert record["seed"] == 5 and record["overrides"] == {}  # the seed is a setting of its own
 
 
 def test_injected_parameters_do_not_depend_on_how_the_seed_was_given(tmp_path, notebook_dir):
