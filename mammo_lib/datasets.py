@@ -51,7 +51,7 @@ from mammo_lib.readers.omidb_like import read_omidb_like
 from mammo_lib.readers.vindr_mammo import read_vindr_mammo
 from mammo_lib.records import Collection, vendor_matches
 
-__all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "open_collection",
+__all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "check_source", "open_collection",
            "pseudonymous_id", "source_folder", "vendor_table"]
 
 #: Collection kinds :func:`open_collection` understands.
@@ -211,3 +211,62 @@ def source_folder(source_kind: str, source_path: str | os.PathLike, run_dir: str
 
     return generate_phantom(run_folder.stage_dir(run_dir, "phantom"), n_images=int(phantom_images),
                             seed=int(seed)).resolve()
+
+
+def check_source(source_kind: str, source_path: str, phantom_images: int, run_dir: Path) -> list[str]:
+    """What is wrong with stage 01's data source, found without reading the collection.
+
+    The checks :func:`source_folder` and :func:`open_collection` make first, done before a study
+    starts so that a typo does not surface only when stage 01 runs: the kind is one of
+    :data:`COLLECTION_KINDS` (or an accepted spelling of one, such as ``"mini-mias"``); a
+    ``source_path`` names an existing, non-empty folder; without one the kind is ``"phantom"``
+    (the only collection that is built in) and the phantom gets at least one image.
+
+    Parameters
+    ----------
+    source_kind : str
+        The collection kind (notebook 01's ``source_kind``).
+    source_path : str
+        The collection folder, "" to generate the phantom. A relative path is taken relative to
+        ``run_dir``, where the notebooks run; ``~`` is expanded, as :func:`source_folder` does.
+    phantom_images : int
+        Images of the generated phantom (only checked when ``source_path`` is empty).
+    run_dir : pathlib.Path
+        The run folder.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem, naming the parameter and its value; empty when the source
+        looks usable. Only the folder itself is looked at (whether it exists, is a folder and
+        holds anything), never the files in it.
+    """
+    problems = []
+    name = str(source_kind).strip().lower()
+    kind = _KIND_ALIASES.get(name, name)
+    known = kind in COLLECTION_KINDS
+    if not known:
+        problems.append(f"source_kind={source_kind!r} is not a collection kind; expected one of "
+                        f"{', '.join(COLLECTION_KINDS)} (see mammo_lib.datasets)")
+    if source_path:
+        given = Path(source_path).expanduser()
+        folder = given if given.is_absolute() else Path(run_dir) / given
+        where = "" if given.is_absolute() else f" (a relative source_path is taken relative to the run folder {run_dir})"
+        try:
+            if not folder.exists():
+                problems.append(f"source_path={str(source_path)!r}: folder {folder} does not exist{where}")
+            elif not folder.is_dir():
+                problems.append(f"source_path={str(source_path)!r}: {folder} is a file, not a folder{where}")
+            elif not any(folder.iterdir()):
+                problems.append(f"source_path={str(source_path)!r}: folder {folder} is empty; nothing to read")
+        except OSError as exc:
+            problems.append(f"source_path={str(source_path)!r}: folder {folder} cannot be read ({exc})")
+        return problems
+    if name != "phantom":  # source_folder's rule: only the phantom is built in
+        if known:
+            problems.append(f"source_kind={source_kind!r} needs a source_path (the collection's folder); "
+                            "only the phantom is built in (source_kind='phantom' with source_path empty)")
+    elif isinstance(phantom_images, bool) or not isinstance(phantom_images, int | float) or phantom_images < 1:
+        problems.append(f"phantom_images={phantom_images!r}: the phantom is generated (source_path is empty), "
+                        "so it needs at least 1 image")
+    return problems

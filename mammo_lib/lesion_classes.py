@@ -84,3 +84,37 @@ def select_lesion_rows(
             "choose classes the store has more of, extract more patches (notebook 01), or use None for every class"
         )
     return rows
+
+
+def check_lesion_classes(value) -> list[str]:
+    """What is wrong with a ``lesion_classes`` parameter, found without opening a patch store.
+
+    The value is normalised as stages 02-04 do (:func:`normalise_lesion_classes`: one string is
+    one class, names are stripped and lower-cased), and every name must be a known lesion class
+    (``records.LESION_CLASSES``, the classes stage 01's readers give their lesions). Whether the
+    store holds enough patches of the classes is :func:`select_lesion_rows`' check, once it exists.
+
+    Parameters
+    ----------
+    value : str, list of str or None
+        The parameter's value; None selects every class.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem (a value that is neither None, a name nor a list of names; an
+        empty list; unknown class names, listed with the known ones); empty when the value is
+        usable.
+    """
+    if value is not None and not isinstance(value, str | list | tuple):
+        return [f"lesion_classes={value!r}: must be a list of lesion class names such as ['mass'], "
+                f"or None for every class, not {type(value).__name__}"]
+    try:
+        classes = normalise_lesion_classes(value)
+    except LesionClassError as exc:
+        return [str(exc)]
+    unknown = [c for c in classes or [] if c not in LESION_CLASSES]
+    if unknown:
+        return [f"unknown lesion class {', '.join(map(repr, unknown))} in lesion_classes={classes} "
+                f"(known classes: {', '.join(LESION_CLASSES)}); use those names, or None for every class"]
+    return []

@@ -31,6 +31,21 @@ element of a list of numbers. None, where the type allows it, is not checked aga
 interval. :func:`check_values` reports every value outside its interval; a malformed interval
 (``[5, 1]``, ``[a, b)``, ``[0, inf]``) is a :class:`ParameterError` from :func:`parameter_specs`
 naming the notebook and the parameter.
+
+A text parameter's allowed values, where they are a fixed set, are declared the same way: its
+comment starts with the set in braces, then its help text; for a list of texts the set holds
+every element::
+
+    normalisation = "equalize_image"  # {equalize_image, equalize_patch, none}
+    feature_spaces = ['pixels', 'cnn', 'random-cnn']  # {pixels, cnn, random-cnn} raw pixels (...)
+
+The values are separated by commas and written without quotes (each one word: no spaces,
+quotes, commas, braces or brackets in it); a value is allowed when it is spelled exactly as in
+the set. None, where the type allows it, is not checked against the set. :func:`check_values`
+reports every value outside its set; a malformed set (``{}``, ``{a, , b}``, ``{a b}``,
+``{"a", "b"}``, ``{a, a}``, no closing brace) or a set before a parameter that is neither text
+nor a list of texts is a :class:`ParameterError` from :func:`parameter_specs` naming the
+notebook and the parameter. Free-form text (a device, a path, an address) has no set.
 """
 
 from __future__ import annotations
@@ -64,6 +79,10 @@ _INTERVAL = re.compile(r"^(?P<open>[\[(])\s*(?P<low>[^\s,\[\]()]+)\s*,\s*(?P<hig
                        r"(?P<close>[\])])(?=\s|$)")
 _NUMBER = re.compile(r"^[+-]?(?:inf|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+#: one value of a set of allowed values (see :func:`parse_choices`)
+_CHOICE = re.compile(r"^[^\s,{}\[\]()'\"]+$")
 
 
 def _bound_text(bound: int | float) -> str:
@@ -169,6 +188,57 @@ def parse_range(help_text: str) -> tuple[ValueRange | None, str]:
     return ValueRange(low, high, low_inclusive, high_inclusive), text[match.end():].strip()
 
 
+def parse_choices(help_text: str) -> tuple[tuple[str, ...] | None, str]:
+    """Split a parameter's comment into its leading set of allowed values and the rest.
+
+    Parameters
+    ----------
+    help_text : str
+        The comment after the assignment, as papermill reports it
+        (``'{equalize_image, equalize_patch, none} how grey levels are mapped'``).
+
+    Returns
+    -------
+    choices : tuple of str or None
+        The values in the set, in the order written, or None when the comment does not start
+        with ``{``.
+    help : str
+        The comment after the set (the whole comment when there is none).
+
+    Raises
+    ------
+    ParameterError
+        When the comment starts with ``{`` but not with a well-formed set: no closing brace, the
+        closing brace not followed by a space or the end, no values (``{}``), an empty value
+        (``{a, , b}``, ``{a,}``), a value with a space, quote, brace or bracket in it (``{a b}``,
+        ``{"a", "b"}``), or a value listed twice.
+    """
+    text = (help_text or "").strip()
+    if not text.startswith("{"):
+        return None, text
+    end = text.find("}")
+    if end < 0:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ParameterError(f"set {shown}: no closing brace (write the allowed values as {{a, b, c}})")
+    written, rest = text[:end + 1], text[end + 1:]
+    if rest and not rest[0].isspace():
+        raise ParameterError(f"set {written}: a space must follow the closing brace, before the help text")
+    body = written[1:-1]
+    if not body.strip():
+        raise ParameterError(f"set {written}: no values in it")
+    choices = [part.strip() for part in body.split(",")]
+    if "" in choices:
+        raise ParameterError(f"set {written}: an empty value (two commas in a row, or a comma at an end)")
+    for choice in choices:
+        if not _CHOICE.match(choice):
+            raise ParameterError(f"set {written}: {choice!r} is not one plain value (separate the values by "
+                                 "commas; write each without spaces, quotes, braces or brackets)")
+    twice = sorted({c for c in choices if choices.count(c) > 1})
+    if twice:
+        raise ParameterError(f"set {written}: {', '.join(twice)} listed twice")
+    return tuple(choices), rest.strip()
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """One declared parameter of one notebook.
@@ -183,13 +253,16 @@ class ParameterSpec:
     default : Any
         The value in the notebook's ``parameters`` cell (``None`` when it is not a literal).
     help : str
-        The comment after the assignment, without its leading interval.
+        The comment after the assignment, without its leading interval or set.
     range : ValueRange or None
         The allowed values of a number, or of each element of a list of numbers: the interval
         the comment starts with (None: no range declared).
     item_types : frozenset of str
         For a list parameter: the type names (``int``, ``float``) of the elements its default and
         profiles hold; ``{"int"}`` makes :func:`check_values` require integer elements.
+    choices : tuple of str or None
+        The allowed values of a text, or of each element of a list of texts: the set the comment
+        starts with (None: no set declared).
     """
 
     name: str
@@ -198,6 +271,7 @@ class ParameterSpec:
     help: str = ""
     range: ValueRange | None = None
     item_types: frozenset[str] = frozenset()
+    choices: tuple[str, ...] | None = None
 
     def describe(self) -> str:
         """The types as a user reads them, e.g. ``'list or None'``."""
@@ -217,6 +291,19 @@ class ParameterSpec:
         else:
             text = self.range.describe(integer=self._integer_only())
         return text + (", or None" if "None" in self.types else "")
+
+    def describe_choices(self) -> str:
+        """The allowed values as a user reads them, e.g. ``'one of resize, crop'``,
+        ``'a list of values, each one of pixels, cnn, random-cnn'``; "" when no set is declared."""
+        if self.choices is None:
+            return ""
+        text = f"one of {', '.join(self.choices)}"
+        if self._is_text_list():
+            text = f"a list of values, each {text}"
+        return text + (", or None" if "None" in self.types else "")
+
+    def _is_text_list(self) -> bool:
+        return "list" in self.types and "str" not in self.types
 
     def _is_list(self) -> bool:
         return "list" in self.types and not self.types & {"int", "float"}
@@ -329,9 +416,10 @@ def parameter_specs(notebook: str | Path, profile_values: list[dict] | None = No
     Raises
     ------
     ParameterError
-        As :func:`inspect_parameters`; or when a comment starts with a malformed interval, or an
-        interval stands before a parameter that is neither a number nor a list (the message names
-        the notebook and the parameter).
+        As :func:`inspect_parameters`; or when a comment starts with a malformed interval or set,
+        an interval stands before a parameter that is neither a number nor a list, or a set
+        before one that is neither text nor a list of texts (the message names the notebook and
+        the parameter).
     """
     specs = {}
     where = Path(notebook).name
@@ -345,12 +433,16 @@ def parameter_specs(notebook: str | Path, profile_values: list[dict] | None = No
                 types = set()  # only ever None: nothing to say about the type
         items = {type_name_of_value(x) for v in values if isinstance(v, list | tuple) for x in v}
         try:
-            value_range, help_text = _declared_range(info.get("help") or "", types)
+            choices, help_text = _declared_choices(info.get("help") or "", types, items)
+            value_range = None
+            if choices is None:
+                value_range, help_text = _declared_range(help_text, types)
         except ParameterError as exc:
             raise ParameterError(f"{where}: parameter {name}: {exc}") from None
         specs[name] = ParameterSpec(name, frozenset(types), default if ok else None, help_text,
                                     range=value_range,
-                                    item_types=frozenset(items) if items <= {"int", "float"} else frozenset())
+                                    item_types=frozenset(items) if items <= {"int", "float"} else frozenset(),
+                                    choices=choices)
     return specs
 
 
@@ -369,6 +461,24 @@ def _declared_range(help_text: str, types: set[str]) -> tuple[ValueRange | None,
         raise ParameterError(f"range {value_range} on a parameter of type {' or '.join(sorted(types))}: "
                              "only numbers and lists of numbers take a range")
     return value_range, rest
+
+
+def _declared_choices(help_text: str, types: set[str], items: set[str | None]
+                      ) -> tuple[tuple[str, ...] | None, str]:
+    """:func:`parse_choices` of a parameter's comment, for a parameter of these types whose
+    list values (default and profiles) hold elements of the types ``items``. Only text, and lists
+    whose elements are all text, take a set."""
+    choices, rest = parse_choices(help_text)
+    if choices is None:
+        return None, rest
+    textual = not types or "str" in types or ("list" in types and items <= {"str"})
+    if not textual:
+        kind = " or ".join(sorted(types))
+        if "list" in types:
+            kind += " of " + " and ".join(sorted(str(t) for t in items))
+        raise ParameterError(f"set {{{', '.join(choices)}}} on a parameter of type {kind}: "
+                             "only text and lists of text take a set of values")
+    return choices, rest
 
 
 def _show(value: Any) -> str:
@@ -403,9 +513,27 @@ def _range_problem(spec: ParameterSpec, value: Any) -> str | None:
     return None
 
 
+def _choice_problem(spec: ParameterSpec, value: Any) -> str | None:
+    """Why a value is outside the spec's set (None: it is inside, or nothing is declared)."""
+    choices = spec.choices
+    if choices is None or (value is None and ("None" in spec.types or not spec.types)):
+        return None
+    if isinstance(value, list | tuple) and ("list" in spec.types or not spec.types):
+        bad = [x for x in value if not isinstance(x, str) or x not in choices]
+        if bad:
+            return (f"each element of {spec.name} must be one of {', '.join(choices)}; "
+                    f"{', '.join(_show(x) for x in bad)} {'is' if len(bad) == 1 else 'are'} not")
+        return None
+    if spec._is_text_list():
+        return f"{spec.name} must be {spec.describe_choices()}, not {type(value).__name__}"
+    if not isinstance(value, str) or value not in choices:
+        return f"{spec.name} must be {spec.describe_choices()}"
+    return None
+
+
 def check_values(specs: dict[str, ParameterSpec], values: dict, where: str,
                  origins: dict[str, str] | None = None) -> list[str]:
-    """Every value outside its parameter's declared range, as one sentence each.
+    """Every value outside its parameter's declared range or set, as one sentence each.
 
     Parameters
     ----------
@@ -414,7 +542,7 @@ def check_values(specs: dict[str, ParameterSpec], values: dict, where: str,
     values : dict
         ``{name: value}``, values already typed (after :func:`convert_value`, or from a profile or
         a ``--params-file``), e.g. every value a notebook will use. Names the notebook does not
-        declare, and parameters without a range, are not checked here.
+        declare, and parameters with neither a range nor a set, are not checked here.
     where : str
         Where the values go or come from, in parentheses at the end of each sentence: the
         notebook's file name (``'03_feature_space.ipynb'``); "" for none.
@@ -425,19 +553,24 @@ def check_values(specs: dict[str, ParameterSpec], values: dict, where: str,
     Returns
     -------
     list of str
-        One sentence per value out of range, in the order of ``values``, naming the parameter,
-        the value, the allowed values and where from, e.g. ``'-p n_per_group=-5: n_per_group
-        must be an integer in [1, inf) (03_feature_space.ipynb)'``; empty when every value is in
-        range. NaN is never in range, a boolean is not a number, and a float where the parameter
-        is an integer, or None where its type does not allow it, is out of range too.
+        One sentence per value out of range or set, in the order of ``values``, naming the
+        parameter, the value (the text of a parameter with a set as typed, anything else in
+        JSON, so ``"5"`` given for a number reads as text), the allowed values and
+        where from, e.g. ``'-p n_per_group=-5: n_per_group must be an integer in [1, inf)
+        (03_feature_space.ipynb)'``, ``'normalisation=bogus: normalisation must be one of
+        equalize_image, equalize_patch, none (01_extract_patches.ipynb)'``; empty when every value
+        is allowed. NaN is never in range, a boolean is not a number, a float where the parameter
+        is an integer, or None where its type does not allow it, is out of range too; a text
+        must match a value of the set exactly (case included).
     """
     problems = []
     for name, value in values.items():
         spec = specs.get(name)
-        problem = _range_problem(spec, value) if spec is not None else None
+        problem = (_range_problem(spec, value) or _choice_problem(spec, value)) if spec is not None else None
         if problem:
             origin = (origins or {}).get(name)
-            problems.append(f"{origin + ' ' if origin else ''}{name}={_show(value)}: {problem}"
+            shown = value if isinstance(value, str) and spec.choices is not None else _show(value)
+            problems.append(f"{origin + ' ' if origin else ''}{name}={shown}: {problem}"
                             + (f" ({where})" if where else ""))
     return problems
 

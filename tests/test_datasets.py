@@ -1,5 +1,5 @@
 """Collection readers (phantom/OMI-DB-like, CBIS-DDSM, MIAS), pixel loading, the breast mask,
-and the messages for bad collections."""
+the messages for bad collections, and the check of a data source before any work."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from mammo_lib.datasets import COLLECTION_KINDS, open_collection
+from mammo_lib.datasets import COLLECTION_KINDS, check_source, open_collection
 from mammo_lib.dicom_io import DicomReadError, write_mammogram_dicom
 from mammo_lib.images import breast_mask, load_image_pixels
 from mammo_lib.phantom import generate_phantom
@@ -393,3 +393,78 @@ def test_breast_mask_on_real_cbis_ddsm_film(dicom_samples_dir):
     assert 0.1 < mask.mean() < 0.4
     assert not mask[:800, :1000].any()  # the label corner
     assert mask[2000:2600, -50:].all()  # the chest wall (right edge) is breast
+
+
+# --------------------------------------------------------------------------------------------
+# check_source: the data source checked before a study starts, without reading the collection
+# --------------------------------------------------------------------------------------------
+
+
+def test_check_source_accepts_a_real_collection_and_the_phantom(phantom_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert check_source("omidb-like", str(phantom_root), 0, run_dir) == []
+    assert check_source(" Phantom ", str(phantom_root), 0, run_dir) == []  # open_collection's spellings
+    assert open_collection(" Phantom ", phantom_root).records  # ... which it does accept
+    assert check_source("phantom", "", 12, run_dir) == []
+    assert list(run_dir.iterdir()) == []  # nothing generated, nothing written
+
+
+def test_check_source_relative_path_is_relative_to_the_run_folder(phantom_root, tmp_path):
+    run_dir = tmp_path / "runs" / "mine"
+    run_dir.mkdir(parents=True)
+    shutil.copytree(phantom_root, tmp_path / "collection")
+    assert check_source("omidb-like", "../../collection", 0, run_dir) == []
+    problems = check_source("omidb-like", "collection", 0, run_dir)  # exists beside runs/, not in the run folder
+    assert problems == [f"source_path='collection': folder {run_dir / 'collection'} does not exist "
+                        f"(a relative source_path is taken relative to the run folder {run_dir})"]
+
+
+def test_check_source_missing_file_and_empty_folders(tmp_path):
+    missing = tmp_path / "nowhere"
+    assert check_source("mias", str(missing), 0, tmp_path) == [
+        f"source_path={str(missing)!r}: folder {missing} does not exist"]  # absolute: no word on the run folder
+    a_file = tmp_path / "Info.txt"
+    a_file.write_text("mdb001 G CIRC B 535 425 197\n")
+    assert check_source("mias", str(a_file), 0, tmp_path) == [
+        f"source_path={str(a_file)!r}: {a_file} is a file, not a folder"]
+    assert check_source("mias", "Info.txt", 0, tmp_path) == [
+        f"source_path='Info.txt': {a_file} is a file, not a folder "
+        f"(a relative source_path is taken relative to the run folder {tmp_path})"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert check_source("inbreast", str(empty), 0, tmp_path) == [
+        f"source_path={str(empty)!r}: folder {empty} is empty; nothing to read"]
+    with pytest.raises(ValueError, match="is empty"):  # what open_collection would have said later
+        open_collection("inbreast", empty)
+
+
+def test_check_source_unknown_kind_lists_the_kinds(phantom_root, tmp_path):
+    problems = check_source("dicom", str(phantom_root), 0, tmp_path)
+    assert problems == ["source_kind='dicom' is not a collection kind; expected one of "
+                        f"{', '.join(COLLECTION_KINDS)} (see mammo_lib.datasets)"]
+    assert "omidb" in problems[0] and "vindr-mammo" in problems[0]
+    # an unknown kind and a missing folder: both at once
+    assert len(check_source("dicom", str(tmp_path / "nowhere"), 0, tmp_path)) == 2
+    # an unknown kind without a folder: only the kind (whether it needs a folder is unknown)
+    assert check_source("phantm", "", 12, tmp_path) == [problems[0].replace("'dicom'", "'phantm'")]
+
+
+def test_check_source_only_the_phantom_comes_without_a_folder(tmp_path):
+    assert check_source("cbis-ddsm", "", 100, tmp_path) == [
+        "source_kind='cbis-ddsm' needs a source_path (the collection's folder); only the phantom is built in "
+        "(source_kind='phantom' with source_path empty)"]
+    assert len(check_source("omidb-like", "", 100, tmp_path)) == 1  # read like the phantom, but not built in
+    assert len(check_source("mini-mias", "", 100, tmp_path)) == 1  # an accepted spelling of mias
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_source_phantom_images(tmp_path):
+    assert check_source("phantom", "", 0, tmp_path) == [
+        "phantom_images=0: the phantom is generated (source_path is empty), so it needs at least 1 image"]
+    assert len(check_source("phantom", "", -3, tmp_path)) == 1
+    assert check_source("phantom", "", 1, tmp_path) == []
+    assert check_source("mias", str(tmp_path), 0, tmp_path) == [  # a real collection: phantom_images unused
+        f"source_path={str(tmp_path)!r}: folder {tmp_path} is empty; nothing to read"]
+    with pytest.raises(ValueError, match="n_images must be >= 1"):  # what generating it would have said
+        generate_phantom(tmp_path / "phantom", n_images=0, seed=0, progress=False)

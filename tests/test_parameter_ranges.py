@@ -1,6 +1,7 @@
-"""Value ranges of the notebooks' numeric parameters: declared once, at the start of the
-parameter's comment in the cell tagged ``parameters`` (``n_per_group = 500  # [1, inf) ...``),
-read through papermill's inspection of the real notebooks, and checked by
+"""Value ranges of the notebooks' numeric parameters, and sets of allowed values of their text
+parameters: declared once, at the start of the parameter's comment in the cell tagged
+``parameters`` (``n_per_group = 500  # [1, inf) ...``, ``large_lesion = "resize"  # {resize,
+crop} ...``), read through papermill's inspection of the real notebooks, and checked by
 :func:`mammo_lib.parameters.check_values` before a study starts."""
 
 import ast
@@ -17,6 +18,7 @@ from mammo_lib.parameters import (
     check_values,
     convert_value,
     parameter_specs,
+    parse_choices,
     parse_range,
 )
 from mammo_lib.runner import PROFILES, _profiles_table, discover_notebooks, profile_parameters
@@ -110,6 +112,7 @@ def test_seed_is_numpys_seed_range_in_every_notebook(specs, stem):
 def test_the_range_is_not_part_of_the_help_text(specs, stem):
     for spec in specs[stem].values():
         assert parse_range(spec.help)[0] is None, (spec.name, spec.help)
+        assert parse_choices(spec.help)[0] is None, (spec.name, spec.help)
     if stem == "03_feature_space":
         assert specs[stem]["n_per_group"].help == "the paper: 500 patches per group"
 
@@ -123,8 +126,9 @@ def test_defaults_and_every_profile_lie_in_their_ranges(specs, stem):
     for profile in PROFILES:
         values = profile_parameters(path, profile)
         assert check_values(specs[stem], {**defaults, **values}, path.name) == []
-        checked += sum(specs[stem][name].range is not None for name in values)
-    assert checked > 0, f"{stem}: no profile value has a range to be checked against"
+        checked += sum(specs[stem][name].range is not None or specs[stem][name].choices is not None
+                       for name in values)
+    assert checked > 0, f"{stem}: no profile value has a range or set to be checked against"
 
 
 def test_ranges_read_from_the_code_of_each_stage(specs):
@@ -258,3 +262,179 @@ def test_parse_range():
                          ).describe_range() == "a list of integers, each in [1, 2]"
     with pytest.raises(ParameterError, match=r"range \[5, 1\]: no value"):
         parse_range("[5, 1] backwards")
+
+
+# ----------------------------------------------------------------------------- sets of allowed values
+
+#: every parameter of the committed notebooks whose allowed values are a fixed set
+CHOICE_PARAMETERS = {
+    "01_extract_patches": {"source_kind", "normalisation", "large_lesion"},
+    "02_train_dcgan": {"upsampling"},
+    "03_feature_space": {"backend", "perplexity_policy", "feature_spaces"},
+    "04_reader_study": {"machine_observers"},
+    "05_roc_analysis": {"mrmc_covariance"},
+}
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_which_parameters_declare_a_set(specs, stem):
+    got = {name for name, spec in specs[stem].items() if spec.choices is not None}
+    assert got == CHOICE_PARAMETERS[stem]
+    for name in got:  # a set never comes with a range, and never on a number
+        assert specs[stem][name].range is None
+        assert specs[stem][name].types & {"str", "list"}
+
+
+def test_the_sets_are_the_librarys_own():
+    """Each declared set is the tuple the code that takes the parameter checks against, in its
+    order (so a new kind or backend added to the library shows up here)."""
+    from mammo_lib.datasets import COLLECTION_KINDS
+    from mammo_lib.dcgan import UPSAMPLING
+    from mammo_lib.feature_space import FEATURE_SPACES
+    from mammo_lib.machine_observer import MACHINE_OBSERVERS
+    from mammo_lib.mrmc import COVARIANCE_METHODS
+    from mammo_lib.patch_core import LARGE_LESION_POLICIES, NORMALISATIONS
+    from mammo_lib.tsne import BACKENDS
+
+    s = {nb.stem: parameter_specs(nb) for nb in NOTEBOOKS}
+    assert s["01_extract_patches"]["source_kind"].choices == COLLECTION_KINDS
+    assert s["01_extract_patches"]["normalisation"].choices == NORMALISATIONS
+    assert s["01_extract_patches"]["large_lesion"].choices == LARGE_LESION_POLICIES
+    assert s["02_train_dcgan"]["upsampling"].choices == UPSAMPLING
+    assert s["03_feature_space"]["backend"].choices == BACKENDS
+    assert s["03_feature_space"]["feature_spaces"].choices == FEATURE_SPACES
+    assert s["04_reader_study"]["machine_observers"].choices == MACHINE_OBSERVERS
+    assert s["05_roc_analysis"]["mrmc_covariance"].choices == COVARIANCE_METHODS
+    assert s["03_feature_space"]["perplexity_policy"].choices == ("clamp", "raise")
+
+
+def test_perplexity_policy_set_is_what_resolve_perplexity_accepts(specs):
+    """No constant names the policies: resolve_perplexity's behaviour does."""
+    from mammo_lib.tsne_affinity import FeatureSpaceError, resolve_perplexity
+
+    with pytest.warns(Warning):
+        assert resolve_perplexity(50.0, 31, "clamp")[0] == 10.0
+    with pytest.raises(FeatureSpaceError, match="too large"):
+        resolve_perplexity(50.0, 31, "raise")
+    with pytest.raises(FeatureSpaceError, match="unknown perplexity policy"):
+        resolve_perplexity(50.0, 31, "bogus")
+    assert check_values(specs["03_feature_space"], {"perplexity_policy": "bogus"}, "") == [
+        "perplexity_policy=bogus: perplexity_policy must be one of clamp, raise"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_defaults_and_profile_values_lie_in_their_sets(specs, stem):
+    path = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+    assigned = _assigned(path)
+    seen = 0
+    for name in CHOICE_PARAMETERS[stem]:
+        choices = specs[stem][name].choices
+        values = [assigned[name]] + [profile_parameters(path, p)[name] for p in PROFILES
+                                     if name in profile_parameters(path, p)]
+        for value in values:
+            items = value if isinstance(value, list) else [value]
+            assert items and all(x in choices for x in items), (stem, name, value, choices)
+            seen += 1
+    assert seen >= len(CHOICE_PARAMETERS[stem])
+
+
+def test_a_value_outside_its_set_names_parameter_value_set_and_notebook(specs):
+    s1 = specs["01_extract_patches"]
+    assert check_values(s1, {"normalisation": "bogus"}, "01_extract_patches.ipynb") == [
+        "normalisation=bogus: normalisation must be one of equalize_image, equalize_patch, none "
+        "(01_extract_patches.ipynb)"]
+    value = convert_value(s1["large_lesion"], "Resize")  # as the runner converts -p large_lesion=Resize
+    assert check_values(s1, {"large_lesion": value}, "01_extract_patches.ipynb", {"large_lesion": "-p"}) == [
+        "-p large_lesion=Resize: large_lesion must be one of resize, crop (01_extract_patches.ipynb)"]  # exact case
+    assert check_values(s1, {"source_kind": "omidb", "normalisation": "none", "large_lesion": "crop"}, "") == []
+    assert len(check_values(s1, {"normalisation": None}, "")) == 1  # the type does not allow None
+    assert len(check_values(s1, {"normalisation": 3}, "")) == 1
+
+
+def test_an_element_of_a_list_outside_its_set(specs):
+    s3, s4 = specs["03_feature_space"], specs["04_reader_study"]
+    assert check_values(s3, {"feature_spaces": ["pixels", "bogus", "CNN"]}, "03_feature_space.ipynb",
+                        {"feature_spaces": "profile smoke"}) == [
+        'profile smoke feature_spaces=["pixels", "bogus", "CNN"]: each element of feature_spaces must be one of '
+        'pixels, cnn, random-cnn; "bogus", "CNN" are not (03_feature_space.ipynb)']
+    assert check_values(s4, {"machine_observers": ["machine-svm"]}, "") == [
+        'machine_observers=["machine-svm"]: each element of machine_observers must be one of machine-pixels, '
+        'machine-spectrum, machine-cnn; "machine-svm" is not']
+    assert check_values(s3, {"feature_spaces": "pixels"}, "") == [
+        "feature_spaces=pixels: feature_spaces must be a list of values, each one of pixels, cnn, random-cnn, "
+        "not str"]
+    assert check_values(s4, {"machine_observers": []}, "") == []
+    assert check_values(s3, {"feature_spaces": ["cnn"]}, "") == []
+
+
+def test_ranges_and_sets_reported_together(specs):
+    problems = check_values(specs["03_feature_space"],
+                            {"n_per_group": -5, "backend": "tsnecuda", "perplexity_policy": "clamp",
+                             "feature_spaces": ["pixel"]}, "03_feature_space.ipynb")
+    assert [p.split("=", 1)[0] for p in problems] == ["n_per_group", "backend", "feature_spaces"]
+
+
+@pytest.mark.parametrize("bad", ["{}", "{ }", "{resize, , crop}", "{resize,}", "{resize crop}",
+                                 '{"resize", "crop"}', "{resize, resize}", "{resize, crop",
+                                 "{resize, crop}text", "{resize, {crop}}", "{[resize], crop}"])
+def test_a_malformed_set_names_notebook_and_parameter(tmp_path, bad):
+    nb = _copy_with(tmp_path, "01_extract_patches", "# {resize, crop} a lesion", f"# {bad} a lesion")
+    with pytest.raises(ParameterError, match=r"^01_extract_patches\.ipynb: parameter large_lesion: set "):
+        parameter_specs(nb)
+
+
+@pytest.mark.parametrize(("line", "kind"), [("n = 3  # {1, 2} a number", "int"),
+                                            ("x = 0.5  # {a, b} a number", "float"),
+                                            ("f = False  # {yes, no} a flag", "bool"),
+                                            ("c = [1, 2]  # {a, b} numbers", "list of int")])
+def test_a_set_on_a_parameter_that_is_not_text_is_a_mistake(tmp_path, line, kind):
+    nb = _notebook(tmp_path / "01_x.ipynb", line + "\n")
+    with pytest.raises(ParameterError, match=rf"^01_x\.ipynb: parameter \w: set {{.*}} on a parameter of type {kind}: "
+                                             "only text and lists of text"):
+        parameter_specs(nb)
+
+
+def test_sets_in_a_new_notebook(tmp_path):
+    nb = _notebook(tmp_path / "01_x.ipynb",
+                   'a = "x"  # {x,y,  z-1} tight and loose spelling\n'
+                   "b = ['x']  # {x, y} each element\n"
+                   "c: Optional[str] = None  # {x, y} or None\n"
+                   "d = []  # {x, y}\n"
+                   'e = "x"  # (e.g. {x}) braces later in the comment are help\n'
+                   "f = 3  # [1, inf) {not a set}\n"
+                   'g = "x"  # {x}\n')
+    specs = parameter_specs(nb)
+    assert specs["a"].choices == ("x", "y", "z-1") and specs["a"].help == "tight and loose spelling"
+    assert specs["a"].range is None and specs["a"].describe_choices() == "one of x, y, z-1"
+    assert specs["b"].choices == ("x", "y") and specs["b"].help == "each element"
+    assert specs["b"].describe_choices() == "a list of values, each one of x, y"
+    assert specs["c"].choices == ("x", "y") and specs["c"].describe_choices() == "one of x, y, or None"
+    assert specs["d"].choices == ("x", "y")
+    assert specs["e"].choices is None and specs["e"].help == "(e.g. {x}) braces later in the comment are help"
+    assert specs["f"].range == ValueRange(1, math.inf, True, False) and specs["f"].choices is None
+    assert specs["f"].help == "{not a set}"
+    assert specs["g"].choices == ("x",) and specs["g"].help == ""
+    assert check_values(specs, {"a": "z-1", "b": ["y", "x"], "c": None, "d": [], "g": "x"}, "") == []
+    assert check_values(specs, {"a": "z", "c": "z", "d": ["z"]}, "01_x.ipynb") == [
+        "a=z: a must be one of x, y, z-1 (01_x.ipynb)",
+        "c=z: c must be one of x, y, or None (01_x.ipynb)",
+        'd=["z"]: each element of d must be one of x, y; "z" is not (01_x.ipynb)']
+
+
+def test_parse_choices():
+    assert parse_choices("{resize, crop} a lesion") == (("resize", "crop"), "a lesion")
+    assert parse_choices("  {a}") == (("a",), "")
+    assert parse_choices("resize or crop {a, b}") == (None, "resize or crop {a, b}")
+    assert parse_choices("") == (None, "")
+    assert parse_range("{1, 2} not an interval") == (None, "{1, 2} not an interval")
+    with pytest.raises(ParameterError, match=r"^set \{a, a\}: a listed twice$"):
+        parse_choices("{a, a} twice")
+    with pytest.raises(ParameterError, match=r"^set \{a, b: no closing brace"):
+        parse_choices("{a, b")
+    with pytest.raises(ParameterError, match=r"^set \{a b\}: 'a b' is not one plain value"):
+        parse_choices("{a b}")
+
+
+def test_text_given_for_a_number_is_shown_as_text(specs):
+    assert check_values(specs["03_feature_space"], {"n_per_group": "5"}, "") == [
+        'n_per_group="5": n_per_group must be an integer in [1, inf)']
