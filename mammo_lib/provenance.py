@@ -5,12 +5,16 @@ one identical rerun to the next:
 
 ```
 {
+  "up_to_date": true,              every stage of the study finished and none is stale or modified
+  "not_up_to_date": {stem: state}, the others: "stale", "modified", "failed", "interrupted",
+                                   "running" or "not run" (mammo_lib.run_state)
   "profile": "default",            the settings of the last stage (see "settings")
   "seed": 0,
   "overrides": {...},              the -p / --params-file values, typed
   "settings": [                    which stages ran with which settings (one group when all agree)
      {"stages": ["01_extract_patches", ...], "profile": "default", "seed": 0, "overrides": {...}}],
   "stale_stages": [...],           stages whose inputs changed after they ran (rerun: --stale)
+  "study_notebooks": [...],        every notebook of the study
   "code": {"git_commit": "...", "dirty": false, "dirty_files": []},   at the latest invocation
   "python": "3.11.7", "packages": {name: version},
   "notebooks": [                   one entry per stage, in order
@@ -22,6 +26,7 @@ one identical rerun to the next:
       "inputs": {path: "sha256:..."},   digest of each run-folder path it read (None: absent)
       "outputs": {path: "sha256:..."},  digest of each path it wrote
       "stale": true, "stale_because": ["synthetic changed since this stage ran"],   (stale only)
+      "modified_after": ["patches changed after this stage wrote it"],   (modified only)
       "error": {"cell": 7, "exception": "ValueError", "message": "..."}   (failed only)
      }, ...],
   "results": {stem: {headline figures of that stage}}
@@ -216,7 +221,8 @@ def base_record(profile: str, seed: int, overrides: dict, repo: str | os.PathLik
             "results": {}}
 
 
-def start_invocation(run_dir: str | os.PathLike, settings: dict, repo: str | os.PathLike) -> dict:
+def start_invocation(run_dir: str | os.PathLike, settings: dict, repo: str | os.PathLike,
+                     notebooks: list[str] | None = None) -> dict:
     """Write ``run.json``'s run-level part for a new invocation of the runner, keeping the entries
     and results of the stages it does not rerun (each stage's entry is replaced when it runs).
 
@@ -228,6 +234,9 @@ def start_invocation(run_dir: str | os.PathLike, settings: dict, repo: str | os.
         ``{"profile", "seed", "overrides"}`` for a run folder without stage entries yet.
     repo : str or os.PathLike
         The checkout (its code state is recorded).
+    notebooks : list of str, optional
+        Every notebook of the study (recorded, so that a stage that never ran counts as not up
+        to date).
 
     Returns
     -------
@@ -236,6 +245,7 @@ def start_invocation(run_dir: str | os.PathLike, settings: dict, repo: str | os.
     """
     previous = read_json_or_empty(Path(run_dir) / RECORD_NAME)
     record = base_record(settings["profile"], settings["seed"], settings["overrides"], repo)
+    record["study_notebooks"] = list(notebooks or previous.get("study_notebooks") or [])
     record["notebooks"] = list(previous.get("notebooks", []))
     record["results"] = dict(previous.get("results", {}))
     write_json(Path(run_dir) / RECORD_NAME, record)
@@ -267,17 +277,22 @@ def refresh_record(run_dir: str | os.PathLike) -> dict:
         return record
     entries = sorted(record.get("notebooks", []), key=lambda e: e.get("notebook", ""))
     stale = []
-    states = {st.notebook: st for st in stage_states(run_dir, {"notebooks": entries})}
+    all_states = stage_states(run_dir, {"notebooks": entries}, record.get("study_notebooks"))
+    states = {st.notebook: st for st in all_states}
     for entry in entries:
         state = states[entry.get("notebook", "")]
-        entry.pop("stale", None)
-        entry.pop("stale_because", None)
+        for key in ("stale", "stale_because", "modified_after"):
+            entry.pop(key, None)
         if state.state == "stale":
             entry["stale"], entry["stale_because"] = True, list(state.reasons)
             stale.append(Path(entry["notebook"]).stem)
+        elif state.state == "modified":
+            entry["modified_after"] = list(state.reasons)
     groups = settings_groups(entries)
     last = groups[-1] if groups else record
-    out = {"profile": last.get("profile"), "seed": last.get("seed"), "overrides": last.get("overrides") or {},
+    behind = {Path(st.notebook).stem: st.state for st in all_states if not st.up_to_date}
+    out = {"up_to_date": not behind, "not_up_to_date": behind,
+           "profile": last.get("profile"), "seed": last.get("seed"), "overrides": last.get("overrides") or {},
            "settings": groups, "stale_stages": stale}
     out.update({k: v for k, v in record.items() if k not in out and k not in ("notebooks", "results")})
     out["notebooks"] = entries

@@ -92,11 +92,12 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
     code = record.get("code") or {}
     dirty = code.get("dirty")
     groups = record.get("settings") or []
+    mixed = len(groups) > 1
     rows = [
-        ("profile", str(record.get("profile", "?"))),
-        ("seed", str(record.get("seed", "?"))),
-        ("overrides (-p)", json.dumps(record.get("overrides") or {})),
-        *([("settings by stage", _describe_groups(groups))] if len(groups) > 1 else []),
+        ("profile", "differs by stage (below)" if mixed else str(record.get("profile", "?"))),
+        ("seed", "differs by stage (below)" if mixed else str(record.get("seed", "?"))),
+        ("overrides (-p)", "differ by stage (below)" if mixed else json.dumps(record.get("overrides") or {})),
+        *([("settings by stage", _describe_groups(groups))] if mixed else []),
         ("data source", f"{p01.get('source_kind', '?')}" + (f" at {p01['source_path']}" if p01.get("source_path") else
                                                             " (the built-in phantom)" if p01.get("source_kind") == "phantom" else "")),
     ]
@@ -112,7 +113,8 @@ def overview(run_dir: Path, record: dict, timings: dict) -> list[tuple[str, str]
                  + ("" if dirty is None else "; uncommitted changes in " + ", ".join(code.get("dirty_files", []))
                     if dirty else "; clean tree (no uncommitted changes)")),
         ("python", str(record.get("python", "?"))),
-        ("started / finished (UTC)", f"{timings.get('started', '?')} / {timings.get('finished', 'not finished')}"),
+        ("last command started / finished (UTC)",
+         f"{timings.get('started', '?')} / {timings.get('finished', 'not finished')}"),
     ]
     for entry in record.get("notebooks", []):
         seconds = (timings.get("notebooks") or {}).get(entry.get("notebook"), {}).get("seconds")
@@ -368,20 +370,23 @@ def run_state(run_dir: Path, record: dict) -> dict:
     from mammo_lib.run_settings import describe_groups
     from mammo_lib.run_state import stage_states
 
-    states = stage_states(run_dir, record)
+    states = stage_states(run_dir, record, record.get("study_notebooks"))
     problems = []
     for st in states:
         if st.up_to_date:
             continue
         why = f": {'; '.join(st.reasons)}" if st.reasons else ""
         label = {"stale": "is STALE (computed from inputs that have changed since)",
-                 "running": "is marked running (a run holds the folder, or one was killed)"}.get(st.state, st.state)
+                 "modified": "was MODIFIED after it ran (a file it wrote has changed)",
+                 "running": "is marked running (a run holds the folder, or one was killed)",
+                 "not run": "has not run"}.get(st.state, st.state)
         problems.append(f"Stage {Path(st.notebook).stem} {label}{why}.")
     if problems:
-        default_root = Path(__file__).resolve().parent.parent / "runs"
-        root = "" if run_dir.parent.resolve() == default_root else f" --runs-root {run_dir.parent}"
-        problems.append(f"Rerun exactly what is out of date with: python -m mammo_lib.runner --name {run_dir.name}"
-                        f"{root} --stale" + (f" (make study NAME={run_dir.name} ARGS=--stale)." if not root else "."))
+        from mammo_lib.checkout import RUNS_DIR
+        from mammo_lib.run_stage import runner_command
+
+        make = f" (make study NAME={run_dir.name} ARGS=--stale)" if run_dir.parent.resolve() == RUNS_DIR.resolve() else ""
+        problems.append(f"Rerun exactly what is out of date with: {runner_command(run_dir, '--stale')}{make}.")
     groups = record.get("settings") or []
     settings = describe_groups(groups) if groups else ""
     n = len(states)

@@ -106,8 +106,27 @@ def resolve_settings(notebooks: list[Path], record: dict, *, inherit: bool, prof
     return out
 
 
+def _fits_group(group: dict, entry: dict, settings: Settings) -> bool:
+    """Whether a stage could have run in the same command as a group: same profile and seed, and
+    no override it declares (a parameter it used) set to another value, or set for the group but
+    not for it, or the other way round."""
+    if (group["profile"], group["seed"]) != (settings.profile, settings.seed):
+        return False
+    declared = set(entry.get("parameters") or {})
+    for key in (set(group["overrides"]) | set(settings.overrides)) & declared:
+        if key not in group["overrides"] and key in group["_declared"]:
+            return False
+        if group["overrides"].get(key, settings.overrides.get(key)) != settings.overrides.get(key):
+            return False
+    return not any(key in group["overrides"] for key in declared - set(settings.overrides))
+
+
 def settings_groups(entries: list[dict]) -> list[dict]:
-    """Runs of consecutive stages that ran with the same settings, for ``run.json``'s top level.
+    """Runs of consecutive stages that one command could have run, for ``run.json``'s top level.
+
+    A stage records only the overrides it declares; consecutive stages belong to one group when
+    they share profile and seed and no override of the group is missing from, or different in,
+    a stage that declares it. ``make verify`` reruns each group as one command.
 
     Parameters
     ----------
@@ -117,22 +136,26 @@ def settings_groups(entries: list[dict]) -> list[dict]:
     Returns
     -------
     list of dict
-        ``[{"stages": ["01_extract_patches", ...], "profile", "seed", "overrides"}, ...]``;
-        one group when every stage ran with the same settings. Entries without recorded
-        settings are left out.
+        ``[{"stages": ["01_extract_patches", ...], "profile", "seed", "overrides"}, ...]`` (the
+        group's overrides: every stage's, merged); one group when every stage ran with the
+        same settings. Entries without recorded settings are left out.
     """
     groups: list[dict] = []
-    last_key = None
     for entry in entries:
         if not entry.get("settings"):
             continue
         settings = Settings.from_json(entry["settings"])
         stem = Path(entry["notebook"]).stem
-        if settings.key() == last_key:
+        declared = set(entry.get("parameters") or {})
+        if groups and _fits_group(groups[-1], entry, settings):
             groups[-1]["stages"].append(stem)
+            groups[-1]["overrides"].update(settings.overrides)
+            groups[-1]["_declared"] |= declared
         else:
-            groups.append({"stages": [stem], **settings.to_json()})
-            last_key = settings.key()
+            groups.append({"stages": [stem], **settings.to_json(), "_declared": declared})
+    for group in groups:
+        del group["_declared"]
+        group["overrides"] = dict(sorted(group["overrides"].items()))
     return groups
 
 
@@ -156,6 +179,7 @@ def check_seed(seed: Any, where: str = "--seed") -> int:
         When it is not an integer in [0, 2**32 - 1]; the message names ``where`` and the range.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-        raise ValueError(f"{where} {seed!r}: the seed must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
+        shown = f"{where}{seed!r}" if where.endswith("=") else f"{where} {seed!r}"
+        raise ValueError(f"{shown}: the seed must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
                          "(numpy's seed range)")
     return seed

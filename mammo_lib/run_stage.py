@@ -36,18 +36,51 @@ class StudyInterrupted(KeyboardInterrupt):
         super().__init__(notebook.stem)
         self.run_dir, self.notebook, self.seconds = run_dir, notebook, seconds
 
-    def message(self, runs_root_given: bool = True) -> str:
+    def message(self) -> str:
         """One line: ``interrupted in stage 02_train_dcgan after 41 s; kept: ...; resume: ...``."""
         kept = [f"the outputs of {', '.join(stems)}"] if (stems := _finished_before(self.run_dir, self.notebook)) else []
         checkpoint = self.run_dir / "dcgan" / "checkpoints" / "last.pt"
         if self.notebook.stem.startswith("02") and checkpoint.exists():
             kept.append(f"the DCGAN checkpoint {checkpoint.relative_to(self.run_dir)} (training resumes from it)")
-        command = f"python -m mammo_lib.runner --name {self.run_dir.name}"
-        if runs_root_given:
-            command += f" --runs-root {self.run_dir.parent}"
         return (f"interrupted in stage {self.notebook.stem} after {self.seconds:.0f} s; kept: "
-                f"{'; '.join(kept) if kept else 'nothing of this stage'}; resume with: {command} "
-                f"--from {self.notebook.stem[:2]}  (or --stale)")
+                f"{'; '.join(kept) if kept else 'nothing of this stage'}; resume with: "
+                f"{runner_command(self.run_dir, '--from', self.notebook.stem[:2])}  (or --stale)")
+
+
+#: the runner's module, as commands shown to people name it
+RUNNER_MODULE = "mammo_lib.runner"
+
+
+def runner_command(run_dir: Path, *args: str) -> str:
+    """The command that runs the study runner on ``run_dir`` with ``args`` (to resume it, to
+    rerun what is stale): this Python (relative when it lies below the working directory, as
+    ``.venv/bin/python`` does), and ``--runs-root`` unless the folder is under the checkout's
+    ``runs/``.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+        The run folder.
+    *args : str
+        Further arguments, e.g. ``"--from", "03"``.
+
+    Returns
+    -------
+    str
+        E.g. ``".venv/bin/python -m mammo_lib.runner --name default --stale"``.
+    """
+    import sys
+
+    from mammo_lib.checkout import RUNS_DIR
+
+    python = Path(sys.executable)
+    try:
+        shown = str(python.relative_to(Path.cwd())) if python.is_relative_to(Path.cwd()) else "python"
+    except ValueError:
+        shown = "python"
+    run_dir = Path(run_dir).resolve()
+    root = [] if run_dir.parent == RUNS_DIR.resolve() else ["--runs-root", str(run_dir.parent)]
+    return " ".join([shown, "-m", RUNNER_MODULE, "--name", run_dir.name, *root, *args])
 
 
 def _finished_before(run_dir: Path, notebook: Path) -> list[str]:

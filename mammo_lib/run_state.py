@@ -13,8 +13,10 @@ The runner records, for each stage, a digest of every run-folder path the stage 
 (``inputs``) and writes (``outputs``) in ``run.json``. The staleness rule (as ``make`` and
 DVC apply it): a stage that finished is **stale** when any of its inputs now on disk differs
 from the digest recorded when it ran (an upstream stage was rerun and wrote something else, or
-someone changed a file, or new ratings arrived). A stage is **up to date** when it finished and
-is not stale; failed, interrupted and never-run stages are not up to date either.
+someone changed a file, or new ratings arrived), or when an earlier stage whose outputs it reads
+is not up to date; it is **modified** when a file it wrote has changed since. A stage is **up to
+date** when it finished and is neither; failed, interrupted and never-run stages are not up to
+date either.
 :func:`stage_states` computes this from the files, never from the order in which stages ran.
 """
 
@@ -198,11 +200,13 @@ class StageState:
     notebook : str
         ``"03_feature_space.ipynb"``.
     state : str
-        ``"ok"`` (finished, inputs unchanged), ``"stale"`` (finished, an input changed since),
-        ``"failed"``, ``"interrupted"``, ``"running"`` (a run holds the folder, or one was killed)
-        or ``"not run"``.
+        ``"ok"`` (finished, inputs and outputs unchanged), ``"stale"`` (finished, an input
+        changed since, or an earlier stage it reads from is not up to date), ``"modified"`` (a
+        file it wrote was changed afterwards), ``"failed"``, ``"interrupted"``, ``"running"`` (a
+        run holds the folder, or one was killed) or ``"not run"``.
     reasons : tuple of str
-        For ``"stale"``: each changed input (``"synthetic changed since this stage ran"``).
+        For ``"stale"`` and ``"modified"``: each changed path (``"synthetic changed since this
+        stage ran"``, ``"patches changed after this stage wrote it"``).
     """
 
     notebook: str
@@ -238,14 +242,21 @@ def entry_state(run_dir: str | os.PathLike, entry: dict | None, notebook: str) -
     status = str(entry.get("status", ""))
     if not status.startswith("ok"):
         return StageState(notebook, status or "not run")
-    reasons = []
-    for rel, digest in sorted((entry.get("inputs") or {}).items()):
-        now = path_digest(run_dir, rel)
-        if now != digest:
-            reasons.append(f"{rel} is missing" if now is None else
-                           f"{rel} appeared since this stage ran" if digest is None else f"{rel} changed since this stage ran")
-    reasons = tuple(reasons)
-    return StageState(notebook, "stale" if reasons else UP_TO_DATE, reasons)
+    modified = tuple(f"{rel} {_change(digest, path_digest(run_dir, rel), 'after this stage wrote it')}"
+                     for rel, digest in sorted((entry.get("outputs") or {}).items())
+                     if path_digest(run_dir, rel) != digest)
+    if modified:
+        return StageState(notebook, "modified", modified)
+    stale = tuple(f"{rel} {_change(digest, path_digest(run_dir, rel), 'since this stage ran')}"
+                  for rel, digest in sorted((entry.get("inputs") or {}).items())
+                  if path_digest(run_dir, rel) != digest)
+    return StageState(notebook, "stale" if stale else UP_TO_DATE, stale)
+
+
+def _change(recorded: str | None, now: str | None, when: str) -> str:
+    if now is None:
+        return "is missing"
+    return f"appeared {when}" if recorded is None else f"changed {when}"
 
 
 def stage_states(run_dir: str | os.PathLike, record: dict, notebooks: list[str] | None = None) -> list[StageState]:

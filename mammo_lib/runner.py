@@ -208,15 +208,17 @@ def _typed_overrides(overrides: dict, specs: dict[Path, dict[str, ParameterSpec]
         raise StudyError("-p run_dir: the run folder is chosen with --name (and --runs-root), not as a parameter")
     if unknown:
         raise StudyError(
-            f"-p {', '.join(unknown)}: no notebook of the study declares "
+            f"-p/--params-file {', '.join(unknown)}: no notebook of the study declares "
             f"{'this parameter' if len(unknown) == 1 else 'these parameters'} (check the spelling "
             "against the parameters cells or notebooks/params/*.json)"
         )
     used_here = set().union(*(specs[nb] for nb in selected)) if selected else set()
     idle = sorted(set(overrides) - used_here - {"seed"})
-    if idle:
-        log(f"warning: -p {', '.join(idle)}: not used by the notebooks being run "
-            f"({', '.join(nb.stem for nb in selected)}); recorded for the stages that declare it")
+    for key in idle:
+        users = [nb.stem for nb, nb_specs in specs.items() if key in nb_specs]
+        log(f"warning: -p {key}: ignored, no notebook being run ({', '.join(nb.stem for nb in selected)}) "
+            f"uses it; it is a parameter of {', '.join(users)} (rerun {'that stage' if len(users) == 1 else 'those'} "
+            "to use it)")
     typed, problems = {}, []
     for key, raw in overrides.items():
         try:
@@ -246,28 +248,19 @@ def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], settings: Se
     return params, used
 
 
-def _check_values(planned: list[PlannedStage], specs: dict[Path, dict[str, ParameterSpec]]) -> None:
-    """Every value every planned notebook will use, in its declared range, and stage 02's
-    generators usable: all problems in one message, before any work."""
-    from mammo_lib.generator_contract import GeneratorError
-    from mammo_lib.generator_sources import check_generators
-    from mammo_lib.parameters import check_values
+def _check_values(planned: list[PlannedStage], specs: dict[Path, dict[str, ParameterSpec]], run_dir: Path) -> None:
+    """Every value every planned notebook will use, checked before any work
+    (:func:`mammo_lib.run_checks.check_planned`); all problems in one message."""
+    from mammo_lib.run_checks import check_planned
 
-    problems = []
-    patch_size = next((s.used.get("patch_size") for s in planned if "patch_size" in specs[s.notebook]), None)
+    origins = {}
     for stage in planned:
-        origins = {k: f"profile {stage.settings.profile}" for k in profile_parameters(stage.notebook,
-                                                                                     stage.settings.profile)}
-        origins.update({k: "-p" for k in stage.settings.overrides})
-        origins["seed"] = "--seed"
-        problems += check_values(specs[stage.notebook], stage.used, where=stage.notebook.name, origins=origins)
-        if "generators" in specs[stage.notebook]:
-            try:
-                check_generators(stage.used.get("generators"), patch_size=patch_size)
-            except GeneratorError as exc:
-                problems.append(f"{stage.notebook.name}: {exc}")
+        origins[stage.notebook] = {k: f"profile {stage.settings.profile}"
+                                   for k in profile_parameters(stage.notebook, stage.settings.profile)}
+        origins[stage.notebook].update({k: "-p" for k in stage.settings.overrides})
+    problems = check_planned(planned, specs, run_dir, origins)
     if problems:
-        raise StudyError("\n".join(dict.fromkeys(problems)))
+        raise StudyError("\n".join(problems))
 
 
 def _forget_earlier_results(run_dir: Path) -> None:
@@ -293,21 +286,24 @@ def _plan(notebook_dir: Path, only, start_from, stale: bool, profile, seed, over
         given = _typed_overrides(dict(overrides or {}), specs, selected, log)
     except ParameterError as exc:
         raise StudyError(str(exc)) from None
+    where = "--seed"
     if "seed" in given:
-        seed = given.pop("seed")
+        seed, where = given.pop("seed"), "-p seed="
     try:
-        seed = check_seed(seed) if seed is not None else None
+        seed = check_seed(seed, where) if seed is not None else None
     except ValueError as exc:
         raise StudyError(str(exc)) from None
     settings = resolve_settings(selected, record, inherit=inherit and partial, profile=profile, seed=seed,
                                 overrides=given)
     names = [nb.name for nb in notebooks]
     planned = []
-    for nb in selected:
-        params, used = _notebook_parameters(nb, specs[nb], settings[nb.name], run_dir)
-        planned.append(PlannedStage(nb, settings[nb.name], params, used, names))
-    _check_values(planned, specs)
-    first = settings[selected[0].name] if selected else Settings()
+    for nb in selected:  # a stage records only the overrides it declares (what it ran with)
+        own = settings[nb.name]
+        own = Settings(own.profile, own.seed, {k: v for k, v in own.overrides.items() if k in specs[nb]})
+        params, used = _notebook_parameters(nb, specs[nb], own, run_dir)
+        planned.append(PlannedStage(nb, own, params, used, names))
+    _check_values(planned, specs, run_dir)
+    first = planned[0].settings if planned else Settings()
     return planned, first
 
 
@@ -395,7 +391,7 @@ def run_study(
     with run_lock.holding(run_dir):
         _forget_earlier_results(run_dir)
         code = provenance.code_state(REPO_ROOT)
-        provenance.start_invocation(run_dir, first.to_json(), REPO_ROOT)
+        provenance.start_invocation(run_dir, first.to_json(), REPO_ROOT, planned[0].all_names if planned else None)
         provenance.update_timings(run_dir, started=provenance.now_iso(), finished=None)
         log(f"study: profile={first.profile} seed={first.seed} run folder={run_dir} ({len(planned)} notebooks"
             + (", stale ones only)" if stale else ")"))
@@ -475,9 +471,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_cli(args: argparse.Namespace) -> int:
     """Run what the parsed command asks; one line on stderr for every way it can end badly."""
-    import warnings
+    import logging
+    import signal
 
-    warnings.filterwarnings("ignore", message=".*running over TCP without encryption.*")
+    def interrupted(signum, frame):  # Ctrl-C: silence the libraries' shutdown chatter, then stop
+        logging.disable(logging.CRITICAL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the record short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
     try:
         overrides = read_params_file(args.params_file) if args.params_file else {}
         for item in args.param:
@@ -492,7 +494,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         print(f"\nstudy failed: {exc}", file=sys.stderr)
         return 1
     except StudyInterrupted as exc:
-        print(f"\n{exc.message(runs_root_given=args.runs_root is not None)}", file=sys.stderr)
+        print(f"\n{exc.message()}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("\ninterrupted before any stage started; nothing was changed", file=sys.stderr)

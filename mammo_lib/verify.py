@@ -151,6 +151,7 @@ def replay_groups(record: dict) -> list[dict]:
 
 
 def _check_replayable(run_dir: Path, record: dict) -> None:
+    from mammo_lib.run_stage import runner_command
     from mammo_lib.run_state import stage_states
 
     bad = [s for s in stage_states(run_dir, record) if not s.up_to_date]
@@ -159,7 +160,7 @@ def _check_replayable(run_dir: Path, record: dict) -> None:
             f"{run_dir}: not every stage is up to date ("
             + "; ".join(f"{s.notebook}: {s.state}" for s in bad)
             + "), so no rerun can reproduce this folder; bring it up to date first "
-              f"(python -m mammo_lib.runner --name {run_dir.name} --stale), then verify")
+              f"({runner_command(run_dir, '--stale')}), then verify")
 
 
 def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.PathLike | None = None) -> dict:

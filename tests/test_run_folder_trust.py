@@ -49,7 +49,8 @@ def study(tmp_path):
     _notebook(d / "02_train_dcgan.ipynb",
               'run_dir = "x"\nseed = 0  # [0, 4294967295] the seed\nfactor = 2  # [1, 100] a factor\n'
               'generators = [{"name": "dcgan", "kind": "dcgan"}]\ntrain_s = 0.0  # [0, inf) seconds to wait',
-              "import time\nfrom pathlib import Path\ntime.sleep(train_s)\n"
+              "import time\nfrom pathlib import Path\nend = time.monotonic() + train_s\n"
+              "while time.monotonic() < end:  # busy, as training is\n    sum(i * i for i in range(10000))\n"
               "total = sum(int(p.read_text()) for p in Path(run_dir, 'patches', 'lesion.zarr').glob('*.txt'))\n"
               "Path(run_dir, 'synthetic').mkdir(exist_ok=True)\n"
               "Path(run_dir, 'synthetic', 'total.txt').write_text(str(total * factor + seed))\n"
@@ -103,16 +104,24 @@ def test_a_partial_rerun_inherits_the_recorded_settings_and_new_ones_merge(study
     _run(study, start_from="03", log=lines.append)  # no settings given: as recorded
     record = _record(run)
     assert record["profile"] == "smoke" and record["seed"] == 1 and record["overrides"] == {"factor": 5}
-    assert _entry(run, "03")["settings"] == {"profile": "smoke", "seed": 1, "overrides": {"factor": 5}}
+    assert _entry(run, "03")["settings"] == {"profile": "smoke", "seed": 1, "overrides": {}}  # 03 has no factor
     assert "seed=1" in lines[0]
-    # a parameter only stage 02 declares is accepted on a rerun of 03 (with a warning), and kept
+    assert [g["stages"] for g in _record(run)["settings"]] == [
+        ["01_extract_patches", "02_train_dcgan", "03_feature_space"]]  # one command could run them all
+    # a parameter only stage 02 declares is accepted on a rerun of 03, with a warning, and ignored
     _run(study, only=["03"], overrides={"n_per_group": "7", "factor": "6"}, log=lines.append)
-    assert any("factor" in line and "not used by the notebooks being run" in line for line in lines)
+    assert any("-p factor: ignored" in line and "02_train_dcgan" in line for line in lines)
     assert (run / "feature_space" / "metric.txt").read_text().endswith("n=7")
-    assert _entry(run, "03")["settings"]["overrides"] == {"factor": 6, "n_per_group": 7}
+    assert _entry(run, "03")["settings"]["overrides"] == {"n_per_group": 7}  # only what it declares
     assert _entry(run, "02")["settings"]["overrides"] == {"factor": 5}  # not rerun: unchanged
-    groups = _record(run)["settings"]
-    assert [g["stages"] for g in groups] == [["01_extract_patches", "02_train_dcgan"], ["03_feature_space"]]
+    groups = _record(run)["settings"]  # still one command's worth: 01 and 02 have no n_per_group
+    assert len(groups) == 1 and groups[0]["overrides"] == {"factor": 5, "n_per_group": 7}
+    _run(study, only=["02"], overrides={"factor": "2"})  # -p factor=2 -p n_per_group=7 makes 02 and 03
+    assert [g["overrides"] for g in _record(run)["settings"]] == [{"factor": 2, "n_per_group": 7}]
+    _run(study, only=["01"], overrides={"count": "3"})  # only 01 declares count: still one command
+    assert [g["overrides"] for g in _record(run)["settings"]] == [{"count": 3, "factor": 2, "n_per_group": 7}]
+    _run(study, only=["02"], seed=5)  # another seed: three commands
+    assert [(g["stages"][0][:2], g["seed"]) for g in _record(run)["settings"]] == [("01", 1), ("02", 5), ("03", 1)]
 
 
 def test_staleness_is_computed_from_digests_and_stale_reruns_exactly_those(study):
@@ -137,10 +146,33 @@ def test_staleness_is_computed_from_digests_and_stale_reruns_exactly_those(study
     assert sum("up to date" in line for line in lines) == 3
 
 
+def test_a_file_changed_by_hand_marks_its_stage_modified_and_stale_reruns_it(study):
+    run = _run(study, seed=1)
+    assert _record(run)["up_to_date"] is True and _record(run)["not_up_to_date"] == {}
+    (run / "patches" / "lesion.zarr" / "seed1-0.txt").write_text("99")
+    record = _record(_run(study, only=["03"]))  # any later command refreshes the record
+    assert record["up_to_date"] is False
+    assert record["not_up_to_date"] == {"01_extract_patches": "modified", "02_train_dcgan": "stale",
+                                        "03_feature_space": "stale"}  # 03 reads what 01 wrote, then changed
+    assert _entry(run, "01")["modified_after"] == ["patches changed after this stage wrote it"]
+    lines = []
+    _run(study, stale=True, log=lines.append)
+    assert any(line.startswith("[1/3] 01_extract_patches: modified") for line in lines)
+    assert (run / "patches" / "lesion.zarr" / "seed1-0.txt").read_text() == "10"
+    assert _record(run)["up_to_date"] is True
+
+
+def test_a_stage_that_never_ran_keeps_the_folder_from_being_up_to_date(study):
+    run = _run(study, seed=1, only=["01"])
+    record = _record(run)
+    assert record["up_to_date"] is False
+    assert record["not_up_to_date"] == {"02_train_dcgan": "not run", "03_feature_space": "not run"}
+
+
 def test_the_report_box_names_stale_stages(study):
     run = _run(study, seed=1, report=True)
     assert "All 3 stages are up to date" in (run / "report" / "index.html").read_text()
-    _run(study, only=["02"], overrides={"factor": "9"}, report=True)
+    _run(study, only=["02"], seed=4, report=True)
     page = (run / "report" / "index.html").read_text()
     assert "Stage 03_feature_space is STALE" in page and "synthetic changed since this stage ran" in page
     assert "--stale" in page and "they ran with different settings" in page
@@ -161,8 +193,10 @@ def test_verify_replays_each_stage_with_its_own_settings(study):
 def test_values_out_of_range_and_bad_seeds_are_refused_before_anything_is_written(study):
     with pytest.raises(StudyError, match=r"count must be an integer in \[1, 100\]"):
         _run(study, name="bad", overrides={"count": "-5"})
-    with pytest.raises(StudyError, match=r"seed must be an integer in \[0, 4294967295\]"):
+    with pytest.raises(StudyError, match=r"--seed -1: the seed must be an integer in \[0, 4294967295\]"):
         _run(study, name="bad", seed=-1)
+    with pytest.raises(StudyError, match=r"-p seed=-3: the seed must be"):
+        _run(study, name="bad", overrides={"seed": "-3"})
     with pytest.raises(StudyError, match=r"generators\[0\].*kind"):
         _run(study, name="bad", overrides={"generators": '[{"name": "x", "kind": "gan"}]'})
     with pytest.raises(StudyError, match="no notebook of the study declares"):

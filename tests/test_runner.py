@@ -61,7 +61,7 @@ def test_unknown_profile_and_bad_override(tmp_path, notebook_dir):
 
 
 def test_misspelt_override_is_an_error_and_seed_and_paths_are_recorded(tmp_path, notebook_dir, monkeypatch):
-    with pytest.raises(StudyError, match="-p sead: no notebook of the study declares"):
+    with pytest.raises(StudyError, match="-p/--params-file sead: no notebook of the study declares"):
         run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,
                   overrides={"sead": 3}, log=lambda s: None)
     run = run_study("smoke", name="r3", runs_root=tmp_path / "runs", notebook_dir=notebook_dir,

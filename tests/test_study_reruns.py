@@ -41,6 +41,12 @@ def test_a_stage_01_rerun_with_another_seed_or_phantom_size_replaces_the_phantom
     ({}, -1, r"--seed -1: the seed must be an integer in \[0, 4294967295\]"),
     ({"generators": '[{"name": "dcgan", "kind": "dcgan"}, {"name": "mine", "kind": "folder", "path": "/no/such"}]'},
      None, r"generators\[1\] \(mine\): path"),
+    ({"mrmc_covariance": "bogus"}, None, r"mrmc_covariance must be one of jackknife, delong"),
+    ({"machine_observers": '["bogus"]'}, None, r"machine_observers must be one of"),
+    ({"source_kind": "bogus"}, None, r"source_kind must be one of phantom"),
+    ({"phantom_images": "0"}, None, r"phantom_images=0: the phantom is generated"),
+    ({"source_kind": "mias", "source_path": "/no/such/folder"}, None, r"source_path='/no/such/folder'.*does not exist"),
+    ({"lesion_classes": '["tumour"]'}, None, r"unknown lesion class 'tumour'"),
 ])
 def test_bad_inputs_of_the_real_study_are_refused_before_stage_01(tmp_path, overrides, seed, message):
     with pytest.raises(StudyError, match=message):
