@@ -65,3 +65,16 @@ def smoke_runs(tmp_path_factory):
 def smoke_run(smoke_runs):
     """The first of :func:`smoke_runs`."""
     return smoke_runs[0]
+
+
+def parameters_notebook(path: Path, params: str, *body: str) -> Path:
+    """Write a notebook whose first cell, tagged ``parameters``, holds ``params`` and whose
+    further code cells hold ``body`` (a stand-in stage for the runner's and parameters' tests)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, *(nbformat.v4.new_code_cell(b) for b in body)]
+    nbformat.write(nb, path)
+    return Path(path)

@@ -10,6 +10,7 @@ import shutil
 
 import nbformat
 import pytest
+from conftest import parameters_notebook
 
 from mammo_lib.parameters import (
     ParameterError,
@@ -69,15 +70,6 @@ def _copy_with(tmp_path, stem, old, new):
     return dst
 
 
-def _notebook(path, source):
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell]
-    nbformat.write(nb, path)
-    return path
-
-
 # ----------------------------------------------------------------------------- the committed notebooks
 
 
@@ -103,7 +95,7 @@ def test_every_numeric_parameter_declares_a_range(specs, stem):
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_seed_is_numpys_seed_range_in_every_notebook(specs, stem):
+def test_seed_is_numpys_seed_range_in_everyparameters_notebook(specs, stem):
     assert specs[stem]["seed"].range == ValueRange(0, 2**32 - 1, True, True)
     assert specs[stem]["seed"].describe_range() == "an integer in [0, 4294967295]"
 
@@ -154,7 +146,7 @@ def test_ranges_read_from_the_code_of_each_stage(specs):
 # ----------------------------------------------------------------------------- out-of-range values
 
 
-def test_a_negative_count_names_parameter_value_range_and_notebook(specs):
+def test_a_negative_count_names_parameter_value_range_andparameters_notebook(specs):
     s = specs["03_feature_space"]
     value = convert_value(s["n_per_group"], "-5")  # as the runner converts -p n_per_group=-5
     assert check_values(s, {"n_per_group": value}, "03_feature_space.ipynb", origins={"n_per_group": "-p"}) == [
@@ -228,13 +220,13 @@ def test_a_malformed_interval_names_notebook_and_parameter(tmp_path, bad):
 
 
 def test_an_interval_on_a_string_parameter_is_a_mistake(tmp_path):
-    nb = _notebook(tmp_path / "01_x.ipynb", 'name = "a"  # [0, 1] text\n')
+    nb = parameters_notebook(tmp_path / "01_x.ipynb", 'name = "a"  # [0, 1] text\n')
     with pytest.raises(ParameterError, match="01_x.ipynb: parameter name: range .0, 1. on a parameter of type str"):
         parameter_specs(nb)
 
 
 def test_intervals_in_a_new_notebook(tmp_path):
-    nb = _notebook(tmp_path / "01_x.ipynb",
+    nb = parameters_notebook(tmp_path / "01_x.ipynb",
                    "a = 3  # [0,1] tight spelling\n"
                    "b = -2.0  # (-inf, 0] negative\n"
                    "c = [0.001]  # [1e-3, 0.5) each cut-off\n"
@@ -338,7 +330,7 @@ def test_defaults_and_profile_values_lie_in_their_sets(specs, stem):
     assert seen >= len(CHOICE_PARAMETERS[stem])
 
 
-def test_a_value_outside_its_set_names_parameter_value_set_and_notebook(specs):
+def test_a_value_outside_its_set_names_parameter_value_set_andparameters_notebook(specs):
     s1 = specs["01_extract_patches"]
     assert check_values(s1, {"normalisation": "bogus"}, "01_extract_patches.ipynb") == [
         "normalisation=bogus: normalisation must be one of equalize_image, equalize_patch, none "
@@ -388,14 +380,14 @@ def test_a_malformed_set_names_notebook_and_parameter(tmp_path, bad):
                                             ("f = False  # {yes, no} a flag", "bool"),
                                             ("c = [1, 2]  # {a, b} numbers", "list of int")])
 def test_a_set_on_a_parameter_that_is_not_text_is_a_mistake(tmp_path, line, kind):
-    nb = _notebook(tmp_path / "01_x.ipynb", line + "\n")
+    nb = parameters_notebook(tmp_path / "01_x.ipynb", line + "\n")
     with pytest.raises(ParameterError, match=rf"^01_x\.ipynb: parameter \w: set {{.*}} on a parameter of type {kind}: "
                                              "only text and lists of text"):
         parameter_specs(nb)
 
 
 def test_sets_in_a_new_notebook(tmp_path):
-    nb = _notebook(tmp_path / "01_x.ipynb",
+    nb = parameters_notebook(tmp_path / "01_x.ipynb",
                    'a = "x"  # {x,y,  z-1} tight and loose spelling\n'
                    "b = ['x']  # {x, y} each element\n"
                    "c: Optional[str] = None  # {x, y} or None\n"

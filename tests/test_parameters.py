@@ -1,8 +1,8 @@
 """Typed notebook parameters: types from annotations or from the values a parameter takes, and
 ``-p key=value`` converted by them (Python and JSON spellings, paths kept as text)."""
 
-import nbformat
 import pytest
+from conftest import parameters_notebook
 
 from mammo_lib.parameters import (
     ParameterError,
@@ -16,15 +16,6 @@ from mammo_lib.parameters import (
 
 def _spec(*types, default=None):
     return ParameterSpec("p", frozenset(types), default)
-
-
-def _notebook(path, source):
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell]
-    nbformat.write(nb, path)
-    return path
 
 
 def test_booleans_none_and_lists_in_python_and_json_spelling():
@@ -60,7 +51,7 @@ def test_numbers_and_mismatches_name_the_parameter():
 
 
 def test_types_from_annotations_and_from_profile_values(tmp_path):
-    nb = _notebook(tmp_path / "01_x.ipynb",
+    nb = parameters_notebook(tmp_path / "01_x.ipynb",
                    'run_dir = "../runs/default"\nseed = 0\nstop_early = False\nperplexity = 250.0\n'
                    'vendor_filter = None  # list of names or None\nwidth: int = 16\n'
                    'lesion_classes: Optional[list] = None\nanything = None\n')

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from conftest import parameters_notebook
 
 from mammo_lib import run_lock
 from mammo_lib.runner import StudyError, run_study
@@ -26,27 +26,19 @@ from mammo_lib.verify import VerifyError, verify_run
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _notebook(path: Path, params: str, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
 def study(tmp_path):
     """Three stages with the study's names: 01 writes a 'store' per seed, 02 reads it and writes
     synthetic/, 03 reads both."""
     d = tmp_path / "notebooks"
     (d / "params").mkdir(parents=True)
-    _notebook(d / "01_extract_patches.ipynb",
+    parameters_notebook(d / "01_extract_patches.ipynb",
               'run_dir = "x"\nseed = 0  # [0, 4294967295] the seed\ncount = 2  # [1, 100] images\n'
               'pause_s = 0.0  # [0, inf) seconds to wait',
               "import time\nfrom pathlib import Path\ntime.sleep(pause_s)\n"
               "store = Path(run_dir, 'patches', 'lesion.zarr')\nstore.mkdir(parents=True, exist_ok=True)\n"
               "for i in range(count):\n    Path(store, f'seed{seed}-{i}.txt').write_text(str(seed * 10 + i))")
-    _notebook(d / "02_train_dcgan.ipynb",
+    parameters_notebook(d / "02_train_dcgan.ipynb",
               'run_dir = "x"\nseed = 0  # [0, 4294967295] the seed\nfactor = 2  # [1, 100] a factor\n'
               'generators = [{"name": "dcgan", "kind": "dcgan"}]\ntrain_s = 0.0  # [0, inf) seconds to wait',
               "import time\nfrom pathlib import Path\nend = time.monotonic() + train_s\n"
@@ -57,7 +49,7 @@ def study(tmp_path):
               "last = Path(run_dir, 'dcgan', 'checkpoints', 'last.pt')\n"
               "Path(run_dir, 'synthetic', 'resumed.txt').write_text(str(last.exists()))\n"
               "last.parent.mkdir(parents=True, exist_ok=True)\nlast.write_text(str(seed))")
-    _notebook(d / "03_feature_space.ipynb",
+    parameters_notebook(d / "03_feature_space.ipynb",
               'run_dir = "x"\nseed = 0  # [0, 4294967295] the seed\nn_per_group = 5  # [1, inf) patches per group',
               "from pathlib import Path\nPath(run_dir, 'feature_space').mkdir(exist_ok=True)\n"
               "Path(run_dir, 'feature_space', 'metric.txt').write_text("

@@ -5,25 +5,18 @@ import json
 
 import nbformat
 import pytest
+from conftest import parameters_notebook
 
 from mammo_lib.runner import StudyError, absolute_path_values, parse_overrides, run_study
-
-
-def _notebook(path, params_src, body_src):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(params_src)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body_src)]
-    nbformat.write(nb, path)
 
 
 @pytest.fixture
 def notebook_dir(tmp_path):
     d = tmp_path / "notebooks"
     (d / "params").mkdir(parents=True)
-    _notebook(d / "01_first.ipynb", 'run_dir = "x"\nseed = 0\ncount = 1',
+    parameters_notebook(d / "01_first.ipynb", 'run_dir = "x"\nseed = 0\ncount = 1',
               "from pathlib import Path\nPath(run_dir, 'first.txt').write_text(str(count * 10 + seed))")
-    _notebook(d / "02_second.ipynb", 'run_dir = "x"\nfactor = 2',
+    parameters_notebook(d / "02_second.ipynb", 'run_dir = "x"\nfactor = 2',
               "from pathlib import Path\nv = int(Path(run_dir, 'first.txt').read_text())\n"
               "Path(run_dir, 'second.txt').write_text(str(v * factor))")
     (d / "params" / "01_first.json").write_text(json.dumps({"smoke": {"count": 3}, "default": {"count": 4}, "paper": {}}))
@@ -45,7 +38,7 @@ def test_runs_numbered_notebooks_in_order_with_profile(tmp_path, notebook_dir):
 
 
 def test_failure_names_notebook_and_cell(tmp_path, notebook_dir):
-    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('bad patch store')")
+    parameters_notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('bad patch store')")
     with pytest.raises(StudyError, match=r"03_broken\.ipynb failed in cell \d+.*ValueError: bad patch store"):
         run_study("default", name="r2", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, log=lambda s: None)
     record = json.loads((tmp_path / "runs" / "r2" / "run.json").read_text())
@@ -81,7 +74,7 @@ def test_misspelt_override_is_an_error_and_seed_and_paths_are_recorded(tmp_path,
 
 
 def test_overrides_are_converted_by_the_declared_type_before_anything_is_written(tmp_path, notebook_dir):
-    _notebook(notebook_dir / "03_typed.ipynb", 'run_dir = "x"\nstop_early = False\nclasses = None\nsource = ""',
+    parameters_notebook(notebook_dir / "03_typed.ipynb", 'run_dir = "x"\nstop_early = False\nclasses = None\nsource = ""',
               "from pathlib import Path\nPath(run_dir, 'typed.txt').write_text(repr((stop_early, classes, source)))")
     (notebook_dir / "params" / "03_typed.json").write_text(json.dumps(
         {"smoke": {"classes": None}, "default": {}, "paper": {"classes": ["mass"]}}))
@@ -113,7 +106,7 @@ def test_same_seed_gives_the_same_run_json_and_timings_are_apart(tmp_path, noteb
 
 
 def test_a_failure_records_notebook_cell_and_exception(tmp_path, notebook_dir):
-    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "x = 1\nraise KeyError('shift_row')")
+    parameters_notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "x = 1\nraise KeyError('shift_row')")
     with pytest.raises(StudyError):
         run_study("smoke", name="f", runs_root=tmp_path / "runs", notebook_dir=notebook_dir, log=lambda s: None)
     entry = json.loads((tmp_path / "runs" / "f" / "run.json").read_text())["notebooks"][-1]
@@ -161,7 +154,7 @@ def test_mammo_study_readers_is_the_coordinator_command(capsys):
 def test_params_file_gives_typed_values_and_nested_paths_are_made_absolute(tmp_path, notebook_dir, monkeypatch):
     from mammo_lib.runner import main
 
-    _notebook(notebook_dir / "03_items.ipynb", 'run_dir = "x"\nitems = [{"name": "a"}]',
+    parameters_notebook(notebook_dir / "03_items.ipynb", 'run_dir = "x"\nitems = [{"name": "a"}]',
               "from pathlib import Path\nPath(run_dir, 'items.txt').write_text(repr(items))")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "patches").mkdir()
@@ -181,7 +174,7 @@ def test_a_rerun_into_an_old_folder_forgets_the_old_report_results_and_timings(t
     run = run_study("smoke", name="old", runs_root=runs, notebook_dir=notebook_dir, log=lambda s: None)
     assert (run / "report" / "index.html").exists()
     (run / "verify.json").write_text("{}")
-    _notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('broken')")
+    parameters_notebook(notebook_dir / "03_broken.ipynb", 'run_dir = "x"', "raise ValueError('broken')")
     with pytest.raises(StudyError):
         run_study("smoke", name="old", runs_root=runs, notebook_dir=notebook_dir, log=lambda s: None)
     assert not (run / "verify.json").exists()
