@@ -38,22 +38,22 @@ browser:
 
 # the whole study into runs/$(NAME); it ends by writing runs/$(NAME)/report/index.html
 study: $(STAMP)
-	$(PY) -m mammo_lib.runner $(if $(PROFILE),--profile $(PROFILE)) --name $(NAME) $(ARGS)
+	$(PY) -m mammo_lib.study.runner $(if $(PROFILE),--profile $(PROFILE)) --name $(NAME) $(ARGS)
 
 # (re)write the report of an existing run: runs/$(NAME)/report/index.html
 report: $(STAMP)
-	$(PY) -m mammo_lib.report runs/$(NAME)
+	$(PY) -m mammo_lib.study.report runs/$(NAME)
 
 # rerun runs/$(NAME) with its recorded parameters into runs/$(NAME)-verify and list every file
 # whose bytes differ (expected: none); the result goes into the run's report
 verify: $(STAMP)
-	$(PY) -m mammo_lib.verify runs/$(NAME)
+	$(PY) -m mammo_lib.study.verify runs/$(NAME)
 
 test: $(STAMP) browser
 	$(PY) -m pytest
 
 reader-app: $(STAMP)
-	$(PY) -m mammo_lib.rating_app serve --run-dir runs/$(NAME) --host $(READER_HOST) --port $(READER_PORT)
+	$(PY) -m mammo_lib.reader_study.rating_app serve --run-dir runs/$(NAME) --host $(READER_HOST) --port $(READER_PORT)
 
 benchmark: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

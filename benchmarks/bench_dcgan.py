@@ -1,6 +1,6 @@
 """Benchmark: images/s of our DCGAN training loop vs a bare loop with the same networks and batch.
 
-Our loop (``mammo_lib.dcgan_training.train_dcgan``) adds a per-iteration CSV log row (flushed),
+Our loop (``mammo_lib.generate.training.train_dcgan``) adds a per-iteration CSV log row (flushed),
 fixed-noise sample grids, atomic checkpoints, stop checks and a progress report to the plain
 DCGAN iteration. The bare loop is the pytorch/examples dcgan iteration alone: same Generator,
 Discriminator, Adam settings, batch size and in-memory data, nothing else. Both are timed in the
@@ -37,17 +37,17 @@ from pathlib import Path
 
 import torch
 
-from mammo_lib.dcgan import (
+from mammo_lib.generate.files import load_training_patches
+from mammo_lib.generate.model import (
     Architecture,
     Discriminator,
     Generator,
     draw_noise_maps,
     resolve_device,
 )
-from mammo_lib.dcgan_extras import GeneratorEMA, SpectralDiscriminator, spectral_loss
-from mammo_lib.dcgan_files import load_training_patches
-from mammo_lib.dcgan_training import TrainConfig, train_dcgan
-from mammo_lib.runner import profile_parameters
+from mammo_lib.generate.regularisers import GeneratorEMA, SpectralDiscriminator, spectral_loss
+from mammo_lib.generate.training import TrainConfig, train_dcgan
+from mammo_lib.study.runner import profile_parameters
 from mammo_lib.testing import write_toy_lesion_store
 
 

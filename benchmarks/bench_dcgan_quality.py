@@ -20,7 +20,7 @@ computed by the study's own stage 03/04 code::
     name | c2st AUC [95% CI] p | it, cpu, wall | 1nn_px 1nn_cnn fd/yard | P R D C | auc_px auc_spec | stopped | c2st n, cpu | load
 
 - ``c2st``, first, the verdict: the held-out AUC of the classifier two-sample test
-  (:func:`mammo_lib.c2st.c2st`: a small CNN, 4-fold cross-fitted, trained from random weights to
+  (:func:`mammo_lib.feature_space.c2st.two_sample.c2st`: a small CNN, 4-fold cross-fitted, trained from random weights to
   tell real lesion patches from the candidate's), with its DeLong 95% interval and a permutation
   p-value (1,000 permutations: 0.001 is the smallest it can say). 0.5: the CNN cannot tell them
   apart; 1.0: it always can. Lower is better and 0.5 is the floor. ``c2st n`` is the patches per
@@ -242,17 +242,17 @@ from c2st_scoring import (
     split_real,
 )
 
-from mammo_lib.dcgan_config import TrainConfig
-from mammo_lib.dcgan_rng import numpy_stream
-from mammo_lib.dcgan_synthesis import (
+from mammo_lib.generate.config import TrainConfig
+from mammo_lib.generate.streams import numpy_stream
+from mammo_lib.generate.synthesis import (
     generate_synthetic_patches,
     latent_seed_for,
     regenerate_patches,
 )
-from mammo_lib.dcgan_training import train_dcgan
+from mammo_lib.generate.training import train_dcgan
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.run_folder import lesion_store_path, normal_store_path
-from mammo_lib.runner import profile_parameters
+from mammo_lib.study.runner import profile_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 AUGMENT = "color,translation,cutout"
@@ -355,7 +355,7 @@ def machine_observer_auc(real: np.ndarray, synthetic: np.ndarray, kind: str, see
     from sklearn.preprocessing import StandardScaler
 
     from mammo_lib.auc_stats import auc_mann_whitney
-    from mammo_lib.machine_observer import patch_features
+    from mammo_lib.reader_study.machine_observers import patch_features
 
     rng = numpy_stream(seed, "figure")
     pr, ps = rng.permutation(len(real)), rng.permutation(len(synthetic))
@@ -374,9 +374,9 @@ def machine_observer_auc(real: np.ndarray, synthetic: np.ndarray, kind: str, see
 def quality(real: np.ndarray, synthetic: np.ndarray, cnn, seed: int) -> dict:
     """The measures beside the C2ST, on the measures part of the real patches and the synthetic
     patches drawn for the measures."""
-    from mammo_lib import realism_metrics as rm
-    from mammo_lib.lesion_cnn import cnn_features
-    from mammo_lib.patch_arrays import flatten_pixels
+    from mammo_lib.feature_space import metrics as rm
+    from mammo_lib.feature_space.arrays import flatten_pixels
+    from mammo_lib.feature_space.lesion_cnn import cnn_features
 
     px_r, px_s = flatten_pixels(real).astype(np.float64), flatten_pixels(synthetic).astype(np.float64)
     fd = rm.frechet_distance_pca(px_r, px_s, fd_dims(len(real)), n_bootstrap=20, seed=seed)
@@ -505,7 +505,7 @@ def null_line(real: RealSets, args) -> str:
 def load_real(run_dir: Path, args) -> RealSets:
     """Split the run's real lesion patches (keyed by ``args.seed``) and train the lesion CNN on the
     measures part against the run's normal patches."""
-    from mammo_lib.lesion_cnn import train_lesion_cnn
+    from mammo_lib.feature_space.lesion_cnn import train_lesion_cnn
 
     real = open_patch_store(lesion_store_path(run_dir)).load()
     try:
@@ -551,7 +551,7 @@ def main() -> None:
     run_dir = Path(args.run_dir)
     store = lesion_store_path(run_dir)
     if not store.exists():
-        sys.exit(f"{store} does not exist: run stage 01 first, e.g. .venv/bin/python -m mammo_lib.runner "
+        sys.exit(f"{store} does not exist: run stage 01 first, e.g. .venv/bin/python -m mammo_lib.study.runner "
                  f"--profile default --name {run_dir.name} --only 01")
     CANDIDATES["chosen"] = {k: v for k, v in default_profile_config().items() if k not in ("seed",)}
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]

@@ -32,7 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mammo_lib import datasets, images, patches, phantom  # noqa: E402
+from mammo_lib.extract import pipeline as patches
+from mammo_lib.sources import collection as datasets
+from mammo_lib.sources import (
+    images,
+    phantom,  # noqa: E402
+)
 
 
 def _decode_all(records) -> float:

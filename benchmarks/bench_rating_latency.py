@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mammo_lib import rating_app, rating_server, testing
-from mammo_lib import reader_study as rs
+from mammo_lib import testing
+from mammo_lib.reader_study import case_set as rs
+from mammo_lib.reader_study import rating_app, rating_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

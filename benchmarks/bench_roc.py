@@ -1,5 +1,5 @@
 """Benchmark of the stage-05 AUC variance code: the O(N log N) midrank DeLong (Sun & Xu 2014)
-and the O(N log N) exact jackknife of mammo_lib.roc against the textbook references measured in
+and the O(N log N) exact jackknife of mammo_lib.roc.analysis against the textbook references measured in
 the same run: DeLong from the full m x n pair matrix (O(m n), vectorised numpy) and the jackknife
 by recomputing the AUC with each case left out (O(N^2 log N)).
 

@@ -36,9 +36,12 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mammo_lib import testing, tsne, tsne_affinity, tsne_kernels  # noqa: E402
-from mammo_lib.feature_space import GROUP_ORDER  # noqa: E402
-from mammo_lib.patch_arrays import flatten_pixels  # noqa: E402
+from mammo_lib import testing
+from mammo_lib.feature_space.arrays import flatten_pixels  # noqa: E402
+from mammo_lib.feature_space.sampling import GROUP_ORDER  # noqa: E402
+from mammo_lib.feature_space.tsne import affinity as tsne_affinity
+from mammo_lib.feature_space.tsne import kernels as tsne_kernels  # noqa: E402
+from mammo_lib.feature_space.tsne import run as tsne
 
 DEFAULT_CONFIGS = "sklearn@1,sklearn@2,exact-numba@1,exact-numba@2,opentsne@2,exact-torch@1"
 

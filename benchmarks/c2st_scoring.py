@@ -4,7 +4,7 @@ Helpers of ``bench_dcgan_quality.py`` (and of any benchmark that chooses generat
 
 - :func:`split_real`: split a run's real lesion patches once, by a keyed stream, into a part
   for the measures that earlier rounds selected by and a part that only the C2ST sees;
-- :func:`score_c2st`: the held-out C2ST of :mod:`mammo_lib.c2st` as a flat record, and
+- :func:`score_c2st`: the held-out C2ST of :mod:`mammo_lib.feature_space.c2st.two_sample` as a flat record, and
   :func:`format_c2st` / :func:`null_verdict` to print it;
 - :data:`OPTIMISED_AGAINST` and :func:`optimised_measures`: which printed measures a
   candidate's training options optimise, so that a measure a candidate was trained to satisfy
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mammo_lib.c2st import ObserverConfig, c2st
+from mammo_lib.feature_space.c2st.two_sample import ObserverConfig, c2st
 from mammo_lib.rng import numpy_stream
 
 # purpose of the keyed stream that splits the real lesion patches (mammo_lib.rng: any name)
@@ -98,7 +98,7 @@ def optimised_measures(config: dict) -> dict[str, list[str]]:
 
 def score_c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, str], seed: int,
                config: ObserverConfig, n_permutations: int) -> dict:
-    """One held-out C2ST (:func:`mammo_lib.c2st.c2st`) as a flat record for a printed line.
+    """One held-out C2ST (:func:`mammo_lib.feature_space.c2st.two_sample.c2st`) as a flat record for a printed line.
 
     Parameters
     ----------
@@ -137,5 +137,5 @@ def null_verdict(r: dict) -> str:
 
 
 def default_observer(n_threads: int = 1) -> ObserverConfig:
-    """The study's C2ST observer (:class:`mammo_lib.c2st.ObserverConfig` defaults) on ``n_threads``."""
+    """The study's C2ST observer (:class:`mammo_lib.feature_space.c2st.two_sample.ObserverConfig` defaults) on ``n_threads``."""
     return ObserverConfig(n_threads=n_threads)

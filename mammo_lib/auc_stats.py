@@ -1,5 +1,5 @@
-"""AUC statistics shared by the per-reader ROC analysis (:mod:`mammo_lib.roc`) and the
-multi-reader analysis (:mod:`mammo_lib.mrmc`): no file I/O, no plotting, numbers in, numbers out.
+"""AUC statistics shared by the per-reader ROC analysis (:mod:`mammo_lib.roc.analysis`) and the
+multi-reader analysis (:mod:`mammo_lib.roc.mrmc`): no file I/O, no plotting, numbers in, numbers out.
 
 Conventions: ``scores`` are higher for "more likely positive"; ``truth`` marks the positive cases,
 either as booleans (or exactly 0/1) or as the strings "real"/"synthetic" with "real" positive (see

@@ -4,7 +4,7 @@ A study run (and ``make verify``, on the run it checks) holds the lock from its 
 its last; the lock file records who holds it::
 
     {"pid": 4711, "host": "ws-12", "started": "2026-12-06T08:40:12+00:00",
-     "command": "python -m mammo_lib.runner --profile default --name default"}
+     "command": "python -m mammo_lib.study.runner --profile default --name default"}
 
 A second run into the same folder is refused with a message naming the holder. A lock whose
 holder is dead (same host, no such process) is taken over with a warning; a lock held from
@@ -31,7 +31,7 @@ class RunFolderBusy(RuntimeError):
 
 
 def _now() -> str:
-    from mammo_lib.provenance import now_iso
+    from mammo_lib.study.provenance import now_iso
 
     return now_iso()
 

@@ -39,7 +39,7 @@ def execute_notebook(stem: str, run_dir: Path, profile: str = "smoke", **params)
     """Run ``notebooks/<stem>.ipynb`` with papermill into ``run_dir`` (profile + overrides)."""
     import papermill as pm
 
-    from mammo_lib.runner import NOTEBOOK_DIR, profile_parameters
+    from mammo_lib.study.runner import NOTEBOOK_DIR, profile_parameters
 
     nb = NOTEBOOK_DIR / f"{stem}.ipynb"
     merged = profile_parameters(nb, profile)
@@ -55,7 +55,7 @@ def execute_notebook(stem: str, run_dir: Path, profile: str = "smoke", **params)
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):
     """Two whole smoke studies through the runner, same seed, two run folders (report included)."""
-    from mammo_lib.runner import run_study
+    from mammo_lib.study.runner import run_study
 
     runs = tmp_path_factory.mktemp("runs")
     return [run_study("smoke", name=name, runs_root=runs, log=lambda s: None) for name in ("smoke", "again")]

@@ -1,11 +1,15 @@
 """The lesion-class filter of stages 02-04 (``lesion_classes``) checked before any work, by the
-rules :func:`mammo_lib.lesion_classes.select_lesion_rows` applies to a patch store."""
+rules :func:`mammo_lib.sources.lesion_classes.select_lesion_rows` applies to a patch store."""
 
 import pandas as pd
 import pytest
 
-from mammo_lib.lesion_classes import LesionClassError, check_lesion_classes, select_lesion_rows
-from mammo_lib.records import LESION_CLASSES
+from mammo_lib.sources.lesion_classes import (
+    LesionClassError,
+    check_lesion_classes,
+    select_lesion_rows,
+)
+from mammo_lib.sources.records import LESION_CLASSES
 
 
 def _manifest() -> pd.DataFrame:

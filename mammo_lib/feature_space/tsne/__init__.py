@@ -1,0 +1,2 @@
+"""The exact t-SNE of stage 03: ``run.run_tsne`` (backends), ``affinity`` (P), ``kernels`` (the
+fused numba gradient), ``torch_gradient`` (GPU), ``readability`` (what a t-SNE picture can show)."""

@@ -1,0 +1,469 @@
+"""Stage 02: the DCGAN that learns lesion patches, its checkpoints, and synthesis from it.
+
+Reference followed
+------------------
+The networks follow the DCGAN architecture guidelines of Radford, Metz & Chintala,
+"Unsupervised Representation Learning with Deep Convolutional Generative Adversarial
+Networks", ICLR 2016 (arXiv:1511.06434), as implemented in the PyTorch example
+``pytorch/examples/dcgan/main.py``:
+
+- strided (transposed) convolutions, 4x4 kernels, no pooling and no fully connected hidden layers;
+- batch norm in G and D except G's output layer and D's input layer;
+- ReLU in G with a tanh output (images in [-1, 1]); LeakyReLU(0.2) in D;
+- weights from N(0, 0.02), batch-norm scales from N(1, 0.02);
+- Adam, learning rate 2e-4, beta1 0.5 (see :mod:`mammo_lib.generate.training`).
+
+The paper this project reproduces (section 3) feeds batches of 64 latent vectors of length 200
+drawn from N(0, 1) to G and trains on single-channel 128x128 lesion patches; those are the
+defaults here.
+
+Deviations from the reference
+-----------------------------
+- Single channel; any power-of-two image size >= 32 (the example is fixed at 64x64, 3 channels).
+  Each doubling of the size adds one stride-2 layer. Layer widths double per layer away from
+  the image, capped at 8x ``ngf`` / ``ndf`` (for 128 px the example's scheme would give 16x at
+  4x4; the cap keeps the 128 px model at the size of the 64 px reference plus one layer).
+- D returns *logits* (no final sigmoid); training uses ``BCEWithLogitsLoss``, which is the same
+  loss computed in a numerically stable way. :meth:`Discriminator.probability` gives D(x) in (0, 1).
+- Training extras, off in the ``paper`` profile: one-sided label smoothing (Salimans et al. 2016)
+  and annealed instance noise on D's inputs (Sønderby et al. 2017), used by the short CPU
+  ``default`` profile so that D does not win before G has learnt anything
+  (see :mod:`mammo_lib.generate.training`).
+- Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
+  only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
+- Options for small data sets, off by default and in the ``paper`` profile (see
+  :mod:`mammo_lib.generate.regularisers` for the training-side ones): ``upsampling="resize_conv"`` makes G
+  upsample by nearest-neighbour doubling followed by a 3x3 convolution instead of a 4x4
+  transposed convolution, against the checkerboard artefacts of transposed convolutions
+  (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016);
+  ``spectral_norm=True`` puts spectral normalisation on every convolution of D and drops D's
+  batch norm, as in the SN-GAN discriminators (Miyato, Kataoka, Koyama & Yoshida, "Spectral
+  Normalization for Generative Adversarial Networks", ICLR 2018);
+  ``noise_injection=True`` adds per-pixel Gaussian noise maps with a learnt per-channel scale
+  (initially 0) after every upsampling convolution of G, and before its tanh, as the "noise
+  inputs" of StyleGAN (Karras, Laine & Aila, "A Style-Based Generator Architecture for
+  Generative Adversarial Networks", CVPR 2019, section 3.2): G gets fine stochastic detail
+  (quantum noise, fine parenchymal texture) from these inputs instead of having to build it
+  from the latent vector through nearest-neighbour upsampling. The noise maps are explicit
+  inputs of :meth:`Generator.forward` (:func:`draw_noise_maps`), drawn from keyed random
+  streams, so every synthetic patch stays a pure function of its latent seed.
+- Initial weights come from an explicit ``torch.Generator`` (the ``"init"`` stream of
+  :mod:`mammo_lib.generate.streams`), not from torch's global random state.
+
+Figures of stage 02 are in :mod:`mammo_lib.generate.figures`, training in
+:mod:`mammo_lib.generate.training`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mammo_lib.fileio import atomic_write_bytes
+
+CHECKPOINT_FORMAT = "mammo-dcgan-checkpoint/1"
+MAX_WIDTH_MULTIPLIER = 8
+UPSAMPLING = ("transposed", "resize_conv")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not fit the requested model; names the file."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything that fixes the shapes of G and D; stored in every checkpoint.
+
+    ``upsampling`` is ``"transposed"`` (DCGAN's strided transposed convolutions) or
+    ``"resize_conv"`` (nearest-neighbour upsampling + 3x3 convolution, Odena et al. 2016);
+    ``spectral_norm`` puts spectral normalisation on D's convolutions and drops D's batch norm
+    (Miyato et al. 2018); ``noise_injection`` gives G per-pixel noise inputs (Karras et al. 2019).
+    The defaults are the paper's DCGAN.
+    """
+
+    image_size: int = 128
+    latent_dim: int = 200
+    ngf: int = 64
+    ndf: int = 64
+    channels: int = 1
+    upsampling: str = "transposed"
+    spectral_norm: bool = False
+    noise_injection: bool = False
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size < 32 or size & (size - 1):
+            raise ValueError(f"image_size must be a power of two >= 32, got {size}")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        for name in ("latent_dim", "ngf", "ndf", "channels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def differences(self, other: Architecture) -> list[str]:
+        """Human-readable list of fields that differ, e.g. ``['ngf: 8 (checkpoint) vs 16 (requested)']``."""
+        return [
+            f"{k}: {v} (checkpoint) vs {getattr(other, k)} (requested)"
+            for k, v in asdict(self).items()
+            if getattr(other, k) != v
+        ]
+
+
+def _widths(base: int, image_size: int) -> list[int]:
+    """Feature widths from the 4x4 layer up to the image_size/2 layer."""
+    n_layers = int(math.log2(image_size)) - 2  # stride-2 layers between 4x4 and the image
+    return [base * min(2 ** k, MAX_WIDTH_MULTIPLIER) for k in reversed(range(n_layers))]
+
+
+def init_dcgan_weights(module: nn.Module, rng: torch.Generator | None = None) -> None:
+    """DCGAN initialisation of one layer: conv weights N(0, 0.02); batch-norm scale N(1, 0.02), shift 0.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A layer; convolutions and batch norms are initialised, anything else is left alone.
+    rng : torch.Generator, optional
+        The random stream to draw from (None: torch's global generator, as ``nn.init`` does).
+
+    References
+    ----------
+    Radford, Metz & Chintala, ICLR 2016, section 4; ``pytorch/examples/dcgan/main.py`` (weights_init).
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02, generator=rng)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02, generator=rng)
+        nn.init.zeros_(module.bias)
+
+
+def _init_all(model: nn.Module, rng: torch.Generator | None) -> None:
+    for module in model.modules():
+        init_dcgan_weights(module, rng)
+
+
+def _transposed_block(w_in: int, w_out: int) -> list[nn.Module]:
+    """x2 upsampling as in DCGAN: a 4x4 transposed convolution of stride 2."""
+    return [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False)]
+
+
+def _upsample_block(w_in: int, w_out: int) -> list[nn.Module]:
+    """x2 upsampling by resize-convolution: nearest-neighbour doubling, then a 3x3 convolution."""
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, 1, 1, bias=False)]
+
+
+class NoiseInjection(nn.Module):
+    """``x + weight * noise``: a per-pixel noise map, scaled per channel by a learnt weight (initially 0).
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the feature map the noise is added to (one learnt scale each).
+
+    References
+    ----------
+    Karras, Laine & Aila, "A Style-Based Generator Architecture for Generative Adversarial
+    Networks", CVPR 2019, section 3.2 and figure 1 ("B": learnt per-channel scaling of
+    single-channel noise).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, s, s) plus the scaled ``noise`` (B, 1, s, s), broadcast over the channels."""
+        return x + self.weight * noise
+
+
+def noise_map_sizes(arch: Architecture) -> list[int]:
+    """Side lengths of G's noise maps, in the order G uses them.
+
+    Parameters
+    ----------
+    arch : Architecture
+
+    Returns
+    -------
+    list of int
+        One per upsampling layer: 8, 16, ..., ``arch.image_size`` pixels; empty when
+        ``arch.noise_injection`` is False.
+    """
+    if not arch.noise_injection:
+        return []
+    return [2 ** k for k in range(3, int(math.log2(arch.image_size)) + 1)]
+
+
+def draw_noise_maps(arch: Architecture, batch: int, rng: torch.Generator,
+                    device: str | torch.device = "cpu") -> list[torch.Tensor] | None:
+    """G's per-pixel noise inputs for one batch, drawn from ``rng`` (None when G has none).
+
+    Parameters
+    ----------
+    arch : Architecture
+        G's architecture (its image size and whether it has noise inputs).
+    batch : int
+        Number of images.
+    rng : torch.Generator
+        A CPU generator; maps are drawn in order of :func:`noise_map_sizes`.
+    device : str or torch.device
+        Where the maps are placed.
+
+    Returns
+    -------
+    list of float32 tensors, shapes (batch, 1, s, s) for s in :func:`noise_map_sizes`, or None
+        N(0, 1) values; None when ``arch.noise_injection`` is False.
+    """
+    sizes = noise_map_sizes(arch)
+    if not sizes:
+        return None
+    return [torch.randn(batch, 1, s, s, generator=rng).to(device) for s in sizes]
+
+
+@torch.no_grad()
+def _add_spectral_norm(layers: nn.Sequential, rng: torch.Generator | None) -> None:
+    """Spectral normalisation on every convolution; its power-iteration vectors drawn from ``rng``."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in layers:
+        if not isinstance(module, nn.Conv2d):
+            continue
+        spectral_norm(module)
+        sn = module.parametrizations.weight[0]
+        weight = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
+        for vector, length in ((sn._u, weight.shape[0]), (sn._v, weight.shape[1])):
+            vector.copy_(nn.functional.normalize(torch.randn(length, generator=rng), dim=0, eps=sn.eps))
+        sn._power_method(weight, 15)
+
+
+class Generator(nn.Module):
+    """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1].
+
+    ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    """
+
+    def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.arch = arch or Architecture()
+        widths = _widths(self.arch.ngf, self.arch.image_size)
+        up = _upsample_block if self.arch.upsampling == "resize_conv" else _transposed_block
+        noise = (lambda w: [NoiseInjection(w)]) if self.arch.noise_injection else (lambda w: [])
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(self.arch.latent_dim, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [*up(w_in, w_out), *noise(w_out), nn.BatchNorm2d(w_out), nn.ReLU(True)]
+        layers += [*up(widths[-1], self.arch.channels), *noise(self.arch.channels), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        _init_all(self, rng)
+
+    def forward(self, z: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """G(z): latent vectors to images.
+
+        Parameters
+        ----------
+        z : float tensor, shape (B, latent_dim) or (B, latent_dim, 1, 1)
+            Latent vectors, N(0, 1).
+        noise : list of float tensors, shapes (B, 1, s, s) for s in :func:`noise_map_sizes`, optional
+            The per-pixel noise inputs (:func:`draw_noise_maps`) when the architecture has them;
+            ignored otherwise.
+
+        Returns
+        -------
+        float tensor, shape (B, channels, image_size, image_size)
+            Images in [-1, 1] (tanh).
+
+        Raises
+        ------
+        ValueError
+            When G has noise inputs and ``noise`` is None, or a map's shape is not (B, 1, s, s)
+            in the order of :func:`noise_map_sizes`.
+        """
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        if not self.arch.noise_injection:
+            return self.main(z)
+        expected = [(z.shape[0], 1, s, s) for s in noise_map_sizes(self.arch)]
+        if noise is None or [tuple(m.shape) for m in noise] != expected:
+            got = "none" if noise is None else [tuple(m.shape) for m in noise]
+            raise ValueError(f"this generator has noise inputs (noise_injection=True): pass its {len(expected)} "
+                             f"noise maps of shapes {expected} (got {got}), e.g. "
+                             "mammo_lib.generate.model.draw_noise_maps(arch, batch, torch.Generator().manual_seed(s))")
+        maps = iter(noise)
+        x = z
+        for module in self.main:
+            x = module(x, next(maps)) if isinstance(module, NoiseInjection) else module(x)
+        return x
+
+
+class Discriminator(nn.Module):
+    """D: image (B, channels, size, size) -> logit (B,); :meth:`probability` gives D(x) in (0, 1).
+
+    ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    """
+
+    def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.arch = arch or Architecture()
+        widths = list(reversed(_widths(self.arch.ndf, self.arch.image_size)))
+        layers: list[nn.Module] = [
+            nn.Conv2d(self.arch.channels, widths[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        norm = (lambda w: []) if self.arch.spectral_norm else (lambda w: [nn.BatchNorm2d(w)])
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), *norm(w_out), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        _init_all(self, rng)
+        if self.arch.spectral_norm:
+            _add_spectral_norm(self.main, rng)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x): the probability that x is a real lesion (the reference's sigmoid output)."""
+        return torch.sigmoid(self.forward(x))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device to use.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when present, else CPU), or anything ``torch.device`` accepts.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    RuntimeError
+        When torch does not recognise the device string.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def uint8_to_model(patches: torch.Tensor) -> torch.Tensor:
+    """uint8 grey levels (B, H, W) -> float (B, 1, H, W) in [-1, 1], the scale of G's tanh."""
+    return patches.float().div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def model_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """G's output (B, 1, H, W) in [-1, 1] -> uint8 (B, H, W)."""
+    arr = images.detach().float().cpu().squeeze(1).numpy()
+    return np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint_atomic(state: dict, path: str | os.PathLike, keep_previous: bool = True) -> Path:
+    """Write ``state`` with torch.save to a temp file, fsync, then rename into place.
+
+    With ``keep_previous`` the existing file is first renamed to ``previous.pt`` beside it, so a
+    kill at any moment leaves at least one complete checkpoint (last or previous).
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # serialised first, so the window without last.pt is one rename
+    if keep_previous and path.exists():
+        os.replace(path, path.with_name("previous.pt"))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load one of our checkpoints (tensors and plain values only, ``weights_only=True``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist: train the DCGAN first (notebook 02)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, pickle of foreign objects ...
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a DCGAN checkpoint ({type(exc).__name__}: {exc}); "
+            "use checkpoints/previous.pt or retrain"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file (written by another program?)")
+    return state
+
+
+def checkpoint_architecture(state: dict, path: str | os.PathLike = "<checkpoint>") -> Architecture:
+    try:
+        return Architecture(**state["architecture"])
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} has no valid architecture record: {exc}") from exc
+
+
+def check_architecture(state: dict, requested: Architecture, path: str | os.PathLike) -> None:
+    """Raise a clear error when a checkpoint was written for other network shapes."""
+    stored = checkpoint_architecture(state, path)
+    diffs = stored.differences(requested)
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {path} was written for a different model ({'; '.join(diffs)}): "
+            "use the same settings as that run, or start a fresh run (resume=False or another run folder)"
+        )
+
+
+def synthesis_weights_key(state: dict) -> str:
+    """``"generator_ema"`` when the checkpoint holds an EMA of G (synthesis uses it), else ``"generator"``."""
+    return "generator_ema" if "generator_ema" in state else "generator"
+
+
+def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+                   expected: Architecture | None = None) -> tuple[Generator, dict]:
+    """G from a checkpoint, in eval mode, plus the checkpoint's metadata (no optimiser state).
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike
+        A checkpoint written by training (``dcgan/checkpoints/last.pt``).
+    device : str or torch.device
+        Where G is placed (see :func:`resolve_device`).
+    expected : Architecture, optional
+        When given, a checkpoint of other network shapes is an error.
+
+    Returns
+    -------
+    generator : Generator
+        In eval mode (batch-norm running statistics), with the weights synthesis uses: the
+        exponential moving average of G when training kept one (``ema_decay`` > 0), else G.
+    meta : dict
+        ``iteration``, ``epoch``, ``architecture`` and ``config`` of the checkpoint, and
+        ``weights`` ("generator_ema" or "generator").
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, corrupt, not one of ours, of another architecture than
+        ``expected``, or its weights do not fit its architecture record.
+    """
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    arch = checkpoint_architecture(state, checkpoint)
+    if expected is not None:
+        check_architecture(state, expected, checkpoint)
+    generator = Generator(arch)
+    weights = synthesis_weights_key(state)
+    try:
+        generator.load_state_dict(state[weights])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint}: generator weights do not fit {arch}: {exc}") from exc
+    generator.to(resolve_device(device)).eval()
+    meta = {k: state.get(k) for k in ("iteration", "epoch", "architecture", "config")}
+    meta["weights"] = weights
+    return generator, meta
