@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from mammo_lib.rating_scale import OPTIONS, POSITIVE_TRUTH, TRUTHS
+from mammo_lib.rng import bootstrap_stream
 
 
 # --------------------------------------------------------------------------- input checks
@@ -367,13 +368,13 @@ def bootstrap_auc_ci(
         warnings.simplefilter("ignore")
         res = stats.bootstrap(samples, _auc_two_sample, n_resamples=n_resamples, vectorized=True,
                               paired=False, confidence_level=confidence_level, method="BCa",
-                              random_state=np.random.default_rng(seed))
+                              random_state=bootstrap_stream(seed))
         low, high = res.confidence_interval
         if not (np.isfinite(low) and np.isfinite(high)):
             method = "percentile"
             res = stats.bootstrap(samples, _auc_two_sample, n_resamples=n_resamples, vectorized=True,
                                   paired=False, confidence_level=confidence_level,
-                                  method="percentile", random_state=np.random.default_rng(seed))
+                                  method="percentile", random_state=bootstrap_stream(seed))
             low, high = res.confidence_interval
     return {"low": float(low), "high": float(high), "method": f"stratified case bootstrap ({method}, "
             f"scipy.stats.bootstrap, real and synthetic cases resampled separately)",

@@ -4,7 +4,9 @@ A stream's seed is a pure function of ``(study seed, purpose, *indices)``, deriv
 :class:`numpy.random.SeedSequence` from ``[seed, sha256(purpose)[:8], *indices]``: streams of
 different keys are independent (no arithmetic offsets such as ``seed + 99``, which collide), and
 nothing reads or changes torch's, NumPy's or Python's global random state. Each stage keeps the
-list of its purposes (``dcgan_rng``, ``feature_space_rng``) and documents them there.
+list of its purposes (:mod:`mammo_lib.generate.streams`, :mod:`mammo_lib.feature_space.streams`)
+and documents them there. No module but this one seeds a generator itself (a test
+checks).
 """
 
 from __future__ import annotations
@@ -59,3 +61,66 @@ def torch_stream(seed: int, purpose: str, *indices: int):
     import torch
 
     return torch.Generator().manual_seed(stream_seed(seed, purpose, *indices))
+
+
+# ---------------------------------------------------------------------------------------------
+# Older seeding schemes, kept because changing them would change the study's numbers (the
+# phantom's pixels, the patches' placement, the case ids, the bootstrap draws). Each is named for
+# what it seeds and draws exactly the numbers its call site drew before it moved here.
+
+
+def phantom_image_stream(seed: int, index: int) -> np.random.Generator:
+    """The phantom's image ``index``: ``default_rng([seed, index])``."""
+    return np.random.default_rng([int(seed), int(index)])
+
+
+def image_stream(seed: int, image_id: str) -> np.random.Generator:
+    """Stage 01's rules for one image (normal-patch placement): ``default_rng([seed, key])``, the
+    key the first 16 hex digits of the image id's SHA-256; depends only on the seed and the id."""
+    key = int(hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:16], 16)
+    return np.random.default_rng([int(seed), key])
+
+
+def text_stream(*parts: object) -> np.random.Generator:
+    """A stream keyed by text: seeded with the first 8 bytes (little-endian) of the SHA-256 of the
+    parts joined by ``":"`` (not Python's salted ``hash``); the reading order of a case set."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def case_ids_stream(seed: int) -> np.random.Generator:
+    """Stage 04's opaque case ids: ``default_rng([seed, 4])``."""
+    return np.random.default_rng([int(seed), 4])
+
+
+def case_sampling_stream(seed: int) -> np.random.Generator:
+    """Stage 04's choice of which patches become cases: ``default_rng(seed)``."""
+    return np.random.default_rng(int(seed))
+
+
+def bootstrap_stream(seed: int | np.random.SeedSequence) -> np.random.Generator:
+    """A bootstrap's resampling stream: ``default_rng(seed)`` (an int, or a SeedSequence from
+    :func:`reader_stream_seed`)."""
+    return np.random.default_rng(seed)
+
+
+def reader_stream_seed(seed: int, purpose: int, *keys: str) -> np.random.SeedSequence:
+    """Stage 05's per-reader bootstrap streams: ``SeedSequence([seed, purpose, *key(k)])``, each
+    key the first 4 bytes (little-endian) of the SHA-256 of a name (reader, generator)."""
+    def key(text: str) -> int:
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+    return np.random.SeedSequence([int(seed), int(purpose), *(key(k) for k in keys)])
+
+
+def fixture_stream(seed: int) -> np.random.Generator:
+    """Test and benchmark fixtures (:mod:`mammo_lib.testing`): ``default_rng(seed)``."""
+    return np.random.default_rng(int(seed))
+
+
+def torch_seeded(seed: int):
+    """A CPU ``torch.Generator`` seeded with ``seed`` as given (a latent seed that is itself a
+    :func:`stream_seed`, recorded per patch so that one patch can be redrawn alone)."""
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))

@@ -31,7 +31,7 @@ class RunFolderBusy(RuntimeError):
 
 
 def _now() -> str:
-    from mammo_lib.study.provenance import now_iso
+    from mammo_lib.clock import now_iso
 
     return now_iso()
 

@@ -17,6 +17,7 @@ import pandas as pd
 from mammo_lib import patch_store
 from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE
+from mammo_lib.rng import fixture_stream
 from mammo_lib.run_folder import lesion_store_path, synthetic_store_path
 
 
@@ -29,7 +30,7 @@ def demo_groups(n_per_group: int = 100, size: int = 128, seed: int = 0) -> dict[
     """
     from scipy.ndimage import gaussian_filter
 
-    rng = np.random.default_rng(seed)
+    rng = fixture_stream(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
 
     def texture(n: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def toy_lesion_patches(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarra
     """
     from scipy.ndimage import gaussian_filter
 
-    rng = np.random.default_rng(seed)
+    rng = fixture_stream(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     patches = np.empty((n, size, size), np.uint8)
     classes = []
@@ -111,7 +112,7 @@ def write_example_stores(
     "Real" patches are smooth blobs on textured background; "synthetic" ones add a faint
     checkerboard (an upsampling artefact), so a machine observer has something to find.
     """
-    rng = np.random.default_rng(seed)
+    rng = fixture_stream(seed)
     yy, xx = np.mgrid[:size, :size] / size
 
     def make(n: int, artefact: float) -> np.ndarray:
@@ -156,7 +157,7 @@ def write_simulated_study(
     written before generators were named."""
     root = Path(reader_study_dir)
     readers = readers or {"machine-a": ("machine", 1.0), "machine-b": ("machine", 0.3)}
-    rng = np.random.default_rng(seed)
+    rng = fixture_stream(seed)
     n = n_real + n_synthetic
     case_ids = [f"c{k:04d}" for k in rng.permutation(n)]
     truth = np.array(["real"] * n_real + ["synthetic"] * n_synthetic)

@@ -53,13 +53,13 @@ Determinism: each image has its own random generator seeded from ``(seed, image_
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mammo_lib import rng as rng_streams
 from mammo_lib.sources.records import ImageRecord, LesionAnnotation, SkippedFile
 
 NORMALISATIONS = ("equalize_image", "equalize_patch", "none")
@@ -123,8 +123,7 @@ class ExtractionParams:
 
 def image_rng(seed: int, image_id: str) -> np.random.Generator:
     """The random generator of one image: depends only on the seed and the image id."""
-    digest = int(hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:16], 16)
-    return np.random.default_rng([int(seed), digest])
+    return rng_streams.image_stream(seed, image_id)
 
 
 def place_window(center: float, size: int, length: int) -> tuple[int, int]:

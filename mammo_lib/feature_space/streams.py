@@ -72,11 +72,11 @@ def stream_seed(seed: int, purpose: str, *indices: int) -> int:
 
 def rng(seed: int, purpose: str, *indices: int) -> np.random.Generator:
     """A NumPy generator seeded with :func:`stream_seed` (same arguments, same errors)."""
-    return np.random.default_rng(stream_seed(seed, purpose, *indices))
+    stream_seed(seed, purpose, *indices)  # the purpose checked against this stage's list
+    return _rng.numpy_stream(seed, purpose, *indices)
 
 
 def torch_stream(seed: int, purpose: str, *indices: int):
     """A CPU ``torch.Generator`` seeded with :func:`stream_seed` (same arguments, same errors)."""
-    import torch
-
-    return torch.Generator().manual_seed(stream_seed(seed, purpose, *indices))
+    stream_seed(seed, purpose, *indices)
+    return _rng.torch_stream(seed, purpose, *indices)

@@ -16,7 +16,6 @@ that ties a checkpoint to its training data). Writes, under the stage folder:
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -294,11 +293,6 @@ def clear_outputs(paths: dict[str, Path]) -> None:
 
 
 # ------------------------------------------------------------------ summary, timings
-
-
-def utc_now() -> str:
-    """The current UTC time, ISO 8601 to the second (for ``timings.json`` only)."""
-    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def write_summary(path: Path, summary: TrainingSummary) -> Path:

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mammo_lib.clock import now_iso
 from mammo_lib.generate.config import (
     REPLAY_SETTINGS,
     TrainConfig,
@@ -34,7 +35,6 @@ from mammo_lib.generate.files import (
     load_training_patches,
     relative_to_run,
     training_data_fingerprint,
-    utc_now,
     write_summary,
 )
 from mammo_lib.generate.model import (
@@ -386,7 +386,7 @@ class Session:
         log = (LossLog(self.paths["loss_log"], keep_through_iteration=self.start_it if self.resumed else None)
                if self.is_main else None)
         progress = Progress(self.total, self.start_it, cfg.progress and self.is_main)
-        started_utc, t_start = utc_now(), time.perf_counter()
+        started_utc, t_start = now_iso(), time.perf_counter()
         it = self.start_it
         stopped = "finished" if it < self.total else "already_done"
         if self.is_main and it == 0 and self.total > 0:
@@ -442,5 +442,5 @@ class Session:
         append_timing(self.paths["timings"], TimedCall(
             start_iteration=result.start_iteration, end_iteration=result.iterations_done,
             seconds=round(result.seconds, 3), images_per_s=round(result.images_per_s, 2),
-            started_utc=started_utc, finished_utc=utc_now(), stopped=result.stopped,
+            started_utc=started_utc, finished_utc=now_iso(), stopped=result.stopped,
         ))

@@ -177,7 +177,7 @@ def model_patches(spec: GeneratorSpec, patch_size: int | None, seed: int,
     n, dim = int(spec.get("n")), int(spec.get("latent_dim", 0))
     batch = int(spec.get("batch_size", 64))
     latent_seed = latent_generator_seed(seed, spec.name)
-    gen = torch.Generator().manual_seed(latent_seed)
+    gen = rng.torch_seeded(latent_seed)
     flat = spec.get("latent_shape", "nchw") == "flat"
     patches, rows = [], []
     for start in range(0, n, batch):

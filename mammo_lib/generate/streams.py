@@ -63,12 +63,14 @@ def stream_seed(seed: int, purpose: str, *indices: int) -> int:
 
 def torch_stream(seed: int, purpose: str, *indices: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with :func:`stream_seed` (same arguments, same errors)."""
-    return torch.Generator().manual_seed(stream_seed(seed, purpose, *indices))
+    stream_seed(seed, purpose, *indices)  # the purpose checked against this stage's list
+    return rng.torch_stream(seed, purpose, *indices)
 
 
 def numpy_stream(seed: int, purpose: str, *indices: int) -> np.random.Generator:
     """A NumPy ``Generator`` seeded with :func:`stream_seed` (same arguments, same errors)."""
-    return np.random.default_rng(stream_seed(seed, purpose, *indices))
+    stream_seed(seed, purpose, *indices)
+    return rng.numpy_stream(seed, purpose, *indices)
 
 
 def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> list[int]:

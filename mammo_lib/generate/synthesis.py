@@ -32,6 +32,7 @@ from mammo_lib.generate.model import (
 )
 from mammo_lib.generate.streams import stream_seed
 from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+from mammo_lib.rng import torch_seeded
 
 # training options recorded with every synthetic store, with their values in the paper's DCGAN
 SYNTHESIS_OPTION_DEFAULTS = {
@@ -104,7 +105,7 @@ def latent_inputs(latent_seed: int, arch: Architecture) -> tuple[torch.Tensor, l
         The noise maps (:func:`mammo_lib.generate.model.noise_map_sizes`), drawn after z from the same
         generator; empty when G has no noise inputs.
     """
-    gen = torch.Generator().manual_seed(int(latent_seed))
+    gen = torch_seeded(latent_seed)
     z = torch.randn(arch.latent_dim, generator=gen)
     return z, [torch.randn(1, s, s, generator=gen) for s in noise_map_sizes(arch)]
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.reader_study.files import (
@@ -36,7 +37,6 @@ from mammo_lib.reader_study.files import (
     StudyJson,
     default_case_set_dir,
     load_key,
-    now_iso,
     open_case_set,
     ratings_table,
     study_paths,
@@ -49,6 +49,7 @@ from mammo_lib.reader_study.sampling import (  # noqa: F401  (draw_sample, CaseS
     draw_sample,
     opaque_ids,
 )
+from mammo_lib.rng import case_ids_stream
 from mammo_lib.run_folder import lesion_store_path
 from mammo_lib.sources.lesion_classes import (
     class_counts_text,
@@ -327,7 +328,7 @@ def build_case_set(
     existing = _existing_case_set(case_set_dir, key_dir, ratings_dir, request)
     if existing is not None:
         return existing
-    rng = np.random.default_rng([seed, 4])
+    rng = case_ids_stream(seed)
     ids = opaque_ids(rng, len(sample.real_cases) + sample.n_synthetic)
     case_set_id = "cs-" + hashlib.sha256(json.dumps([request, ids]).encode()).hexdigest()[:12]
 
@@ -351,7 +352,7 @@ def build_case_set(
     atomic_write_text(tmp_cases / "study.json", json.dumps(study, indent=2))
     _swap_in(((tmp_key, key_dir), (tmp_cases, case_set_dir)))
     ratings_dir.mkdir(parents=True, exist_ok=True)
-    update_timings(case_set_dir.parent / "timings.json", {"case_set_built_at": now_iso()})
+    update_timings(case_set_dir.parent / "timings.json", {"case_set_built_at": now_iso("milliseconds")})
     return open_case_set(case_set_dir)
 
 

@@ -25,8 +25,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import write_json
-from mammo_lib.reader_study.files import READER_ID_PATTERN, ReaderStudyError, now_iso
+from mammo_lib.reader_study.files import READER_ID_PATTERN, ReaderStudyError
 
 ACCESS_DIRNAME = "access"
 REGISTRY_NAME = "readers.json"
@@ -228,7 +229,7 @@ def add_readers(study_root: str | os.PathLike, reader_ids: list[str], new_token:
     out = {}
     for rid in reader_ids:
         token = secrets.token_urlsafe(24)
-        now = now_iso()
+        now = now_iso("milliseconds")
         old = readers.get(rid)
         if old is None:
             readers[rid] = Reader(rid, token_digest(token), now)
@@ -258,7 +259,7 @@ def revoke_reader(study_root: str | os.PathLike, reader_id: str) -> Reader:
     if reader_id not in readers:
         raise InvitationError(f"reader {reader_id!r} is not invited ({registry_path(study_root)}); "
                               f"invited: {sorted(readers) or 'nobody'}")
-    readers[reader_id].revoked_at = readers[reader_id].revoked_at or now_iso()
+    readers[reader_id].revoked_at = readers[reader_id].revoked_at or now_iso("milliseconds")
     _save(study_root, readers)
     return readers[reader_id]
 

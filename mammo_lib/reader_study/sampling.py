@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mammo_lib.reader_study.files import ReaderStudyError, stable_rng
+from mammo_lib.rng import case_sampling_stream
 
 
 @dataclass
@@ -118,7 +119,7 @@ def draw_sample(
             raise ReaderStudyError(msg + ": not even one balanced pair is left")
         notes.append(msg + f"; using the most balanced sample possible: {n_each} + {n_each}")
         n_real = n_synthetic = n_each
-    rng = np.random.default_rng(seed)
+    rng = case_sampling_stream(seed)
     perm_real = rng.permutation(n_real_available)
     perm_syn = rng.permutation(n_synthetic_available)
     return CaseSample(
@@ -237,7 +238,7 @@ def draw_generator_sample(
                                 room_real, room, names, seed, shrink_to_fit)
         n_synthetic = n_real
     counts = split_evenly(n_synthetic, names, seed, "cases")
-    perm_real = np.random.default_rng(seed).permutation(n_real_available)
+    perm_real = case_sampling_stream(seed).permutation(n_real_available)
     synthetic = {}
     for g in names:
         perm = stable_rng("synthetic sample", seed, g).permutation(n_available[g])

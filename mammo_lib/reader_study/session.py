@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mammo_lib import rating_scale
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.reader_study.files import (
     CaseSet,
     RatingsWriter,
     ReaderStudyError,
     make_record,
-    now_iso,
     read_ratings,
     validate_reader_id,
 )
@@ -133,7 +133,7 @@ class ReadingSession:
         self.practice_ids = list(case_set.practice["practice_id"])
         self.practice_index = 0 if (self.practice_ids and not self.answers) else len(self.practice_ids)
         self.index = self.first_unanswered()
-        self.shown_at = now_iso()
+        self.shown_at = now_iso("milliseconds")
         self.shown_clock = clock()
         self.revising = False
         self.ignored = 0
@@ -191,7 +191,7 @@ class ReadingSession:
         return not self.in_practice and self.index > 0 and self.order[self.index - 1] in self.answers
 
     def _mark_shown(self) -> None:
-        self.shown_at = now_iso()
+        self.shown_at = now_iso("milliseconds")
         self.shown_clock = self.clock()
         self.revising = not self.in_practice and self.current_id in self.answers
 

@@ -12,7 +12,6 @@ Hanley JA, McNeil BJ (1982) Radiology 143:29-36.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 
@@ -30,6 +29,7 @@ from mammo_lib.auc_stats import (
     proportion,
 )
 from mammo_lib.rating_scale import POSITIVE_TRUTH, THRESHOLD
+from mammo_lib.rng import reader_stream_seed
 
 BOOTSTRAP_PURPOSE = 5  # SeedSequence key of the per-reader bootstrap streams
 
@@ -148,8 +148,4 @@ def reader_seed(seed: int, reader: str, generator: str | None = None) -> np.rand
     -------
     numpy.random.SeedSequence
     """
-    def key(text: str) -> int:
-        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
-
-    entropy = [int(seed), BOOTSTRAP_PURPOSE, key(reader)]
-    return np.random.SeedSequence(entropy if generator is None else [*entropy, key(generator)])
+    return reader_stream_seed(seed, BOOTSTRAP_PURPOSE, reader, *([] if generator is None else [generator]))

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from mammo_lib.fileio import atomic_write_text, file_sha256
+from mammo_lib.rng import phantom_image_stream
 from mammo_lib.sources.dicom_io import deterministic_uid, write_mammogram_dicom
 
 PHANTOM_VERSION = "1"
@@ -431,7 +432,7 @@ def generate_phantom(
 
         iterator = progress_bar(iterator, desc="phantom images", unit="img")
     for index in iterator:
-        rng = np.random.default_rng([seed, index])
+        rng = phantom_image_stream(seed, index)
         client = index // 4
         manufacturer, model, bits = PHANTOM_VENDORS[VENDOR_CYCLE[client % len(VENDOR_CYCLE)]]
         laterality, view = views[index % 4]

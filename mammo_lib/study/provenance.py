@@ -42,7 +42,6 @@ timings are kept apart so that two runs with the same seed and inputs give byte-
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 import subprocess
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mammo_lib.checkout import NOTEBOOK_DIR
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty, write_json
 
 RECORD_NAME = "run.json"
@@ -99,11 +99,6 @@ def code_state(repo: str | os.PathLike) -> dict[str, Any]:
         return {"git_commit": "unknown", "dirty": None, "dirty_files": []}
     files = sorted(line[3:] for line in status.splitlines() if line.strip())
     return {"git_commit": commit, "dirty": bool(files), "dirty_files": files}
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def update_notebook_entry(run_dir: str | os.PathLike, entry: dict) -> Path:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mammo_lib import run_lock
 from mammo_lib.checkout import NOTEBOOK_DIR, REPO_ROOT
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty
 from mammo_lib.study import provenance
 from mammo_lib.study import state as run_state
@@ -392,7 +393,7 @@ def run_study(
         _forget_earlier_results(run_dir)
         code = provenance.code_state(REPO_ROOT)
         provenance.start_invocation(run_dir, first.to_json(), REPO_ROOT, planned[0].all_names if planned else None)
-        provenance.update_timings(run_dir, started=provenance.now_iso(), finished=None)
+        provenance.update_timings(run_dir, started=now_iso(), finished=None)
         log(f"study: profile={first.profile} seed={first.seed} run folder={run_dir} ({len(planned)} notebooks"
             + (", stale ones only)" if stale else ")"))
         try:
@@ -412,7 +413,7 @@ def run_study(
 
                 build_report(run_dir)
             raise
-        provenance.update_timings(run_dir, finished=provenance.now_iso())
+        provenance.update_timings(run_dir, finished=now_iso())
         if report:
             from mammo_lib.study.report import build_report
 

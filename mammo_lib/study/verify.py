@@ -21,9 +21,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty, write_json
 from mammo_lib.run_lock import LOCK_NAME
-from mammo_lib.study.provenance import RECORD_NAME, TIMINGS_NAME, now_iso
+from mammo_lib.study.provenance import RECORD_NAME, TIMINGS_NAME
 
 VERIFY_NAME = "verify.json"
 #: files and folders never compared (relative to the run folder)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mammo_lib import rating_scale, testing
+from mammo_lib.clock import now_iso
 from mammo_lib.reader_study import case_set as rs
 from mammo_lib.reader_study import files as sf
 from mammo_lib.reader_study import machine_observers as mo
@@ -209,12 +210,12 @@ def test_truncated_last_line_is_reported_and_complete_lines_kept(case_set):
 def test_foreign_ratings_are_errors_and_left_untouched(case_set, run_dir):
     path = case_set.ratings_path("R09")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = sf.make_record("R09", "human", "cs-other", case_set.case_ids[0], 2, sf.now_iso())
+    rec = sf.make_record("R09", "human", "cs-other", case_set.case_ids[0], 2, now_iso("milliseconds"))
     path.write_text(json.dumps(rec) + "\n")
     before = path.read_bytes()
     with pytest.raises(sf.ReaderStudyError, match="another study"):
         reading_session.ReadingSession(case_set, "R09")
-    rec = sf.make_record("R09", "human", case_set.case_set_id, "c-not-there", 2, sf.now_iso())
+    rec = sf.make_record("R09", "human", case_set.case_set_id, "c-not-there", 2, now_iso("milliseconds"))
     path.write_text(json.dumps(rec) + "\n")
     before = path.read_bytes()
     with pytest.raises(sf.ReaderStudyError, match="not in case set"):

@@ -3,8 +3,6 @@ and ``key/``; the timings file. The formats are described in :mod:`mammo_lib.rea
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.rating_scale import TRUTHS
+from mammo_lib.rng import text_stream
 
 READER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 STUDY_DIRNAME = "reader_study"
@@ -66,11 +65,6 @@ class StudyJson(TypedDict, total=False):
 
 
 # --------------------------------------------------------------------------- names and paths
-def now_iso() -> str:
-    """UTC time with milliseconds, the timestamp format of ratings files (ISO 8601)."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
-
-
 def validate_reader_id(reader_id: str) -> str:
     """Return the reader id if it is 1-32 letters, digits, '_' or '-' (it names a file).
 
@@ -155,8 +149,7 @@ def relative_text(text: str, run_dir: str | os.PathLike | None) -> str:
 
 def stable_rng(*parts: object) -> np.random.Generator:
     """A generator seeded from a SHA-256 of the parts (not Python's salted hash)."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return text_stream(*parts)
 
 
 # --------------------------------------------------------------------------- the case set

@@ -14,13 +14,13 @@ import pandas as pd
 
 from mammo_lib import __version__ as APP_VERSION
 from mammo_lib import rating_scale
+from mammo_lib.clock import now_iso
 from mammo_lib.rating_scale import OPTION_LABEL, OPTION_VALUE, READER_KINDS
 from mammo_lib.reader_study.files.case_set import (
     CaseSet,
     KeyedCaseSet,
     RatingsError,
     ReaderStudyError,
-    now_iso,
 )
 
 REQUIRED_FIELDS = ("reader", "reader_kind", "case_set_id", "case_id", "option", "value")
@@ -410,7 +410,7 @@ def make_record(
         raise ReaderStudyError(f"rating option {option!r} is not on the six-option scale 1-6")
     option = int(option)
     if answered_at is None and shown_at is not None:
-        answered_at = now_iso()
+        answered_at = now_iso("milliseconds")
     return {
         "reader": reader, "reader_kind": reader_kind, "case_set_id": case_set_id,
         "case_id": case_id, "option": option, "label": OPTION_LABEL[option],
