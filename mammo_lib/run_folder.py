@@ -61,12 +61,31 @@ def normal_store_path(run_dir: str | os.PathLike) -> Path:
 
 
 def synthetic_store_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / "synthetic" / "synthetic.zarr"
+    """The DCGAN's store, ``<run>/synthetic/synthetic.zarr``."""
+    return Path(run_dir) / "synthetic" / DCGAN_STORE
 
 
-#: the generator name of the DCGAN's store ``synthetic/synthetic.zarr`` (written before stores
-#: were named by generator; its manifest has no ``generator`` column)
-LEGACY_SYNTHETIC_GENERATOR = "dcgan"
+#: the folder of the DCGAN's store, and its generator name: the one rule that
+#: ``synthetic/synthetic.zarr`` belongs to the DCGAN (its manifest has no ``generator`` column)
+DCGAN_STORE = "synthetic.zarr"
+DCGAN_GENERATOR = "dcgan"
+
+
+def generator_of_store(store_name: str | None) -> str:
+    """The generator a synthetic store's folder name stands for.
+
+    Parameters
+    ----------
+    store_name : str or None
+        ``"synthetic.zarr"`` (or None / empty: the DCGAN's) or ``"<name>.zarr"``.
+
+    Returns
+    -------
+    str
+        ``"dcgan"`` for the DCGAN's store, else the folder name without ``.zarr``.
+    """
+    store_name = str(store_name or DCGAN_STORE)
+    return DCGAN_GENERATOR if store_name == DCGAN_STORE else store_name.removesuffix(".zarr")
 
 
 def _store_generator(path: Path) -> tuple[str, bool]:
@@ -79,9 +98,9 @@ def _store_generator(path: Path) -> tuple[str, bool]:
     name = str(attrs.get("generator") or "")
     if not name and "generator" in store.manifest.columns and len(store.manifest):
         name = str(store.manifest["generator"].iloc[0])
-    legacy = path.name == "synthetic.zarr"
+    legacy = path.name == DCGAN_STORE
     if not name:
-        name = LEGACY_SYNTHETIC_GENERATOR if legacy else path.name[: -len(".zarr")]
+        name = generator_of_store(path.name)
     kind = str(attrs.get("generator_kind") or ("dcgan" if legacy else ""))
     return name, kind == "dcgan"
 

@@ -232,11 +232,11 @@ def open_generator_stores(run_dir: str | os.PathLike, synthetic_store: str | os.
     PatchStoreError
         If a store cannot be opened.
     """
-    from mammo_lib.run_folder import LEGACY_SYNTHETIC_GENERATOR, synthetic_stores
+    from mammo_lib.run_folder import generator_of_store, synthetic_stores
 
     if generator_stores is None and synthetic_store is not None:
         path = Path(synthetic_store)
-        name = LEGACY_SYNTHETIC_GENERATOR if path.name == "synthetic.zarr" else path.name.removesuffix(".zarr")
+        name = generator_of_store(path.name)
         generator_stores = {name: path}
     if generator_stores is None:
         generator_stores = synthetic_stores(run_dir)

@@ -398,8 +398,9 @@ def _legacy_generator(truth: str, store: str) -> str:
     folder stem (the DCGAN's ``synthetic.zarr``: "dcgan")."""
     if truth != "synthetic":
         return ""
-    store = str(store or "synthetic.zarr")
-    return "dcgan" if store == "synthetic.zarr" else store.removesuffix(".zarr")
+    from mammo_lib.run_folder import generator_of_store
+
+    return generator_of_store(store)
 
 
 # --------------------------------------------------------------------------- timings
