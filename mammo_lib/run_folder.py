@@ -35,6 +35,48 @@ STAGE_DIRS = {
 }
 
 
+def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
+                 outside: str = "relative") -> str:
+    """A path as the study's files record it: relative to the run folder, so that no machine path
+    is written and a run folder can be moved. The one rule every stage uses.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An absolute path, or a path already relative to the run folder (returned as given; a
+        ``path:line`` suffix or a text that is not a path is kept too).
+    run_dir : str or os.PathLike or None
+        The run folder; None returns ``path`` as given.
+    outside : {"relative", "absolute"}
+        A path outside the run folder: relative with ``..`` (a collection or reference manifest
+        beside the runs) or absolute (a checkpoint recorded where it is).
+
+    Returns
+    -------
+    str
+        POSIX form, e.g. ``"patches/lesion.zarr"``, ``"../../data_manifest/default_study"``.
+
+    Raises
+    ------
+    ValueError
+        For another ``outside``.
+    """
+    if outside not in ("relative", "absolute"):
+        raise ValueError(f"outside must be 'relative' or 'absolute', got {outside!r}")
+    text = str(path)
+    if run_dir is None or not os.path.isabs(text):
+        return text
+    resolved, root = Path(text).resolve(), Path(run_dir).resolve()
+    if resolved.is_relative_to(root):
+        return resolved.relative_to(root).as_posix()
+    if outside == "absolute":
+        return resolved.as_posix()
+    try:
+        return Path(os.path.relpath(resolved, root)).as_posix()
+    except ValueError:  # another drive: no relative path exists
+        return resolved.as_posix()
+
+
 def stage_dir(run_dir: str | os.PathLike, stage: str, create: bool = True) -> Path:
     """The folder of one stage inside a run folder (created on request)."""
     if stage not in STAGE_DIRS:

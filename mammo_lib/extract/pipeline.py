@@ -60,12 +60,12 @@ from mammo_lib.extract.schema import (
     ExtractionTimings,
     SourceInfo,
     relative_notes,
-    relative_to_run,
     report_path,
 )
 from mammo_lib.extract.tasks import BatchSpec, run_batch, warm_worker
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.progress import progress_bar
+from mammo_lib.run_folder import run_relative
 from mammo_lib.sources.records import ImageRecord, SkippedFile, vendor_matches
 
 if TYPE_CHECKING:
@@ -349,7 +349,7 @@ def extract_patches(
     run_dir = Path(run_dir) if run_dir is not None else out_dir.resolve().parent
     skipped_path = out_dir / "skipped_files.csv"
     records, skipped, source, excluded_by_vendor, root = _collect_records(collection, vendor_filter)
-    source["root"] = relative_to_run(root.resolve(), run_dir) if root is not None else ""
+    source["root"] = run_relative(root.resolve(), run_dir) if root is not None else ""
     if not records:
         _write_skipped(skipped_path, skipped, run_dir, root)
         why = (f"the vendor filter {list(vendor_filter or [])} excluded all {excluded_by_vendor} "

@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from mammo_lib import patch_store
-from mammo_lib.extract.schema import ReferenceParameters, relative_to_run
+from mammo_lib.extract.schema import ReferenceParameters
 from mammo_lib.fileio import atomic_write_text
+from mammo_lib.run_folder import run_relative
 
 
 def _manifest_of(patch_dir: Path, group: str) -> pd.DataFrame:
@@ -173,7 +174,7 @@ def compare_with_reference(run_dir: str | os.PathLike, reference_dir: str | os.P
     if not reference_dir or not (Path(reference_dir) / "parameters.json").is_file():
         return ReferenceComparison("no reference", str(reference_dir or ""))
     ref = Path(reference_dir)
-    shown = relative_to_run(ref.resolve(), run_dir.resolve()) if ref.is_absolute() else str(ref)
+    shown = run_relative(ref.resolve(), run_dir.resolve()) if ref.is_absolute() else str(ref)
     ref_params = json.loads((ref / "parameters.json").read_text(encoding="utf-8"))
     summary = patch_store.read_json(run_dir / "patches" / "extraction.json")
     this_params = json.loads(json.dumps(reference_parameters(summary["parameters"], run_dir)))

@@ -18,9 +18,10 @@ import pandas as pd
 
 from mammo_lib import rng, run_folder
 from mammo_lib.extract.rules import ExtractionParams, image_rng, image_transform, subsample_stride
-from mammo_lib.extract.schema import relative_notes, relative_to_run
+from mammo_lib.extract.schema import relative_notes
 from mammo_lib.patch_store import PatchStore
 from mammo_lib.plotting import patch_grid, save_figure
+from mammo_lib.run_folder import run_relative
 from mammo_lib.sources.dicom_checks import DicomNotes
 from mammo_lib.sources.images import breast_mask, load_image_pixels
 from mammo_lib.sources.records import Collection, ImageRecord
@@ -97,7 +98,7 @@ def collection_text(collection: Collection, run_dir: str | os.PathLike) -> str:
     """
     run_dir = Path(run_dir).resolve()
     root = Path(collection.root).resolve()
-    where = relative_to_run(root, run_dir)
+    where = run_relative(root, run_dir)
     lines = [f"{len(collection.records)} images with {collection.n_lesions()} annotated lesions "
              f"in {where}; {len(collection.skipped)} files skipped while reading"]
     lines += [f"read with a warning: {note}"

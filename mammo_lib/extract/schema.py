@@ -1,7 +1,7 @@
 """The JSON files stage 01 writes, described once: ``extraction.json`` (:class:`ExtractionSummary`),
 ``timings.json`` (:class:`ExtractionTimings`) and the reference ``parameters.json``
 (:class:`ReferenceParameters`), and the rule for paths in them: relative to the run folder
-(:func:`relative_to_run`), so that no machine path is written and a rerun into another run
+(:func:`mammo_lib.run_folder.run_relative`), so that no machine path is written and a rerun into another run
 folder writes the same bytes.
 """
 
@@ -11,29 +11,19 @@ import os
 from pathlib import Path
 from typing import Any, TypedDict
 
-
-def relative_to_run(path: str | os.PathLike, run_dir: Path) -> str:
-    """``path`` relative to the run folder in POSIX form (an absolute path only when no relative
-    one exists, e.g. another drive); a ``path:line`` suffix and non-paths are kept as they are."""
-    text = str(path)
-    if not os.path.isabs(text):
-        return text
-    try:
-        return Path(os.path.relpath(text, run_dir)).as_posix()
-    except ValueError:
-        return text
+from mammo_lib.run_folder import run_relative
 
 
 def report_path(path: str, run_dir: Path, source_root: Path | None) -> str:
     """A file's path as stage 01 reports it (``skipped_files.csv``, notes): inside the collection
     folder ``source_root`` relative to it, else relative to the run folder
-    (:func:`relative_to_run`); a ``:line`` suffix is kept."""
+    (:func:`mammo_lib.run_folder.run_relative`); a ``:line`` suffix is kept."""
     if source_root is not None and os.path.isabs(path):
         root = str(source_root.resolve())
         resolved = str(Path(path.split(":", 1)[0]).resolve())
         if resolved == root or resolved.startswith(root + os.sep):
             return Path(os.path.relpath(path, root)).as_posix()
-    return relative_to_run(path, run_dir)
+    return run_relative(path, run_dir)
 
 
 def relative_notes(messages: list[str], run_dir: Path, source_root: Path | None) -> list[str]:

@@ -20,6 +20,7 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from mammo_lib.feature_space.lesion_cnn import LesionCNN, cnn_features
 from mammo_lib.feature_space.neighbours import normal_share_of_neighbours, sq_distances
 from mammo_lib.feature_space.random_cnn import random_cnn_features
 from mammo_lib.feature_space.streams import rng as stream_rng
+from mammo_lib.run_folder import run_relative
 from mammo_lib.sources.lesion_classes import normalise_lesion_classes, select_lesion_rows
 
 PAPER_N_PER_GROUP = 500
@@ -323,9 +325,9 @@ def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP
     """
     classes = normalise_lesion_classes(lesion_classes)
     real, synthetic = _open_stores(run_dir)
-    rel = {name: os.path.relpath(s.path, run_dir) for name, s in synthetic.items()}
-    sources = {"lesion": os.path.relpath(real["lesion"].path, run_dir), "synthetic": next(iter(rel.values())),
-               "normal": os.path.relpath(real["normal"].path, run_dir)}
+    rel = {name: run_relative(Path(s.path).resolve(), run_dir) for name, s in synthetic.items()}
+    sources = {"lesion": run_relative(Path(real["lesion"].path).resolve(), run_dir), "synthetic": next(iter(rel.values())),
+               "normal": run_relative(Path(real["normal"].path).resolve(), run_dir)}
     lesion_rows = select_lesion_rows(real["lesion"].manifest, classes, real["lesion"].path,
                                      purpose="for the real lesion group")
     if classes is not None:

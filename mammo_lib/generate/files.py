@@ -110,24 +110,6 @@ def dcgan_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
     }
 
 
-def relative_to_run(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
-    """A path as recorded in stage-02 files and printed by notebook 02.
-
-    Parameters
-    ----------
-    path, run_dir : str or os.PathLike
-        The path and the run folder (both resolved first).
-
-    Returns
-    -------
-    str
-        ``path`` relative to ``run_dir`` when inside it (e.g. ``"dcgan/checkpoints/last.pt"``),
-        else the absolute path.
-    """
-    path, run_dir = Path(path).resolve(), Path(run_dir).resolve()
-    return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
-
-
 # ------------------------------------------------------------------ training data
 
 

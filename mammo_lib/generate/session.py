@@ -33,7 +33,6 @@ from mammo_lib.generate.files import (
     dcgan_paths,
     load_resume_state,
     load_training_patches,
-    relative_to_run,
     training_data_fingerprint,
     write_summary,
 )
@@ -56,6 +55,7 @@ from mammo_lib.generate.regularisers import (
     spectral_loss,
 )
 from mammo_lib.generate.streams import epoch_order, torch_stream
+from mammo_lib.run_folder import run_relative
 
 # latent inputs (2 batches of 64) over which the EMA of G's batch-norm statistics are recomputed before it is
 # sampled or saved: about 2 % of the training time at the default profile's sample and checkpoint intervals
@@ -431,10 +431,10 @@ class Session:
         summary = TrainingSummary(
             iterations_done=result.iterations_done, total_iterations=result.total_iterations,
             start_iteration=result.start_iteration, stopped=result.stopped,
-            checkpoint=relative_to_run(result.checkpoint, run_dir),
-            loss_log=relative_to_run(result.loss_log, run_dir),
-            samples_dir=relative_to_run(result.samples_dir, run_dir),
-            store=relative_to_run(self.store_path, run_dir),
+            checkpoint=run_relative(Path(result.checkpoint).resolve(), run_dir, outside="absolute"),
+            loss_log=run_relative(Path(result.loss_log).resolve(), run_dir, outside="absolute"),
+            samples_dir=run_relative(Path(result.samples_dir).resolve(), run_dir, outside="absolute"),
+            store=run_relative(Path(self.store_path).resolve(), run_dir, outside="absolute"),
             n_patches=self.n, world_size=self.world, iters_per_epoch=self.iters_per_epoch,
             device=self.device.type, config=asdict(self.cfg), architecture=asdict(self.arch),
         )

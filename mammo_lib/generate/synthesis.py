@@ -33,6 +33,7 @@ from mammo_lib.generate.model import (
 from mammo_lib.generate.streams import stream_seed
 from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
 from mammo_lib.rng import torch_seeded
+from mammo_lib.run_folder import run_relative
 
 # training options recorded with every synthetic store, with their values in the paper's DCGAN
 SYNTHESIS_OPTION_DEFAULTS = {
@@ -79,12 +80,6 @@ def generator_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _relative_to(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it, else absolute (records stay portable)."""
-    path, root = Path(path).resolve(), Path(root).resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def latent_inputs(latent_seed: int, arch: Architecture) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -234,7 +229,7 @@ def generate_synthetic_patches(
     assert list(manifest.columns[: len(MANIFEST_COLUMNS)]) == list(MANIFEST_COLUMNS)
     attrs = {
         "stage": "02_train_dcgan",
-        "checkpoint": _relative_to(checkpoint, Path(out_store).parent.parent),
+        "checkpoint": run_relative(Path(checkpoint).resolve(), Path(out_store).parent.parent, outside="absolute"),
         "checkpoint_sha256": sha,
         "generator_sha256": weights_sha,
         "checkpoint_iteration": state.get("iteration"),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from mammo_lib.rating_scale import TRUTHS
 from mammo_lib.rng import text_stream
+from mammo_lib.run_folder import run_relative  # noqa: F401 (re-exported by files/)
 
 READER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 STUDY_DIRNAME = "reader_study"
@@ -116,25 +117,6 @@ def default_ratings_dir(run_dir: str | os.PathLike) -> Path:
         ``<run_dir>/reader_study/ratings`` (it need not exist).
     """
     return Path(run_dir) / STUDY_DIRNAME / RATINGS_DIRNAME
-
-
-def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike | None) -> str:
-    """A path relative to the run folder, for outputs that must not carry absolute paths.
-
-    Parameters
-    ----------
-    path : path
-    run_dir : path or None
-        The run folder; None returns ``path`` as given.
-
-    Returns
-    -------
-    str
-        Relative to ``run_dir`` (with ``..`` when ``path`` lies outside it).
-    """
-    if run_dir is None:
-        return str(path)
-    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
 
 
 def relative_text(text: str, run_dir: str | os.PathLike | None) -> str:
