@@ -67,6 +67,7 @@ from mammo_lib.fileio import atomic_write_text
 from mammo_lib.progress import progress_bar
 from mammo_lib.run_folder import run_relative
 from mammo_lib.sources.records import ImageRecord, SkippedFile, vendor_matches
+from mammo_lib.timings import TIMINGS_NAME, write_timings
 
 if TYPE_CHECKING:
     from mammo_lib.sources.records import Collection
@@ -211,7 +212,7 @@ def _clear_outputs(out_dir: Path) -> Path:
     stores or a summary that look finished: manifests and extraction.json are written last,
     atomically); returns the staging folder."""
     for old_output in (out_dir / "lesion.zarr", out_dir / "normal.zarr",
-                       out_dir / "extraction.json", out_dir / "timings.json"):
+                       out_dir / "extraction.json", out_dir / TIMINGS_NAME):
         if old_output.is_dir():
             shutil.rmtree(old_output)
         elif old_output.exists():
@@ -432,7 +433,7 @@ def extract_patches(
         "by_class": counts_by_class,
     }
     summary: ExtractionSummary = {"stage": STAGE, "parameters": parameters, "counts": counts}
-    atomic_write_text(out_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
+    write_timings(out_dir, dict(timings))
     atomic_write_text(out_dir / "extraction.json", json.dumps(summary, indent=2))
     return ExtractionResult(
         out_dir=out_dir, lesion_store=out_dir / "lesion.zarr", normal_store=out_dir / "normal.zarr",

@@ -47,6 +47,7 @@ from mammo_lib.feature_space.tables import (  # re-exported: the notebook calls 
 )
 from mammo_lib.feature_space.tsne.run import TSNEResult
 from mammo_lib.run_folder import run_relative
+from mammo_lib.timings import write_timings
 
 __all__ = ["analyse_spaces", "column_suffix", "metrics_record", "write_results", "summary_rows", "metrics_table",
            "outlier_counts", "closest_pairs_by_generator", "generators_markdown", "describe_tsne"]
@@ -371,5 +372,5 @@ def write_results(run_dir: str | os.PathLike, sample: GroupSample, result: TSNER
     ]
     if c2st_scores is not None:
         paths.append(fileio.atomic_write_text(out_dir / "c2st_scores.csv", c2st_scores.to_csv(index=False)))
-    paths.append(fileio.write_json(out_dir / "timings.json", timings))
+    paths.append(write_timings(out_dir, timings))
     return [run_relative(Path(p).resolve(), run_dir) for p in paths]

@@ -19,7 +19,6 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import TypedDict
@@ -36,6 +35,7 @@ from mammo_lib.generate.model import (
 )
 from mammo_lib.patch_store import PatchStoreError, open_patch_store
 from mammo_lib.sources.lesion_classes import select_lesion_rows
+from mammo_lib.timings import TIMINGS_NAME
 
 LOG_COLUMNS = ("iteration", "epoch", "batch", "loss_D", "loss_G", "D_x", "D_G_z1", "D_G_z2")
 LOSS_LOG_NAME = "loss_log.csv"
@@ -106,7 +106,7 @@ def dcgan_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
         "loss_log": out / LOSS_LOG_NAME,
         "samples": out / "samples",
         "summary": out / "training_summary.json",
-        "timings": out / "timings.json",
+        "timings": out / TIMINGS_NAME,
     }
 
 
@@ -296,47 +296,3 @@ def append_timing(path: Path, call: TimedCall) -> TrainingTimings:
     return timings
 
 
-# ------------------------------------------------------------------ progress
-
-
-class Progress:
-    """Training progress: a tqdm bar on a terminal; elsewhere (a notebook, a log file) plain
-    lines at every tenth of the run without times, so an executed notebook reads right offline
-    and is the same on a rerun."""
-
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self._bar = None
-        self._next_line = start
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=start, desc="DCGAN", unit="it", dynamic_ncols=True,
-                             mininterval=5.0, file=sys.stderr)
-
-    def update(self, it: int, stats: list[float]) -> None:
-        """Report that iteration ``it`` (1-based) finished with ``stats`` (loss_D, loss_G, D_x, D_G_z1, D_G_z2)."""
-        if not self.enabled:
-            return
-        loss_d, loss_g, d_x, _, d_g_z = stats
-        if self._bar is not None:
-            if it % 10 == 0 or it == self.total:
-                self._bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}", D_x=f"{d_x:.2f}",
-                                      D_G_z=f"{d_g_z:.2f}", refresh=False)
-            self._bar.update(1)
-        elif it >= self._next_line or it == self.total:
-            print(f"DCGAN iteration {it}/{self.total}: loss_D {loss_d:.3f}, loss_G {loss_g:.3f}, "
-                  f"D(x) {d_x:.2f}, D(G(z)) {d_g_z:.2f}", flush=True)
-            step = max(1, self.total // 10)
-            self._next_line = (it // step + 1) * step
-
-    def write(self, text: str) -> None:
-        """Print one line (through the bar on a terminal, so it is not overwritten)."""
-        if self._bar is not None:
-            self._bar.write(text)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()

@@ -25,7 +25,6 @@ from mammo_lib.generate.config import (
 from mammo_lib.generate.figures import save_sample_grid
 from mammo_lib.generate.files import (
     LossLog,
-    Progress,
     TimedCall,
     TrainingSummary,
     append_timing,
@@ -55,6 +54,7 @@ from mammo_lib.generate.regularisers import (
     spectral_loss,
 )
 from mammo_lib.generate.streams import epoch_order, torch_stream
+from mammo_lib.progress import TrainingProgress
 from mammo_lib.run_folder import run_relative
 
 # latent inputs (2 batches of 64) over which the EMA of G's batch-norm statistics are recomputed before it is
@@ -385,7 +385,7 @@ class Session:
         cfg = self.cfg
         log = (LossLog(self.paths["loss_log"], keep_through_iteration=self.start_it if self.resumed else None)
                if self.is_main else None)
-        progress = Progress(self.total, self.start_it, cfg.progress and self.is_main)
+        progress = TrainingProgress(self.total, self.start_it, cfg.progress and self.is_main)
         started_utc, t_start = now_iso(), time.perf_counter()
         it = self.start_it
         stopped = "finished" if it < self.total else "already_done"

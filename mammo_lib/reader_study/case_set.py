@@ -40,7 +40,6 @@ from mammo_lib.reader_study.files import (
     open_case_set,
     ratings_table,
     study_paths,
-    update_timings,
 )
 from mammo_lib.reader_study.sampling import (  # noqa: F401  (draw_sample, CaseSample: re-exported)
     CaseSample,
@@ -56,6 +55,7 @@ from mammo_lib.sources.lesion_classes import (
     normalise_lesion_classes,
     select_lesion_rows,
 )
+from mammo_lib.timings import update_timings
 
 DEFAULT_DISPLAY_SCALE = 4  # 128 px patches are shown as 512 px images
 
@@ -352,7 +352,7 @@ def build_case_set(
     atomic_write_text(tmp_cases / "study.json", json.dumps(study, indent=2))
     _swap_in(((tmp_key, key_dir), (tmp_cases, case_set_dir)))
     ratings_dir.mkdir(parents=True, exist_ok=True)
-    update_timings(case_set_dir.parent / "timings.json", {"case_set_built_at": now_iso("milliseconds")})
+    update_timings(case_set_dir.parent, {"case_set_built_at": now_iso("milliseconds")})
     return open_case_set(case_set_dir)
 
 

@@ -36,11 +36,11 @@ from mammo_lib.reader_study.files import (
     load_case_set,
     make_record,
     read_ratings,
-    update_timings,
     validate_reader_id,
 )
 from mammo_lib.reader_study.machine_cnn import CNN_OBSERVER
 from mammo_lib.run_folder import lesion_store_path
+from mammo_lib.timings import update_timings
 
 DEFAULT_MACHINE_OBSERVERS = ("machine-pixels", "machine-spectrum")
 
@@ -335,7 +335,7 @@ def run_machine_observer(
     timings = {f"{rid}_seconds": round(time.perf_counter() - started, 3)}
     if reader == CNN_OBSERVER:
         timings[f"{rid}_cpu_seconds"] = round(time.process_time() - cpu_started, 3)
-    update_timings(case_set.case_set_dir.parent / "timings.json", timings)
+    update_timings(case_set.case_set_dir.parent, timings)
     if progress and reader == CNN_OBSERVER:
         print(f"{rid}: rated {len(todo)} case(s)", flush=True)
     if not len(todo):

@@ -52,10 +52,10 @@ from mammo_lib.reader_study.files import (
     ratings_files,
     relative_text,
     run_relative,
-    update_timings,
 )
 from mammo_lib.roc.by_generator import GeneratorAnalysis, analyse_study_generators, synthetic_counts
 from mammo_lib.roc.reader_stats import reader_seed, reader_statistics
+from mammo_lib.timings import update_timings
 
 PAPER_RESULTS = (
     # Section 5.2 of the paper: two radiologists, 150 OMI-DB patches (75 real, 75 synthetic).
@@ -496,5 +496,5 @@ def write_metrics(analysis: StudyAnalysis, run_dir: str | Path) -> Path:
 
     path = stage_dir(run_dir, "roc") / "metrics.json"
     write_json(path, analysis.to_metrics(run_dir), indent=1)
-    update_timings(path.with_name("timings.json"), {"analysis_seconds": round(analysis.seconds, 3)})
+    update_timings(path.parent, {"analysis_seconds": round(analysis.seconds, 3)})
     return path

@@ -48,12 +48,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from mammo_lib import timings as timings_file
 from mammo_lib.checkout import NOTEBOOK_DIR
 from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty, write_json
+from mammo_lib.timings import TIMINGS_NAME  # noqa: F401 (re-exported)
 
 RECORD_NAME = "run.json"
-TIMINGS_NAME = "timings.json"
 #: environment variable the runner sets while it executes notebooks
 RUNNER_ENV = "MAMMO_STUDY_RUNNER"
 PACKAGES = ("mammo-synth-study", "torch", "numpy", "scipy", "scikit-learn", "scikit-image", "pydicom",
@@ -133,14 +134,7 @@ def update_results(run_dir: str | os.PathLike, stem: str, results: dict) -> Path
 
 def update_timings(run_dir: str | os.PathLike, **fields: Any) -> Path:
     """Merge ``fields`` into ``timings.json`` (``notebooks`` merged per notebook)."""
-    path = Path(run_dir) / TIMINGS_NAME
-    timings = read_json_or_empty(path)
-    for key, value in fields.items():
-        if key == "notebooks":
-            timings.setdefault("notebooks", {}).update(value)
-        else:
-            timings[key] = value
-    return write_json(path, timings)
+    return timings_file.update_timings(run_dir, fields, nested=("notebooks",))
 
 
 def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, namespace: dict) -> str:

@@ -28,8 +28,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mammo_lib.timings import TIMINGS_NAME
+
 #: file names never part of a digest: wall-clock timings and live lock files
-UNDIGESTED = ("timings.json", "*.lock")
+UNDIGESTED = (TIMINGS_NAME, "*.lock")
 
 
 @dataclass(frozen=True)

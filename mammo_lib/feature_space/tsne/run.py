@@ -46,6 +46,7 @@ from mammo_lib.feature_space.tsne.torch_gradient import (
     EXPLORATION_N_ITER,
     tsne_exact_torch,
 )
+from mammo_lib.progress import QuarterProgress
 
 PAPER_PERPLEXITY = 250.0
 PAPER_N_ITER = 4000
@@ -73,21 +74,6 @@ class TSNEResult:
     seconds: float
     params: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-class TextProgress:
-    """Plain-text progress: one printed line per quarter of the work (reads right offline)."""
-
-    def __init__(self, total: int, desc: str, enabled: bool = True):
-        self.total, self.desc, self.enabled = total, desc, enabled
-        self.done = 0
-        self._next = max(1, total // 4)
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled and (self.done >= self._next or self.done == self.total):
-            print(f"{self.desc}: {self.done} of {self.total}", flush=True)
-            self._next = self.done + max(1, self.total // 4)
 
 
 def pca_init(x: np.ndarray, seed: int) -> np.ndarray:
@@ -204,7 +190,7 @@ def _run_exact_numba(x32: np.ndarray, perp: float, n_iter: int, seed: int, threa
 
     with threadpool_limits(threads):
         p, init, lr = _exact_prelude(x32, perp, seed, "exact-numba")
-        bar = TextProgress(n_iter, "t-SNE (exact-numba) iterations") if progress else None
+        bar = QuarterProgress(n_iter, "t-SNE (exact-numba) iterations") if progress else None
         y, _, it = tsne_exact_numba(p, init, n_iter, lr, n_threads=threads, progress=bar, **stop)
         # the final KL, exact and in float64, of the final embedding against the plain P
         kl = kl_divergence_exact(p, y)
@@ -219,7 +205,7 @@ def _run_exact_torch(x32: np.ndarray, perp: float, n_iter: int, seed: int, threa
     torch.set_num_threads(threads)
     try:
         p, init, lr = _exact_prelude(x32, perp, seed, "exact-torch")
-        bar = TextProgress(n_iter, "t-SNE (exact-torch) iterations") if progress else None
+        bar = QuarterProgress(n_iter, "t-SNE (exact-torch) iterations") if progress else None
         y, _, it = tsne_exact_torch(p, init, n_iter, lr, progress=bar, device=device, **stop)
         it = min(it, n_iter - 1)
         # the final KL, exact and in float64, of the final embedding against the plain P

@@ -138,7 +138,7 @@ def tsne_exact_torch(
     device : str, optional
         torch device; default CUDA when available, else CPU.
     progress : object with ``update(n)``, optional
-        Called once per iteration (e.g. ``tsne.TextProgress``).
+        Called once per iteration (e.g. ``mammo_lib.progress.QuarterProgress``).
     exploration_n_iter : int
         Early-exaggeration iterations (momentum 0.5).
 

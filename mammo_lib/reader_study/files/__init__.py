@@ -47,7 +47,6 @@ from mammo_lib.reader_study.files.case_set import (
     run_relative,
     stable_rng,
     study_paths,
-    update_timings,
     validate_reader_id,
 )
 from mammo_lib.reader_study.files.ratings import (
@@ -97,6 +96,5 @@ __all__ = [
     "run_relative",
     "stable_rng",
     "study_paths",
-    "update_timings",
     "validate_reader_id",
 ]

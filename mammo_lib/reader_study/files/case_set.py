@@ -385,29 +385,3 @@ def _legacy_generator(truth: str, store: str) -> str:
     return generator_of_store(store)
 
 
-# --------------------------------------------------------------------------- timings
-def update_timings(path: str | os.PathLike, entries: dict) -> Path:
-    """Merge ``entries`` into a stage's ``timings.json`` (written atomically).
-
-    Wall-clock stamps and durations (seconds) live only in these files, so every other output of
-    a stage is byte-identical on a rerun with the same seed.
-
-    Parameters
-    ----------
-    path : path
-        ``<stage folder>/timings.json``.
-    entries : dict
-        JSON-able values; existing keys are replaced.
-
-    Returns
-    -------
-    Path
-    """
-    from mammo_lib.fileio import write_json
-
-    path = Path(path)
-    try:
-        old = json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        old = {}
-    return write_json(path, {**old, **entries})
