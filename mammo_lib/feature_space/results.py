@@ -185,7 +185,7 @@ class GeneratorRecord(TypedDict):
 class Stage03Metrics(TypedDict):
     """The whole of ``feature_space/metrics.json``.
 
-    Schema change for several generators (issue 14): ``generators``,
+    Schema change for several generators: ``generators``,
     ``metrics_by_generator`` and ``outliers_tsne_by_generator`` were added; ``metrics`` keeps
     its meaning (the first generator's, the paper's "GAN"; with one generator the only one),
     so readers of the one-generator file need no change. Every generator is measured against
@@ -201,7 +201,7 @@ class Stage03Metrics(TypedDict):
     metrics: dict[str, SpaceMetrics]  # per feature space, of the first generator (generators[0])
     metrics_by_generator: dict[str, dict[str, SpaceMetrics]]  # generator -> feature space -> metrics
     # the CNN two-sample test per generator with its null and positive controls and frequency sweep
-    # (issue 20; keys: mammo_lib.feature_space.c2st.records.c2st_record); None when not run
+    # (keys: mammo_lib.feature_space.c2st.records.c2st_record); None when not run
     c2st: dict | None
     # what the t-SNE pictures can show (mammo_lib.feature_space.tsne.readability.readability), per embedded space
     tsne_readability: dict

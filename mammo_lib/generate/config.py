@@ -128,7 +128,7 @@ class TrainConfig:
     collapse_threshold: float = 1e-3
     progress: bool = True
     lesion_classes: list[str] | None = None  # train only on these lesion classes (None: all)
-    # options for few training patches (issue 15), all off in the paper's DCGAN
+    # options for few training patches, all off in the paper's DCGAN
     upsampling: str = "transposed"  # or "resize_conv" (Odena et al. 2016)
     spectral_norm: bool = False  # spectral normalisation in D, no batch norm there (Miyato et al. 2018)
     noise_injection: bool = False  # per-pixel noise inputs to G (Karras et al. 2019)

@@ -10,7 +10,9 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -60,6 +62,26 @@ from mammo_lib.run_folder import run_relative
 # latent inputs (2 batches of 64) over which the EMA of G's batch-norm statistics are recomputed before it is
 # sampled or saved: about 2 % of the training time at the default profile's sample and checkpoint intervals
 EMA_CALIBRATION_BATCH, EMA_CALIBRATION_BATCHES = 64, 2
+
+class StopCode(IntEnum):
+    """What one iteration's check says (the numbers order severity, for the all-reduce of several
+    processes)."""
+
+    GO_ON = 0
+    TIME_BUDGET = 1
+    D_COLLAPSED = 2
+    NOT_FINITE = 3
+
+
+class IterationStats(NamedTuple):
+    """One iteration's losses and discriminator outputs, as the loss log records them."""
+
+    loss_d: float
+    loss_g: float
+    d_x: float
+    d_g_z1: float
+    d_g_z2: float
+
 
 RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha256(purpose), *indices]) "
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
@@ -193,6 +215,10 @@ class Session:
         changed = [k for k in REPLAY_SETTINGS if old.get(k, getattr(defaults, k)) != getattr(self.cfg, k)]
         if state.get("world_size", 1) != self.world:
             changed.append("world_size")
+        old_total = (int(old["max_iterations"]) if old.get("max_iterations")
+                     else int(old.get("epochs", defaults.epochs)) * self.iters_per_epoch)
+        if old_total != self.total:  # the instance-noise schedule runs over the whole length
+            changed.append(f"total iterations {old_total} -> {self.total}")
         if changed:
             fresh = (" (the spectral discriminator starts afresh: the checkpoint holds none)"
                      if self.spectral_d is not None and "spectral_discriminator" not in state else "")
@@ -276,36 +302,37 @@ class Session:
         if self.ema is not None:
             self.ema.update(self.generator)
 
-        stats = torch.stack([
+        stats = IterationStats(*torch.stack([
             (err_d_real + err_d_fake).detach(), err_g.detach(),
             torch.sigmoid(out_real.detach()).mean(), torch.sigmoid(out_fake.detach()).mean(),
             torch.sigmoid(out_gen.detach()).mean(),
-        ]).tolist()
+        ]).tolist())
         return stats, epoch, batch
 
-    def stop_code(self, stats: list[float], it: int, elapsed: float) -> int:
-        """0 go on, 1 time budget reached, 2 D collapsed, 3 NaN/inf (agreed across processes)."""
+    def stop_code(self, stats: IterationStats, it: int, elapsed: float) -> StopCode:
+        """Whether to go on, stop at the time budget, or stop a diverged run (the most severe code
+        of all processes wins)."""
         cfg = self.cfg
-        code = 0
+        code = StopCode.GO_ON
         if not all(math.isfinite(v) for v in stats):
-            code = 3
+            code = StopCode.NOT_FINITE
         else:
-            self.collapse_run = self.collapse_run + 1 if stats[4] < cfg.collapse_threshold else 0
+            self.collapse_run = self.collapse_run + 1 if stats.d_g_z2 < cfg.collapse_threshold else 0
             if self.collapse_run >= cfg.collapse_patience:
-                code = 2
+                code = StopCode.D_COLLAPSED
             elif cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s and it < self.total:
-                code = 1
+                code = StopCode.TIME_BUDGET
         if self.world > 1:
-            flag = torch.tensor([code], device=self.device)
+            flag = torch.tensor([int(code)], device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            code = int(flag.item())
+            code = StopCode(int(flag.item()))
         return code
 
-    def diverged(self, code: int, it: int, stats: list[float]) -> TrainingDivergedError:
+    def diverged(self, code: StopCode, it: int, stats: IterationStats) -> TrainingDivergedError:
         cfg = self.cfg
-        loss_d, loss_g, d_x, _, d_g_z2 = stats
+        loss_d, loss_g, d_x, d_g_z2 = stats.loss_d, stats.loss_g, stats.d_x, stats.d_g_z2
         last_good = self.paths["last"] if self.paths["last"].exists() else None
-        what = ("loss_D / loss_G became NaN or infinite" if code == 3 else
+        what = ("loss_D / loss_G became NaN or infinite" if code == StopCode.NOT_FINITE else
                 f"the discriminator collapsed: D(G(z)) < {cfg.collapse_threshold} for "
                 f"{cfg.collapse_patience} iterations, so G gets no useful gradient")
         return TrainingDivergedError(
@@ -369,11 +396,11 @@ class Session:
         np.save(self.paths["samples"] / f"iter_{iteration:06d}.npy", images)
         save_sample_grid(images, self.paths["samples"] / f"iter_{iteration:06d}.png")
 
-    def save_outputs(self, it: int, code: int) -> None:
+    def save_outputs(self, it: int, code: StopCode) -> None:
         """Samples and checkpoint when due (every n iterations, at the end, at a time-budget stop)."""
         if not self.is_main:
             return
-        last = it == self.total or code == 1
+        last = it == self.total or code == StopCode.TIME_BUDGET
         if it % self.cfg.sample_every == 0 or last:
             self.sample(it)
         if it % self.cfg.checkpoint_every == 0 or last:
@@ -398,11 +425,11 @@ class Session:
                 if log is not None:
                     log.append((it, epoch, batch, *stats))
                 code = self.stop_code(stats, it, time.perf_counter() - t_start)
-                if code >= 2:
+                if code in (StopCode.D_COLLAPSED, StopCode.NOT_FINITE):
                     raise self.diverged(code, it, stats)
                 self.save_outputs(it, code)
                 progress.update(it, stats)
-                if code == 1:
+                if code == StopCode.TIME_BUDGET:
                     stopped = "time_budget"
                     if self.is_main:
                         progress.write(f"time budget of {cfg.time_budget_s:g} s reached at iteration "

@@ -205,7 +205,7 @@ def generate_synthetic_patches(
     config = state.get("config") or {}
     # which real lesion classes G was trained on (None: all), so the synthetic store is traceable
     trained_on = config.get("lesion_classes")
-    # the training options that shaped G (issue 15), one manifest column each
+    # the training options that shaped G, one manifest column each
     options = {name: config.get(name, default) for name, default in SYNTHESIS_OPTION_DEFAULTS.items()}
     manifest = pd.DataFrame({
         "patch_id": [f"dcgan-{weights_sha[:8]}-s{seed}-{i:06d}" for i in range(n)],

@@ -16,6 +16,7 @@ The page never receives the key. Keys 1-6 come from ``ipyevents`` (without it th
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import sys
@@ -126,6 +127,7 @@ class RatingApp:
         self._raw_png = b""
         self._stop_heartbeat = threading.Event()
         self.invited = bool(load_registry(self.case_set.case_set_dir.parent))
+        self.reader_id: str | None = None  # set by a valid personal link
         self.style = widgets.HTML(CSS)
         self._build_start_screen()
         self._build_rating_screen()
@@ -228,7 +230,7 @@ class RatingApp:
         try:
             self.reader_id = reader_for_token(self.case_set.case_set_dir.parent, token)
         except InvitationError as exc:
-            text = str(exc)
+            text = html.escape(str(exc))  # may hold what the visitor typed into the address
             self.message.value = (f"<h2>Reader study</h2><p><b>Sorry, this page cannot be opened.</b> "
                                   f"{text[:1].upper() + text[1:]}.</p>")
             self._screen(self.message_screen)
@@ -255,11 +257,13 @@ class RatingApp:
 
     def _on_start(self, _sender=None) -> None:
         try:
+            if self.invited and self.reader_id is None:
+                raise ReaderStudyError("this page needs your personal link; open the link you were sent")
             reader_id = self.reader_id if self.invited else self._typed_reader_id()
             self.session = ReadingSession(self.case_set, reader_id, double_answer_guard_s=self.guard_s)
-        except (ReaderStudyError, AttributeError) as exc:
+        except ReaderStudyError as exc:
             self.session = None
-            self.start_message.value = f"<p style='color:#600'><b>Cannot start:</b> {exc}</p>"
+            self.start_message.value = f"<p style='color:#600'><b>Cannot start:</b> {html.escape(str(exc))}</p>"
             return
         self.lock = ReaderLock(self.case_set.ratings_dir, reader_id, stale_s=self.stale_s)
         self.session.lock = self.lock
@@ -316,7 +320,7 @@ class RatingApp:
         try:
             self._raw_png = s.current_image()
         except ReaderStudyError as exc:
-            self.feedback.value = f"<p style='color:#600'><b>Problem:</b> {exc}</p>"
+            self.feedback.value = f"<p style='color:#600'><b>Problem:</b> {html.escape(str(exc))}</p>"
             self.shown_id = None
             return
         self._screen(self.rating_screen)

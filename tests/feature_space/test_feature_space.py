@@ -188,7 +188,7 @@ def test_load_groups_samples_real_lesions_of_the_chosen_classes(small_groups, tm
         fs.load_groups(tmp_path, n_per_group=20, lesion_classes=["asymmetry"])
 
 
-# ----------------------------------------------------------------------------- several generators (issue 14)
+# ----------------------------------------------------------------------------- several generators
 
 
 def _store(path, patches, generator=None):

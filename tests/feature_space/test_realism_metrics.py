@@ -117,7 +117,7 @@ def test_authenticity_flags_copies_and_fresh_samples_match_the_real_yardstick():
 
 
 def test_uniform_noise_generator_is_a_lopsided_half_not_a_verdict():
-    """The case of issue 20: a folder generator of 40 uniform-noise patches gets pixel-space 1-NN
+    """The case that made the study add the C2ST: a folder generator of 40 uniform-noise patches gets pixel-space 1-NN
     0.5, because every real patch is classified correctly and every noise patch wrongly."""
     import matplotlib
 

@@ -1,4 +1,4 @@
-"""Stage 02 options for few training patches (issue 15): DiffAugment, EMA of G, R1, resize-convolution
+"""Stage 02 options for few training patches: DiffAugment, EMA of G, R1, resize-convolution
 G, noise inputs to G, spectral norm in D; each recorded in checkpoint and synthetic store, each resumable bit for bit."""
 
 from __future__ import annotations

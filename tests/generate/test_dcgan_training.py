@@ -145,6 +145,15 @@ def test_time_budget_stops_at_checkpoint_and_resume_finishes(toy_store, tmp_path
     assert third.stopped == "already_done"
 
 
+def test_resume_to_another_length_says_it_is_not_a_replay(toy_store, tmp_path):
+    cfg = TrainConfig(max_iterations=6, checkpoint_every=100, seed=0, **TINY)
+    train_dcgan(toy_store, tmp_path, cfg)
+    cfg.max_iterations = 9
+    with pytest.warns(UserWarning, match=r"total iterations 6 -> 9.*not a replay"):
+        result = train_dcgan(toy_store, tmp_path, cfg)
+    assert (result.start_iteration, result.iterations_done) == (6, 9)
+
+
 def test_corrupt_last_checkpoint_falls_back_to_previous(toy_store, tmp_path):
     cfg = TrainConfig(max_iterations=10, checkpoint_every=4, seed=0, **TINY)
     train_dcgan(toy_store, tmp_path, cfg)  # checkpoints at 4, 8, 10 -> previous = 8

@@ -1,4 +1,4 @@
-"""A reader study opened to other hospitals (issue 13), in-process: invitations with hashed tokens
+"""A reader study opened to other hospitals, in-process: invitations with hashed tokens
 and the coordinator's command; one live window per reader (lock, take-over, no case answered
 twice); returning readers; practice feedback on the practice patch. The same flows in a real
 browser are in test_rating_page_study.py."""

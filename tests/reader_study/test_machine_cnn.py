@@ -1,4 +1,4 @@
-"""Stage 04's CNN machine reader ``machine-cnn`` (issue 20): trained on held-out patches only, with
+"""Stage 04's CNN machine reader ``machine-cnn``: trained on held-out patches only, with
 balanced classes, it rates every case on the six-option scale, reruns byte for byte, refuses a
 key whose held-out patches are cases, says how many held-out patches it has and needs, and stage
 05 analyses its per-generator copies as one reader."""

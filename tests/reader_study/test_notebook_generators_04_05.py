@@ -1,4 +1,4 @@
-"""Stages 04 and 05 end to end with two generators (issue 14), headless under papermill: a run
+"""Stages 04 and 05 end to end with two generators, headless under papermill: a run
 folder with the DCGAN-like store of write_example_stores and a second generator imported from a
 folder of patches written here. Both generators are in key.csv, the machine observers are trained
 per generator, metrics.json holds the per-generator statistics and the MRMC with the generator as

@@ -1,4 +1,4 @@
-"""The rating page opened to readers at other hospitals (issue 13), in a real browser: Voila
+"""The rating page opened to readers at other hospitals, in a real browser: Voila
 started by ``rating_server.launch`` and Debian's headless Chromium driven by Playwright.
 
 * an invitation link opens the page for its reader; an unknown token and a machine observer's id

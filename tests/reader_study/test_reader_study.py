@@ -279,7 +279,7 @@ def test_rating_widget_flow(case_set):
     assert app.progress.value.startswith("Practice case 1 of 2")
     app.option_buttons[0].click()
     assert "Practice feedback" in app.feedback.value
-    # practice: the feedback stays on the practice patch until "Next" (issue 13), then the last
+    # practice: the feedback stays on the practice patch until "Next", then the last
     # practice case is followed by a "practice is over" screen
     app.next_button.click()
     app.handle_key({"type": "keydown", "key": "6"})

@@ -1,4 +1,4 @@
-"""Stage 04 with several generators (issue 14): the synthetic half of the case set split evenly
+"""Stage 04 with several generators: the synthetic half of the case set split evenly
 across generators, the key naming each case's generator, machine observers trained per generator,
 and a rating page that says nothing about generators."""
 

@@ -1,4 +1,4 @@
-"""Input validation and undefined cases of mammo_lib.auc_stats (issue 13, item 7): NaN scores and
+"""Input validation and undefined cases of mammo_lib.auc_stats: NaN scores and
 non-binary truth are refused with the count and the positions; one case in a class gives an AUC
 with an undefined (NaN) variance instead of a finite one; the known answers are in test_roc.py and
 test_mrmc.py."""

@@ -1,4 +1,4 @@
-"""Exports for iMRMC / RJafroc / MRMCaov (issue 13, item 8): the Van Dyke et al. (1993) data
+"""Exports for iMRMC / RJafroc / MRMCaov: the Van Dyke et al. (1993) data
 written through the exporters and read back give the same Obuchowski-Rockette result, and stage
 05's exports hold what the analysis used."""
 

@@ -1,4 +1,4 @@
-"""Stage 05 across generators (issue 14) on simulated studies: per reader x generator statistics,
+"""Stage 05 across generators on simulated studies: per reader x generator statistics,
 the MRMC with the generator as the modality (machine observers' per-generator copies as one
 reader), metrics.json's per-generator sections, figures and exports; one generator keeps the
 output of a one-modality study."""

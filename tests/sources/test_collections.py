@@ -1,4 +1,4 @@
-"""Collections in the layouts they are downloaded in (issue 11, section 1): a tiny synthetic
+"""Collections in the layouts they are downloaded in: a tiny synthetic
 collection in each exact layout, bright lesions at known places, and every lesion patch
 extracted from it centred on its lesion."""
 

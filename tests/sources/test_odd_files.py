@@ -1,4 +1,4 @@
-"""Every odd file answered by name (issue 11, section 2): each test writes such a file.
+"""Every odd file answered by name: each test writes such a file.
 
 Valid but unusual files are read (with a warning where the standard is bent); files that are not
 a usable 2-D grey-scale mammogram are refused with a reason naming what is wrong; broken files

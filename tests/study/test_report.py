@@ -104,7 +104,7 @@ def test_compare_run_folders_ignores_only_timings(tmp_path):
     assert diff["only_in_rerun"] == ["extra.txt"] and diff["only_here"] == []
 
 
-# --- the first result: "Can a machine tell them apart?" (issue 20, section 5) -----------------------------------
+# --- the first result: "Can a machine tell them apart?" -----------------------------------
 
 def _held_out(label: str, names: tuple[str, str], shift: float, n: int = 40, seed: int = 0):
     """A C2ST result from chosen held-out scores (the second set's logits shifted by ``shift``),

@@ -41,7 +41,9 @@ def test_stages_wrote_their_files(smoke_run):
     assert {"lesion", "normal", "synthetic"} <= set(embedding["group"])
     assert list((smoke_run / "reader_study" / "ratings").glob("*.jsonl"))
     roc = json.loads((smoke_run / "roc" / "metrics.json").read_text())
-    assert roc  # per-reader figures exist
+    readers = roc["readers"]  # every machine observer analysed, each AUC an AUC
+    assert set(readers) == {"machine-cnn", "machine-pixels", "machine-spectrum"}
+    assert all(0.0 <= r["auc"] <= 1.0 and r["n_cases"] == roc["n_cases"] > 0 for r in readers.values())
     for stage in ("patches", "dcgan", "feature_space", "roc"):
         assert list((smoke_run / stage / "figures").glob("*.png")), f"{stage} saved no figure"
 

@@ -40,7 +40,7 @@ from mammo_lib.feature_space.c2st.two_sample import (
 from mammo_lib.feature_space.sampling import GroupSample
 from mammo_lib.feature_space.streams import rng as stream_rng
 
-#: the null control's AUC above which the test is called not calibrated (issue 20)
+#: the null control's AUC above which the test is called not calibrated
 NULL_AUC_LIMIT = 0.6
 #: the positive control's AUC below which the observer is called too weak to find differences
 POSITIVE_AUC_MIN = 0.75
