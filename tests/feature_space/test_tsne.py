@@ -11,6 +11,7 @@ from mammo_lib.feature_space.arrays import flatten_pixels
 from mammo_lib.feature_space.neighbours import gram
 from mammo_lib.feature_space.tsne import affinity as tsne_affinity
 from mammo_lib.feature_space.tsne import kernels as tsne_kernels
+from mammo_lib.feature_space.tsne import optimiser, torch_gradient
 from mammo_lib.feature_space.tsne import run as tsne
 
 
@@ -93,3 +94,87 @@ def test_exact_backends_refuse_too_many_points():
     x = np.zeros((tsne.EXACT_MAX_POINTS + 1, 2), dtype=np.float32)
     with pytest.raises(tsne.FeatureSpaceError, match="exact-numba needs N\\^2 memory"):
         tsne.run_tsne(x, perplexity=30, n_iter=250)
+
+
+class _Recorded:
+    """A backend's optimiser step that records each call's (exaggeration, momentum, learning rate,
+    compute_error) and each phase start."""
+
+    def __init__(self, step):
+        self.step, self.calls, self.phases = step, [], 0
+
+    def start_phase(self):
+        self.phases += 1
+        self.step.start_phase()
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return self.step(*args)
+
+    def grad_norm(self):
+        return self.step.grad_norm()
+
+
+def _expected_calls(lr, stops):
+    """(exaggeration, momentum, lr, compute_error) per iteration of scikit-learn's schedule with
+    a 250-iteration exploration, checks every 50 and the phases' last iterations ``stops``."""
+    first_stop, last = stops
+    calls = [(12.0, 0.5, lr, (i + 1) % 50 == 0 or i == 249) for i in range(first_stop + 1)]
+    return calls + [(1.0, 0.8, lr, (i + 1) % 50 == 0 or i == last) for i in range(first_stop + 1, last + 1)]
+
+
+def test_both_exact_backends_run_the_one_optimiser_schedule(small_x):
+    """exact-numba and exact-torch share ``optimiser.optimise``: the same phases, momenta,
+    exaggeration, KL requests and stopping decisions (to run all 300 iterations; to stop at the
+    first check of each phase when any gradient is small enough)."""
+    import torch
+
+    p = tsne_affinity.joint_probabilities(small_x, 10)
+    init = tsne.pca_init(small_x, 0)
+    for rules, stops in (({"min_grad_norm": 0.0, "n_iter_without_progress": 10**9}, (249, 299)),
+                         ({"min_grad_norm": np.inf}, (49, 99))):
+        sched = optimiser.Schedule(50.0, **rules)
+        y = torch.as_tensor(init, dtype=torch.float32).clone()
+        steps = [_Recorded(tsne_kernels.ExactNumbaGradient(p, init)),
+                 _Recorded(torch_gradient.ExactTorchGradient(p, y, torch.float32, torch.device("cpu")))]
+        results = [optimiser.optimise(step, 300, sched) for step in steps]
+        assert [r[1] for r in results] == [stops[1]] * 2 and all(np.isfinite(r[0]) for r in results)
+        for step in steps:
+            assert step.phases == 2 and step.calls == _expected_calls(50.0, stops)
+        # the public entry points take the same decisions
+        assert tsne_kernels.tsne_exact_numba(p, init, 300, 50.0, **rules)[2] == stops[1]
+        assert torch_gradient.tsne_exact_torch(p, init, 300, 50.0, device="cpu", **rules)[2] == stops[1]
+
+
+class _ScriptedStep:
+    """A step that moves nothing and returns a scripted KL at each requested check."""
+
+    def __init__(self, errors, norm=1.0):
+        self.errors, self.norm, self.i = errors, norm, -1
+
+    def start_phase(self):
+        pass
+
+    def __call__(self, exaggeration, momentum, learning_rate, compute_error):
+        self.i += 1
+        return self.errors(self.i) if compute_error else float("nan")
+
+    def grad_norm(self):
+        return self.norm
+
+
+def test_optimiser_stops_as_scikit_learn_when_the_kl_stalls():
+    """The plain phase stops at the first check more than ``n_iter_without_progress`` iterations
+    after the best KL; the exploration phase never does within its 250 iterations."""
+    sched = optimiser.Schedule(1.0, n_iter_without_progress=100)
+    # improving until iteration 399, flat afterwards: the checks at 449 and 499 are within 100
+    # iterations of it, 549 is not
+    error, it = optimiser.optimise(_ScriptedStep(lambda i: 10.0 - min(i, 399) / 100.0), 2000, sched)
+    assert (it, error) == (549, 10.0 - 3.99)
+    # a rising KL does not stop the exploration (its patience is its 250 iterations); the plain
+    # phase, its best KL reset, stops at its second check
+    step = _ScriptedStep(lambda i: float(i))
+    error, it = optimiser.optimise(step, 2000, optimiser.Schedule(1.0, n_iter_without_progress=10))
+    assert (it, error, step.i) == (349, 349.0, 349)
+    # the gradient-norm rule stops each phase at its first check
+    assert optimiser.optimise(_ScriptedStep(lambda i: 1.0, norm=0.0), 2000, sched) == (1.0, 99)

@@ -15,9 +15,10 @@ compiles other code). The kernels are generic in the float type: float32 for spe
 and per-row sums; Z, the KL and the optimiser state in float64), float64 for the test that pins
 our steps to scikit-learn's optimiser.
 
-The optimiser is ``sklearn.manifold._t_sne._gradient_descent`` step for step: momentum 0.5
-during the 250 early-exaggeration iterations, then 0.8; delta-bar-delta gains (+0.2 / x0.8,
-min_gain 0.01); the KL and the stopping checks every 50 iterations.
+The optimiser is ``sklearn.manifold._t_sne._gradient_descent`` step for step
+(:mod:`mammo_lib.feature_space.tsne.optimiser`: phases, momentum, stopping rules); this module
+gives it its step, :class:`ExactNumbaGradient`, whose gains and update are fused into one
+compiled pass (:func:`_update`).
 
 References
 ----------
@@ -31,8 +32,17 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange, set_num_threads
 
+from mammo_lib.feature_space.tsne.optimiser import (
+    EARLY_EXAGGERATION,
+    EXPLORATION_N_ITER,
+    GAIN_DECAY,
+    GAIN_INCREASE,
+    MIN_GAIN,
+    Schedule,
+    optimise,
+)
+
 MACHINE_EPSILON = float(np.finfo(np.float64).eps)
-EXPLORATION_N_ITER = 250  # scikit-learn's early-exaggeration iterations (tsne.EXPLORATION_N_ITER)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -92,11 +102,11 @@ def _update(y0, y1, attr, rep, z, exaggeration, momentum, learning_rate, upd, ga
             g = 4.0 * (exaggeration * attr[i, d] - rep[i, d] / z)
             u = upd[i, d]
             if u * g < 0.0:
-                gains[i, d] += 0.2
+                gains[i, d] += GAIN_INCREASE
             else:
-                gains[i, d] *= 0.8
-            if gains[i, d] < 0.01:
-                gains[i, d] = 0.01
+                gains[i, d] *= GAIN_DECAY
+            if gains[i, d] < MIN_GAIN:
+                gains[i, d] = MIN_GAIN
             g *= gains[i, d]
             grad[i, d] = g
             norm2 += g * g
@@ -108,7 +118,8 @@ def _update(y0, y1, attr, rep, z, exaggeration, momentum, learning_rate, upd, ga
 
 
 class ExactNumbaGradient:
-    """State of one exact optimisation: P, the embedding (two float arrays) and buffers."""
+    """The ``"exact-numba"`` step of :func:`mammo_lib.feature_space.tsne.optimiser.optimise`:
+    P, the embedding (two float arrays), the update, the gains and the buffers."""
 
     def __init__(self, p: np.ndarray, init: np.ndarray, dtype: str = "float32"):
         dt = np.float64 if dtype == "float64" else np.float32
@@ -125,6 +136,7 @@ class ExactNumbaGradient:
         self.upd = np.zeros((n, 2), dtype=np.float64)
         self.gains = np.ones((n, 2), dtype=np.float64)
         self.grad = np.zeros((n, 2), dtype=np.float64)
+        self.upd_norm = 0.0
         p64 = np.asarray(p, dtype=np.float64)
         pos = p64[p64 > 0]
         self.plogp = float(np.sum(pos * np.log(pos)))
@@ -133,9 +145,14 @@ class ExactNumbaGradient:
     def embedding(self) -> np.ndarray:
         return np.stack([self.y0, self.y1], axis=1).astype(np.float64)
 
-    def step(self, exaggeration: float, momentum: float, learning_rate: float,
-             compute_error: bool) -> tuple[float, float]:
-        """One iteration; returns (KL(P_exag || Q) or NaN, gradient norm after the gains)."""
+    def start_phase(self) -> None:
+        """Zero update, every gain 1."""
+        self.upd[:] = 0.0
+        self.gains[:] = 1.0
+
+    def __call__(self, exaggeration: float, momentum: float, learning_rate: float,
+                 compute_error: bool) -> float:
+        """One iteration; returns KL(P_exag || Q) or NaN (the gradient norm: :meth:`grad_norm`)."""
         _pair_forces(self.y0, self.y1, self.P, self.one, self.attr, self.rep, self.rowz)
         z = float(np.sum(self.rowz.astype(np.float64)))
         error = float("nan")
@@ -146,31 +163,11 @@ class ExactNumbaGradient:
             error = e * self.plogp + e * math.log(e) * self.p_sum - e * float(np.sum(self.rowlog))
         self.upd_norm = _update(self.y0, self.y1, self.attr, self.rep, z, exaggeration, momentum,
                                 learning_rate, self.upd, self.gains, self.grad)
-        return error, self.upd_norm
+        return error
 
-
-def _descend(state: ExactNumbaGradient, it: int, max_iter: int, momentum: float, exaggeration: float,
-             learning_rate: float, without_progress: int, min_grad_norm: float, n_iter_check: int,
-             bar) -> tuple[float, int]:
-    """One phase of scikit-learn's ``_gradient_descent``; returns (last error, last iteration)."""
-    state.upd[:] = 0.0
-    state.gains[:] = 1.0
-    best_error, best_iter, error, i = float(np.finfo(float).max), it, float(np.finfo(float).max), it
-    for i in range(it, max_iter):
-        check = (i + 1) % n_iter_check == 0
-        err, grad_norm = state.step(exaggeration, momentum, learning_rate, check or i == max_iter - 1)
-        if not math.isnan(err):
-            error = err
-        if bar is not None:
-            bar.update(1)
-        if check:
-            if error < best_error:
-                best_error, best_iter = error, i
-            elif i - best_iter > without_progress:
-                break
-            if grad_norm <= min_grad_norm:
-                break
-    return error, i
+    def grad_norm(self) -> float:
+        """Norm of the last iteration's gain-scaled gradient (summed in :func:`_update`)."""
+        return self.upd_norm
 
 
 def tsne_exact_numba(
@@ -178,7 +175,7 @@ def tsne_exact_numba(
     init: np.ndarray,
     n_iter: int,
     learning_rate: float,
-    early_exaggeration: float = 12.0,
+    early_exaggeration: float = EARLY_EXAGGERATION,
     n_iter_check: int = 50,
     n_iter_without_progress: int = 300,
     min_grad_norm: float = 1e-7,
@@ -214,23 +211,21 @@ def tsne_exact_numba(
     -------
     embedding : float64 array, shape (n, 2)
     error : float
-        scikit-learn's KL estimate at the last check (NaN when only the exploration ran).
+        scikit-learn's KL estimate at the last check, as
+        :func:`mammo_lib.feature_space.tsne.optimiser.optimise` returns it.
     last_iteration : int
 
     References
     ----------
     L. van der Maaten and G. Hinton, "Visualizing Data using t-SNE", JMLR 9, 2008.
     """
+    sched = Schedule(learning_rate, early_exaggeration, n_iter_check, n_iter_without_progress, min_grad_norm,
+                     exploration_n_iter)
     old = get_num_threads()
     set_num_threads(max(1, int(n_threads)))
     try:
         state = ExactNumbaGradient(p, init, dtype)
-        _, it = _descend(state, 0, exploration_n_iter, 0.5, early_exaggeration, learning_rate,
-                         exploration_n_iter, min_grad_norm, n_iter_check, progress)
-        error = float("nan")
-        if it < exploration_n_iter or n_iter - exploration_n_iter > 0:
-            error, it = _descend(state, it + 1, n_iter, 0.8, 1.0, learning_rate, n_iter_without_progress,
-                                 min_grad_norm, n_iter_check, progress)
+        error, it = optimise(state, n_iter, sched, progress)
     finally:
         set_num_threads(old)
     return state.embedding(), error, it

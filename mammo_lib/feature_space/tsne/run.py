@@ -41,11 +41,8 @@ from mammo_lib.feature_space.arrays import FeatureSpaceError, check_patch_array,
 from mammo_lib.feature_space.neighbours import gram, sq_distances
 from mammo_lib.feature_space.streams import rng as stream_rng
 from mammo_lib.feature_space.tsne.affinity import joint_probabilities, resolve_perplexity
-from mammo_lib.feature_space.tsne.torch_gradient import (
-    EARLY_EXAGGERATION,
-    EXPLORATION_N_ITER,
-    tsne_exact_torch,
-)
+from mammo_lib.feature_space.tsne.optimiser import EARLY_EXAGGERATION, EXPLORATION_N_ITER
+from mammo_lib.feature_space.tsne.torch_gradient import tsne_exact_torch
 from mammo_lib.progress import QuarterProgress
 
 PAPER_PERPLEXITY = 250.0

@@ -1,5 +1,6 @@
 """The ``"exact-torch"`` t-SNE backend: the exact dense gradient as PyTorch tensor operations
-over all N^2 pairs (CPU or a CUDA GPU), with scikit-learn's optimiser.
+over all N^2 pairs (CPU or a CUDA GPU), with scikit-learn's optimiser
+(:mod:`mammo_lib.feature_space.tsne.optimiser`; this module gives it its step).
 
 On a CPU the fused numba kernel (``tsne_kernels``, backend ``"exact-numba"``) is faster; this
 backend stays for GPUs and as a second, independent implementation.
@@ -12,16 +13,36 @@ L. van der Maaten and G. Hinton, "Visualizing Data using t-SNE", JMLR 9:2579-260
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-EARLY_EXAGGERATION = 12.0
-EXPLORATION_N_ITER = 250
+from mammo_lib.feature_space.tsne.optimiser import (
+    EARLY_EXAGGERATION,
+    EXPLORATION_N_ITER,
+    GAIN_DECAY,
+    GAIN_INCREASE,
+    MIN_GAIN,
+    Schedule,
+    optimise,
+)
 
 
-class _ExactTorchGradient:
-    """The fused exact gradient (and, when asked, KL(P_exag || Q)) on preallocated buffers."""
+class ExactTorchGradient:
+    """The ``"exact-torch"`` step of :func:`mammo_lib.feature_space.tsne.optimiser.optimise`: the
+    fused exact gradient (and, when asked, KL(P_exag || Q)) on preallocated buffers, then the
+    gains and the update as tensor operations.
+
+    Parameters
+    ----------
+    p : float array, shape (n, n)
+        Joint affinities (symmetric, sum 1).
+    y : float tensor, shape (n, 2)
+        The embedding, moved in place by each step.
+    tdt : torch.dtype
+        float32 or float64, the dtype of ``y``.
+    dev : torch.device
+        The device of ``y``.
+    """
 
     def __init__(self, p: np.ndarray, y, tdt, dev):
         import torch
@@ -39,8 +60,12 @@ class _ExactTorchGradient:
         self.plogp = float((self.P * logp).sum())
         self.p_sum = float(self.P.sum())
         self.tiny = torch.finfo(tdt).eps if tdt == torch.float64 else float(np.finfo(np.float64).eps)
+        self.update = torch.zeros_like(y)
+        self.gains = torch.ones_like(y)
+        self.grad = torch.zeros_like(y)
 
-    def __call__(self, exaggeration: float, compute_error: bool):
+    def gradient(self, exaggeration: float, compute_error: bool):
+        """(gradient tensor (n, 2), KL(P_exag || Q) or NaN) at the current embedding."""
         torch, P, Y, buf_a, buf_b = self.torch, self.P, self.Y, self.buf_a, self.buf_b
         # W_ij = 1 / (1 + |y_i - y_j|^2) from |y_i|^2 + |y_j|^2 - 2 y_i.y_j on centred y (two
         # passes over N^2 instead of five; centring keeps float32 cancellation small)
@@ -63,47 +88,27 @@ class _ExactTorchGradient:
         grad.mul_(4.0 * exaggeration)
         return grad, error
 
+    def start_phase(self) -> None:
+        """Zero update, every gain 1."""
+        self.update = self.torch.zeros_like(self.Y)
+        self.gains = self.torch.ones_like(self.Y)
 
-@dataclass
-class _Schedule:
-    """scikit-learn's optimiser settings (``sklearn.manifold._t_sne._gradient_descent``)."""
-
-    learning_rate: float
-    n_iter_check: int = 50
-    n_iter_without_progress: int = 300
-    min_grad_norm: float = 1e-7
-
-
-def _descend(Y, gradient, sched: _Schedule, it: int, max_iter: int, momentum: float,
-             exaggeration: float, without_progress: int, bar) -> tuple[float, int]:
-    """One phase of scikit-learn's gradient descent (momentum, delta-bar-delta gains, stopping
-    checks every ``n_iter_check`` iterations); returns (last error, last iteration)."""
-    import torch
-
-    update = torch.zeros_like(Y)
-    gains = torch.ones_like(Y)
-    best_error, best_iter, error, i = float(np.finfo(float).max), it, float(np.finfo(float).max), it
-    for i in range(it, max_iter):
-        check = (i + 1) % sched.n_iter_check == 0
-        grad, err = gradient(exaggeration, check or i == max_iter - 1)
-        if not math.isnan(err):
-            error = err
+    def __call__(self, exaggeration: float, momentum: float, learning_rate: float,
+                 compute_error: bool) -> float:
+        """One iteration; returns KL(P_exag || Q) or NaN (the gradient norm: :meth:`grad_norm`)."""
+        torch, update, gains = self.torch, self.update, self.gains
+        grad, err = self.gradient(exaggeration, compute_error)
         inc = (update * grad) < 0.0
-        gains.copy_(torch.where(inc, gains + 0.2, gains * 0.8)).clamp_min_(0.01)
+        gains.copy_(torch.where(inc, gains + GAIN_INCREASE, gains * GAIN_DECAY)).clamp_min_(MIN_GAIN)
         grad.mul_(gains)
-        update.mul_(momentum).sub_(grad, alpha=sched.learning_rate)
-        Y.add_(update)
-        if bar is not None:
-            bar.update(1)
-        if check:
-            grad_norm = float(torch.linalg.vector_norm(grad))
-            if error < best_error:
-                best_error, best_iter = error, i
-            elif i - best_iter > without_progress:
-                break
-            if grad_norm <= sched.min_grad_norm:
-                break
-    return error, i
+        update.mul_(momentum).sub_(grad, alpha=learning_rate)
+        self.Y.add_(update)
+        self.grad = grad
+        return err
+
+    def grad_norm(self) -> float:
+        """Norm of the last iteration's gain-scaled gradient."""
+        return float(self.torch.linalg.vector_norm(self.grad))
 
 
 def tsne_exact_torch(
@@ -146,21 +151,17 @@ def tsne_exact_torch(
     -------
     embedding : float64 array, shape (n, 2)
     error : float
-        scikit-learn's KL estimate at the last check (NaN when only the exploration ran).
+        scikit-learn's KL estimate at the last check, as
+        :func:`mammo_lib.feature_space.tsne.optimiser.optimise` returns it.
     last_iteration : int
-        Index of the last iteration run.
+        Index of the last iteration run (as ``optimise`` returns it).
     """
     import torch
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdt = torch.float64 if dtype == "float64" else torch.float32
     Y = torch.as_tensor(np.asarray(init), dtype=tdt, device=dev).clone()
-    gradient = _ExactTorchGradient(p, Y, tdt, dev)
-    sched = _Schedule(learning_rate, n_iter_check, n_iter_without_progress, min_grad_norm)
-    bar = progress
-    _, it = _descend(Y, gradient, sched, 0, exploration_n_iter, 0.5, early_exaggeration,
-                     exploration_n_iter, bar)
-    error = float("nan")
-    if it < exploration_n_iter or n_iter - exploration_n_iter > 0:
-        error, it = _descend(Y, gradient, sched, it + 1, n_iter, 0.8, 1.0, n_iter_without_progress, bar)
+    sched = Schedule(learning_rate, early_exaggeration, n_iter_check, n_iter_without_progress, min_grad_norm,
+                     exploration_n_iter)
+    error, it = optimise(ExactTorchGradient(p, Y, tdt, dev), n_iter, sched, progress)
     return Y.detach().cpu().numpy().astype(np.float64), error, it
