@@ -42,11 +42,14 @@ none of them. All randomness comes from the explicit ``torch.Generator`` passed 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
+
+from mammo_lib import spectrum
 
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 
@@ -224,6 +227,12 @@ def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
+@functools.lru_cache(maxsize=8)
+def _ring_index(h: int, device: torch.device) -> torch.Tensor:
+    """:func:`mammo_lib.spectrum.ring_index` of an h x h ``fft2``, flattened (int64, on ``device``)."""
+    return torch.as_tensor(spectrum.ring_index(h).ravel(), device=device)
+
+
 def radial_log_power(images: torch.Tensor) -> torch.Tensor:
     """Azimuthally averaged log power spectrum of each image (the 1-D profile of Durall et al. 2020).
 
@@ -236,8 +245,9 @@ def radial_log_power(images: torch.Tensor) -> torch.Tensor:
     -------
     float tensor, shape (B, H // 2)
         ``log(1e-8 + mean |FFT|^2)`` over the rings of integer radius 0 .. H/2 - 1 (cycles per
-        image), with the FFT normalised by sqrt(H W) ("ortho"), so that a weak band (fine
-        texture, quantum noise) counts as much as a strong one; differentiable.
+        image; :func:`mammo_lib.spectrum.ring_index`), with the FFT normalised by sqrt(H W)
+        ("ortho"), so that a weak band (fine texture, quantum noise) counts as much as a strong
+        one; differentiable.
 
     Raises
     ------
@@ -254,8 +264,7 @@ def radial_log_power(images: torch.Tensor) -> torch.Tensor:
     b, _, h, _ = images.shape
     x = images[:, 0] - images.mean(dim=(1, 2, 3))[:, None, None]
     power = torch.fft.fft2(x, norm="ortho").abs().pow(2)  # (B, H, W)
-    freq = torch.fft.fftfreq(h, device=images.device) * h
-    radius = torch.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2).round().long().flatten()
+    radius = _ring_index(h, images.device)
     keep = radius < h // 2
     sums = torch.zeros(b, h // 2, device=images.device, dtype=power.dtype)
     sums.index_add_(1, radius[keep], power.flatten(1)[:, keep])

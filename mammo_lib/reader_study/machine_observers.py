@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammo_lib import rating_scale
+from mammo_lib import rating_scale, spectrum
 from mammo_lib.patch_store import open_patch_store
 from mammo_lib.reader_study.files import (
     CaseSet,
@@ -53,8 +53,10 @@ def patch_features(patches: np.ndarray, kind: str) -> np.ndarray:
     patches : uint8 array, shape (n, size, size)
     kind : {"pixels", "spectrum"}
         ``pixels``: the patch block-averaged to 16x16 (what the image looks like);
-        ``spectrum``: radially averaged log power spectrum + grey-level histogram + gradient
-        statistics (how its texture looks; GAN upsampling leaves traces in the spectrum).
+        ``spectrum``: radially averaged log power spectrum (``log1p`` of the mean power in
+        each non-empty band of :func:`mammo_lib.spectrum.band_index`, max(2, min(16, size // 4))
+        bands) + grey-level histogram + gradient statistics (how its texture looks; GAN
+        upsampling leaves traces in the spectrum, Durall et al., CVPR 2020).
 
     Returns
     -------
@@ -75,10 +77,8 @@ def patch_features(patches: np.ndarray, kind: str) -> np.ndarray:
     if kind == "spectrum":
         centred = x - x.mean(axis=(1, 2), keepdims=True)
         power = np.abs(np.fft.fftshift(np.fft.fft2(centred), axes=(1, 2))) ** 2
-        yy, xx = np.indices((size, size))
-        radius = np.hypot(yy - size / 2, xx - size / 2)
         n_bins = max(2, min(16, size // 4))
-        bins = np.minimum((radius / (size / 2) * n_bins).astype(int), n_bins - 1)
+        bins = spectrum.band_index(size, n_bins)
         radial = np.stack([np.log1p(power[:, bins == k].mean(axis=1))
                            for k in range(n_bins) if np.any(bins == k)], axis=1)
         hist = np.stack([np.histogram(p, bins=16, range=(0, 1))[0] for p in x]) / (size * size)
