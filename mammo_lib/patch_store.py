@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,41 @@ def create_patch_store(
     if attrs:
         arr.attrs.update(attrs)
     return arr
+
+
+def create_staging_array(path: str | os.PathLike, n_slots: int, patch_size: int, chunk: int,
+                         store: Any = None) -> zarr.Array:
+    """An uncompressed scratch array of zeroed patch slots (stage 01's parallel writers each
+    fill their own chunk-aligned region, and :func:`open_staging_array` reads it back).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Its folder (overwritten); ignored when ``store`` is given.
+    n_slots, patch_size, chunk : int
+        Slots, patch side (pixels) and slots per chunk.
+    store : zarr store, optional
+        E.g. ``zarr.storage.MemoryStore()`` for an in-memory array.
+
+    Returns
+    -------
+    zarr.Array
+        uint8, shape ``(n_slots, patch_size, patch_size)``.
+    """
+    return zarr.create_array(store=store if store is not None else str(path),
+                             shape=(n_slots, patch_size, patch_size),
+                             chunks=(chunk, patch_size, patch_size), dtype="uint8", fill_value=0,
+                             overwrite=True, compressors=None)
+
+
+def open_staging_array(path: str | os.PathLike, writable: bool = False) -> zarr.Array:
+    """A scratch array of :func:`create_staging_array`, to read (or, ``writable``, to fill)."""
+    return zarr.open_array(store=str(path), mode="r+" if writable else "r")
+
+
+def memory_store() -> Any:
+    """An in-memory zarr store (a worker's warm-up)."""
+    return zarr.storage.MemoryStore()
 
 
 def write_patch_store(

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from mammo_lib import patch_store
 from mammo_lib.extract.rules import PATCH_ROW_COLUMNS, STAGE, ExtractionParams
@@ -159,7 +158,7 @@ def _compact(staging: str, results: list[dict], key: str, starts: dict[int, int]
     total = len(rows)
     arr = patch_store.create_patch_store(final_path, total, params.patch_size, attrs=attrs)
     if total:
-        src = zarr.open_array(store=staging, mode="r")
+        src = patch_store.open_staging_array(staging)
         slots = np.concatenate([starts[res["index"]] + np.arange(len(res[key]))
                                 for res in results if res[key]])
         block = arr.chunks[0]
@@ -368,9 +367,7 @@ def extract_patches(
     staging_lesion = str(staging_dir / "lesion.zarr")
     staging_normal = str(staging_dir / "normal.zarr")
     for path, cap in ((staging_lesion, lesion_cap), (staging_normal, normal_cap)):
-        zarr.create_array(store=path, shape=(cap, patch_size, patch_size),
-                          chunks=(staging_chunk, patch_size, patch_size), dtype="uint8",
-                          fill_value=0, overwrite=True, compressors=None)
+        patch_store.create_staging_array(path, cap, patch_size, staging_chunk)
     specs = [BatchSpec(i, recs, ls, ns, staging_lesion, staging_normal, params)
              for i, (recs, ls, ns) in enumerate(batches)]
     t_plan = time.perf_counter()

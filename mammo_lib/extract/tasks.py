@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from mammo_lib import patch_store
 from mammo_lib.extract.rules import STAGE, AnnotationError, ExtractionParams, extract_image_patches
@@ -79,7 +78,7 @@ def run_batch(spec: BatchSpec) -> dict:
         data = patch_store.to_uint8(np.stack(patches))
         for row, patch in zip(rows, data, strict=True):
             row["checksum"] = patch_store.patch_checksum(patch)
-        arr = zarr.open_array(store=path, mode="r+")
+        arr = patch_store.open_staging_array(path, writable=True)
         arr[start:start + len(data)] = data
     t_write = time.perf_counter() - t2
     return {
@@ -104,7 +103,7 @@ def warm_worker() -> None:
     record = ImageRecord("warm-up", Path("warm-up"), "phantom",
                          (LesionAnnotation("w", "mass", 160.0, 60.0, radius=80.0),))
     got = extract_image_patches(record, pixels, ExtractionParams(patch_size=64, n_normal_per_image=1))
-    arr = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(1, 64, 64), dtype="uint8")
+    arr = patch_store.create_staging_array("", 1, 64, 1, store=patch_store.memory_store())
     arr[0:1] = patch_store.to_uint8(np.stack(got.lesion_patches))
 
 
