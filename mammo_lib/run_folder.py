@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mammo_lib.patch_store import open_patch_store
+
 STAGE_DIRS = {
     "phantom": "phantom",
     "patches": "patches",
@@ -133,7 +135,6 @@ def generator_of_store(store_name: str | None) -> str:
 def _store_generator(path: Path) -> tuple[str, bool]:
     """(generator name, is the DCGAN) of one synthetic store: its attrs' or manifest's
     ``generator``, else the folder stem (``synthetic.zarr``: "dcgan")."""
-    from mammo_lib.patch_store import open_patch_store
 
     store = open_patch_store(path, require_nonempty=False)
     attrs = store.attrs

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mammo_lib.clock import now_iso
+
 LOCK_NAME = "run.lock"
 
 
@@ -31,7 +33,6 @@ class RunFolderBusy(RuntimeError):
 
 
 def _now() -> str:
-    from mammo_lib.clock import now_iso
 
     return now_iso()
 

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib import patch_store
+from mammo_lib.extract.reference_manifest import reference_parameters, write_reference_manifest
 from mammo_lib.extract.rules import PATCH_ROW_COLUMNS, STAGE, ExtractionParams
 from mammo_lib.extract.schema import (
     ExtractionCounts,
@@ -471,7 +472,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    from mammo_lib.extract.reference_manifest import reference_parameters, write_reference_manifest
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mammo_lib import rng as rng_streams
+from mammo_lib.sources.images import breast_mask
 from mammo_lib.sources.records import ImageRecord, LesionAnnotation, SkippedFile
 
 NORMALISATIONS = ("equalize_image", "equalize_patch", "none")
@@ -224,7 +225,6 @@ def subsample_stride(shape: tuple[int, int], long_side: int = MASK_LONG_SIDE) ->
 
 
 def _default_breast_mask(pixels: np.ndarray) -> np.ndarray:
-    from mammo_lib.sources.images import breast_mask
 
     return np.asarray(breast_mask(pixels), dtype=bool)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.feature_space import metrics as rm
+from mammo_lib.feature_space.figures import generator_style_words
 from mammo_lib.feature_space.sampling import GroupSample
 from mammo_lib.feature_space.tsne.run import TSNEResult
 
@@ -175,7 +176,6 @@ def generators_markdown(sample: GroupSample, metrics: dict[str, dict[str, dict]]
     str
         Markdown.
     """
-    from mammo_lib.feature_space.figures import generator_style_words
 
     counts, per_gen = sample.counts(), sample.generator_counts()
     names = sample.generator_names()

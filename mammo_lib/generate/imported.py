@@ -40,9 +40,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammo_lib.generate.contract import PROVENANCE_COLUMNS, GeneratorError, GeneratorSpec
+from mammo_lib.generate.contract import (
+    PROVENANCE_COLUMNS,
+    GeneratorError,
+    GeneratorSpec,
+    parse_generators,
+)
 from mammo_lib.generate.sources import folder_patches, medigan_patches, torchscript_patches
-from mammo_lib.patch_store import MANIFEST_COLUMNS, write_patch_store
+from mammo_lib.patch_store import MANIFEST_COLUMNS, PatchStoreError, write_patch_store
+from mammo_lib.run_folder import synthetic_stores
 
 
 def _write_store_atomically(path: Path, patches: np.ndarray, manifest: pd.DataFrame, attrs: dict) -> Path:
@@ -137,7 +143,6 @@ def import_generators(items: list[dict] | None, synthetic_dir: str | os.PathLike
     GeneratorError
         As :func:`mammo_lib.generate.contract.parse_generators` and :func:`import_generator`.
     """
-    from mammo_lib.generate.contract import parse_generators
 
     specs = [s for s in parse_generators(items) if s.kind != "dcgan"]
     return {spec.name: import_generator(spec, synthetic_dir, patch_size, seed) for spec in specs}
@@ -159,8 +164,6 @@ def remove_other_stores(run_dir: str | os.PathLike, keep: set[str]) -> list[str]
     list of str
         The names of the stores removed.
     """
-    from mammo_lib.patch_store import PatchStoreError
-    from mammo_lib.run_folder import synthetic_stores
 
     try:
         stores = synthetic_stores(run_dir)

@@ -31,6 +31,7 @@ from mammo_lib.generate.contract import (
     problem_message,
     to_study_uint8,
 )
+from mammo_lib.sources.dicom_io import DicomReadError, read_dicom_pixels
 
 
 def _read_image_file(path: Path) -> tuple[list[np.ndarray], tuple[float, float] | None]:
@@ -48,7 +49,6 @@ def _read_image_file(path: Path) -> tuple[list[np.ndarray], tuple[float, float] 
             return list(arr), None
         raise GeneratorError(f"{path}: a .npy file must hold one patch (h, w) or a stack (n, h, w), got {arr.shape}")
     if suffix in (".dcm", ".dicom"):
-        from mammo_lib.sources.dicom_io import DicomReadError, read_dicom_pixels
 
         try:
             pixels, meta = read_dicom_pixels(path)

@@ -74,6 +74,7 @@ from mammo_lib.generate.model import (
 )
 from mammo_lib.generate.session import Session, TrainingDivergedError, TrainResult
 from mammo_lib.patch_store import PatchStoreError
+from mammo_lib.run_folder import lesion_store_path, stage_dir
 
 # ------------------------------------------------------------------ processes
 
@@ -181,7 +182,6 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mammo_lib.generate.training``: train from the command line; 0 on success, 1 on a known error."""
-    from mammo_lib.run_folder import lesion_store_path, stage_dir
 
     args, cfg = _parse_args(argv)
     store = args.store or lesion_store_path(args.run_dir)

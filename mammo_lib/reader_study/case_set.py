@@ -49,7 +49,7 @@ from mammo_lib.reader_study.sampling import (  # noqa: F401  (draw_sample, CaseS
     opaque_ids,
 )
 from mammo_lib.rng import case_ids_stream
-from mammo_lib.run_folder import lesion_store_path
+from mammo_lib.run_folder import generator_of_store, lesion_store_path, synthetic_stores
 from mammo_lib.sources.lesion_classes import (
     class_counts_text,
     normalise_lesion_classes,
@@ -232,7 +232,6 @@ def open_generator_stores(run_dir: str | os.PathLike, synthetic_store: str | os.
     PatchStoreError
         If a store cannot be opened.
     """
-    from mammo_lib.run_folder import generator_of_store, synthetic_stores
 
     if generator_stores is None and synthetic_store is not None:
         path = Path(synthetic_store)

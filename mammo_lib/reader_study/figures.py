@@ -9,8 +9,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mammo_lib.plotting import patch_grid, save_figure
 from mammo_lib.reader_study.case_set import case_set_balance, option_counts, read_png
 from mammo_lib.reader_study.files import CaseSet
+from mammo_lib.run_folder import figures_dir
 
 
 def plot_case_set_balance(case_set: CaseSet):
@@ -31,7 +33,6 @@ def plot_case_set_balance(case_set: CaseSet):
 
 def plot_example_cases(case_set: CaseSet, n: int = 12):
     """The first ``n`` cases by opaque id, as the page shows them (no truth)."""
-    from mammo_lib.plotting import patch_grid
 
     examples = case_set.case_ids[:n]
     images = [read_png(case_set.image_path(c)) for c in examples]
@@ -81,8 +82,6 @@ def save_figures(case_set: CaseSet, run_dir: str | os.PathLike, names: Sequence[
     """
     import matplotlib.pyplot as plt
 
-    from mammo_lib.plotting import save_figure
-    from mammo_lib.run_folder import figures_dir
 
     out = {}
     for name in names:

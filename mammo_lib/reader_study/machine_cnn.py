@@ -36,6 +36,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mammo_lib.feature_space.arrays import FeatureSpaceError
+from mammo_lib.feature_space.c2st.two_sample import (
+    ObserverConfig,
+    n_parameters,
+    observer_scores,
+    train_observer,
+)
+from mammo_lib.feature_space.sampling import name_key
 from mammo_lib.reader_study.files import ReaderStudyError
 from mammo_lib.rng import numpy_stream
 
@@ -66,8 +74,6 @@ def reader_config(epochs: int | None = None, max_cpu_seconds: float | None = Non
     ReaderStudyError
         When a value is out of range or a field is unknown (the message names it).
     """
-    from mammo_lib.feature_space.arrays import FeatureSpaceError
-    from mammo_lib.feature_space.c2st.two_sample import ObserverConfig
 
     given = {k: v for k, v in {"epochs": epochs, "max_cpu_seconds": max_cpu_seconds}.items() if v is not None}
     try:
@@ -110,7 +116,6 @@ def balanced_rows(n_real: int, n_synthetic: int, generator: str, seed: int) -> t
         Sorted positions in the held-out real / synthetic lists, ``n = min(n_real, n_synthetic)``;
         the smaller set is kept whole.
     """
-    from mammo_lib.feature_space.sampling import name_key
 
     n = min(n_real, n_synthetic)
     rng = numpy_stream(seed, BALANCE_PURPOSE, name_key(generator))
@@ -166,7 +171,6 @@ class CnnReader:
         ReaderStudyError
             When ``patches`` is not (n, s, s) or not finite.
         """
-        from mammo_lib.feature_space.arrays import FeatureSpaceError
         from mammo_lib.feature_space.c2st.two_sample import observer_scores
 
         try:
@@ -214,8 +218,6 @@ def train_cnn_reader(real: np.ndarray, synthetic: np.ndarray, generator: str, co
     Lopez-Paz & Oquab, "Revisiting classifier two-sample tests", ICLR 2017; Ioffe & Szegedy,
     "Batch normalization", ICML 2015.
     """
-    from mammo_lib.feature_space.arrays import FeatureSpaceError
-    from mammo_lib.feature_space.c2st.two_sample import observer_scores, train_observer
 
     config = config if config is not None else reader_config()
     size = min(np.shape(real)[1:] + np.shape(synthetic)[1:], default=0)
@@ -267,7 +269,6 @@ def describe_reader(config=None, observers=None) -> str:
     str
         Markdown, every number generated from ``config``.
     """
-    from mammo_lib.feature_space.c2st.two_sample import n_parameters
 
     config = config if config is not None else reader_config()
     text = (f"**`{CNN_OBSERVER}`** is a small convolutional neural network ({len(config.widths)} layers of 3x3 "

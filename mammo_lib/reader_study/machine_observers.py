@@ -29,6 +29,8 @@ import pandas as pd
 
 from mammo_lib import rating_scale, spectrum
 from mammo_lib.patch_store import open_patch_store
+from mammo_lib.reader_study import machine_cnn
+from mammo_lib.reader_study.case_set import open_generator_stores
 from mammo_lib.reader_study.files import (
     CaseSet,
     RatingsWriter,
@@ -178,7 +180,6 @@ def _key_patches(todo: pd.DataFrame, stores: dict) -> np.ndarray:
 
 def _open_stores(run_dir, real_store, synthetic_store, generator_stores) -> tuple[object, dict]:
     """The real store and every synthetic store, keyed by folder name (the key's ``store``)."""
-    from mammo_lib.reader_study.case_set import open_generator_stores
 
     real = open_patch_store(real_store or lesion_store_path(run_dir))
     synthetic = open_generator_stores(run_dir, synthetic_store, generator_stores)
@@ -351,7 +352,6 @@ def _fit_cnn(real_store, synthetic_store, real_rows: np.ndarray, synthetic_rows:
     when ``train`` is False (nothing to rate)."""
     import warnings
 
-    from mammo_lib.reader_study import machine_cnn
 
     pick_real, pick_syn = machine_cnn.balanced_rows(len(real_rows), len(synthetic_rows), generator, seed)
     if not train:

@@ -31,6 +31,7 @@ from mammo_lib import __version__ as APP_VERSION
 from mammo_lib.checkout import NOTEBOOK_DIR
 from mammo_lib.reader_study.files import ReaderStudyError, default_case_set_dir, open_case_set
 from mammo_lib.reader_study.invitations import load_registry
+from mammo_lib.run_lock import LOCK_NAME, describe_holder, live_holder
 
 # The Voila notebook of the page. In a checkout it is notebooks/apps/rate_patches.ipynb; an
 # installed package has no notebooks folder, so ``serve --notebook PATH`` names it explicitly.
@@ -201,7 +202,6 @@ def check_no_run_in_progress(case_set_dir: str | os.PathLike) -> None:
     ReaderStudyError
         When a live process holds ``<run>/run.lock`` (:mod:`mammo_lib.run_lock`), naming it.
     """
-    from mammo_lib.run_lock import LOCK_NAME, describe_holder, live_holder
 
     run_dir = Path(case_set_dir).resolve().parent.parent
     holder = live_holder(run_dir) if (run_dir / LOCK_NAME).exists() else None

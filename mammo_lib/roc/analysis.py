@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.auc_stats import pairwise_kappa
-from mammo_lib.fileio import json_safe
+from mammo_lib.fileio import json_safe, write_json
 from mammo_lib.rating_scale import OPTION_VALUE, POSITIVE_TRUTH, THRESHOLD, TRUTHS
 from mammo_lib.reader_study.files import (
     KeyedCaseSet,
@@ -54,7 +54,9 @@ from mammo_lib.reader_study.files import (
     run_relative,
 )
 from mammo_lib.roc.by_generator import GeneratorAnalysis, analyse_study_generators, synthetic_counts
+from mammo_lib.roc.mrmc import or_analysis
 from mammo_lib.roc.reader_stats import reader_seed, reader_statistics
+from mammo_lib.run_folder import stage_dir
 from mammo_lib.timings import update_timings
 
 PAPER_RESULTS = (
@@ -202,7 +204,6 @@ def reading_time_summary(load: RatingsLoad) -> dict[str, dict]:
 
 def _mrmc_for(ratings: pd.DataFrame, readers: list[str], truth: pd.Series, covariance: str,
               label: str, notes: list[str]) -> dict:
-    from mammo_lib.roc.mrmc import or_analysis
 
     wide = ratings[ratings["reader"].isin(readers)].pivot(index="case_id", columns="reader", values="value")
     wide = wide[readers].dropna()
@@ -491,8 +492,6 @@ def write_metrics(analysis: StudyAnalysis, run_dir: str | Path) -> Path:
     OSError
         If the file cannot be written (nothing is half-written).
     """
-    from mammo_lib.fileio import write_json
-    from mammo_lib.run_folder import stage_dir
 
     path = stage_dir(run_dir, "roc") / "metrics.json"
     write_json(path, analysis.to_metrics(run_dir), indent=1)

@@ -42,6 +42,7 @@ import pandas as pd
 
 from mammo_lib.rating_scale import POSITIVE_TRUTH
 from mammo_lib.reader_study.files import KeyedCaseSet
+from mammo_lib.reader_study.machine_observers import machine_observer_ids
 from mammo_lib.roc.mrmc import or_analysis
 from mammo_lib.roc.mrmc_export import MRMCData, data_from_long
 from mammo_lib.roc.reader_stats import reader_seed, reader_statistics
@@ -94,7 +95,6 @@ def reader_roles(kinds: dict[str, str], generators: Sequence[str]) -> dict[str, 
         Machine observers named by :func:`mammo_lib.reader_study.machine_observers.machine_reader_id` map to
         (observer, generator); every other reader to (its id, None).
     """
-    from mammo_lib.reader_study.machine_observers import machine_observer_ids
 
     machines = machine_observer_ids(generators)
     return {r: (machines[r] if r in machines and kinds[r] == "machine" else (r, None)) for r in kinds}

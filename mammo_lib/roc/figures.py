@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mammo_lib.plotting import save_figure
 from mammo_lib.roc.analysis import StudyAnalysis
+from mammo_lib.run_folder import figures_dir
 
 
 def _grid(n: int, ncols: int = 4, size: tuple[float, float] = (3.2, 2.8)):
@@ -301,8 +303,6 @@ def save_all_figures(analysis: StudyAnalysis, run_dir: str | Path) -> dict[str, 
     """
     import matplotlib.pyplot as plt
 
-    from mammo_lib.plotting import save_figure
-    from mammo_lib.run_folder import figures_dir
 
     out_dir = figures_dir(run_dir, "roc")
     figs = {"roc_curves": plot_roc_curves, "ratings_by_truth": plot_ratings_by_truth,
@@ -332,8 +332,6 @@ def save_agreement_figure(analysis: StudyAnalysis, run_dir: str | Path) -> Path 
     """
     import matplotlib.pyplot as plt
 
-    from mammo_lib.plotting import save_figure
-    from mammo_lib.run_folder import figures_dir
 
     fig = plot_agreement(analysis)
     if fig is None:

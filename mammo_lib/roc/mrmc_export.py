@@ -35,6 +35,7 @@ import pandas as pd
 
 from mammo_lib.fileio import atomic_write_text
 from mammo_lib.rating_scale import POSITIVE_TRUTH
+from mammo_lib.run_folder import stage_dir
 
 
 class ExportError(ValueError):
@@ -379,7 +380,6 @@ def export_study(analysis, run_dir: str | os.PathLike) -> tuple[dict[str, Path],
     paths, notes
         As :func:`export_ratings`.
     """
-    from mammo_lib.run_folder import stage_dir
 
     out_dir = stage_dir(run_dir, "roc") / "exports"
     across = getattr(analysis, "across_generators", None)

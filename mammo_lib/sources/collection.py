@@ -49,6 +49,7 @@ from mammo_lib.sources.formats.mias import MIAS_CLASSES, read_mias
 from mammo_lib.sources.formats.omidb import read_omidb
 from mammo_lib.sources.formats.omidb_like import read_omidb_like
 from mammo_lib.sources.formats.vindr_mammo import read_vindr_mammo
+from mammo_lib.sources.phantom import generate_phantom
 from mammo_lib.sources.records import Collection, vendor_matches
 
 __all__ = ["COLLECTION_KINDS", "MIAS_CLASSES", "Collection", "check_source", "open_collection",
@@ -207,7 +208,6 @@ def source_folder(source_kind: str, source_path: str | os.PathLike, run_dir: str
         return Path(source_path).expanduser().resolve()
     if str(source_kind).strip().lower() != "phantom":
         raise ValueError(f"source_kind={source_kind!r} needs a source_path; only the phantom is built in")
-    from mammo_lib.sources.phantom import generate_phantom
 
     return generate_phantom(run_folder.stage_dir(run_dir, "phantom"), n_images=int(phantom_images),
                             seed=int(seed)).resolve()

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from mammo_lib.fileio import atomic_write_text, file_sha256
+from mammo_lib.progress import progress_bar
 from mammo_lib.rng import phantom_image_stream
 from mammo_lib.sources.dicom_io import deterministic_uid, write_mammogram_dicom
 
@@ -428,7 +429,6 @@ def generate_phantom(
     views = (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))
     iterator = range(n_images)
     if progress:  # live on a terminal, plain and time-free in a notebook
-        from mammo_lib.progress import progress_bar
 
         iterator = progress_bar(iterator, desc="phantom images", unit="img")
     for index in iterator:

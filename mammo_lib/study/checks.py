@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mammo_lib.generate.contract import GeneratorError
+from mammo_lib.generate.sources import check_generators
+from mammo_lib.sources.collection import check_source
+from mammo_lib.sources.lesion_classes import check_lesion_classes
 from mammo_lib.study.parameters import ParameterSpec, check_values
 from mammo_lib.study.run_stage import PlannedStage
 
@@ -30,10 +34,6 @@ def stage_checks(stage: PlannedStage, spec: dict[str, ParameterSpec], run_dir: P
     list of str
         One sentence per problem, naming the notebook.
     """
-    from mammo_lib.generate.contract import GeneratorError
-    from mammo_lib.generate.sources import check_generators
-    from mammo_lib.sources.collection import check_source
-    from mammo_lib.sources.lesion_classes import check_lesion_classes
 
     used, problems = stage.used, []
     kind = used.get("source_kind")

@@ -52,6 +52,11 @@ from mammo_lib import timings as timings_file
 from mammo_lib.checkout import NOTEBOOK_DIR
 from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty, write_json
+from mammo_lib.study import state as run_state
+from mammo_lib.study.parameters import ParameterError, parameter_specs
+from mammo_lib.study.results import headline_results
+from mammo_lib.study.settings import settings_groups
+from mammo_lib.study.state import stage_states
 from mammo_lib.timings import TIMINGS_NAME  # noqa: F401 (re-exported)
 
 RECORD_NAME = "run.json"
@@ -161,8 +166,6 @@ def record_interactive_rerun(run_dir: str | os.PathLike, notebook_stem: str, nam
     str
         A sentence for the notebook to show: what was recorded, or that the runner records it.
     """
-    from mammo_lib.study.parameters import ParameterError, parameter_specs
-    from mammo_lib.study.results import headline_results
 
     if os.environ.get(RUNNER_ENV):
         return f"this stage is recorded by the study runner in {RECORD_NAME}"
@@ -190,7 +193,6 @@ def _interactive_entry(run_dir: Path, notebook: str, parameters: dict) -> dict:
     """The entry of a stage rerun in JupyterLab: its parameters as the notebook held them, the
     digests of what it read and wrote now, and the settings and code of its last runner entry
     (the seed and overrides it inherited are in its parameters)."""
-    from mammo_lib.study import state as run_state
 
     record = read_json_or_empty(run_dir / RECORD_NAME)
     old = next((e for e in record.get("notebooks", []) if e.get("notebook") == notebook), {})
@@ -258,8 +260,6 @@ def refresh_record(run_dir: str | os.PathLike) -> dict:
     dict
         The record written (``{}``, nothing written, when the folder has no ``run.json``).
     """
-    from mammo_lib.study.settings import settings_groups
-    from mammo_lib.study.state import stage_states
 
     path = Path(run_dir) / RECORD_NAME
     record = read_json_or_empty(path)

@@ -14,9 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from mammo_lib.checkout import RUNS_DIR
 from mammo_lib.fileio import read_json_or_empty
 from mammo_lib.study import report_c2st
 from mammo_lib.study.results import generator_stores, manifest_rows
+from mammo_lib.study.run_stage import runner_command
+from mammo_lib.study.settings import describe_groups
+from mammo_lib.study.state import stage_states
 
 #: key figures of the report: (stage folder, file stem or fnmatch pattern, caption); in a caption
 #: ``{name}`` is the part of the stem the pattern's ``*`` stands for (the generator). The verdict
@@ -74,7 +78,6 @@ DATA_CITATIONS = {
 
 
 def _describe_groups(groups: list[dict]) -> str:
-    from mammo_lib.study.settings import describe_groups
 
     return describe_groups(groups)
 
@@ -367,8 +370,6 @@ def run_state(run_dir: Path, record: dict) -> dict:
         recorded stage finished and none is stale; ``problems`` one sentence per stage that is not
         up to date (stale ones with the inputs that changed and the command that reruns them).
     """
-    from mammo_lib.study.settings import describe_groups
-    from mammo_lib.study.state import stage_states
 
     states = stage_states(run_dir, record, record.get("study_notebooks"))
     problems = []
@@ -382,8 +383,6 @@ def run_state(run_dir: Path, record: dict) -> dict:
                  "not run": "has not run"}.get(st.state, st.state)
         problems.append(f"Stage {Path(st.notebook).stem} {label}{why}.")
     if problems:
-        from mammo_lib.checkout import RUNS_DIR
-        from mammo_lib.study.run_stage import runner_command
 
         make = f" (make study NAME={run_dir.name} ARGS=--stale)" if run_dir.parent.resolve() == RUNS_DIR.resolve() else ""
         problems.append(f"Rerun exactly what is out of date with: {runner_command(run_dir, '--stale')}{make}.")

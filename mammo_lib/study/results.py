@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from mammo_lib.fileio import read_json_or_empty
+from mammo_lib.patch_store import PatchStoreError
+from mammo_lib.run_folder import synthetic_stores
 
 
 def manifest_rows(store: Path) -> int | None:
@@ -23,8 +25,6 @@ def manifest_rows(store: Path) -> int | None:
 def generator_stores(run_dir: Path) -> dict[str, Path]:
     """``{generator name: store}`` of the run (:func:`mammo_lib.run_folder.synthetic_stores`),
     empty when stage 02 has not run or a store cannot be read."""
-    from mammo_lib.patch_store import PatchStoreError
-    from mammo_lib.run_folder import synthetic_stores
 
     try:
         return synthetic_stores(run_dir)

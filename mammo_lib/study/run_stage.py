@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mammo_lib.fileio import read_json_or_empty, write_json
+from mammo_lib.checkout import RUNS_DIR
+from mammo_lib.fileio import atomic_write_text, json_safe, read_json_or_empty, write_json
 from mammo_lib.study import provenance
 from mammo_lib.study import state as run_state
 from mammo_lib.study.results import headline_results
@@ -72,7 +73,6 @@ def runner_command(run_dir: Path, *args: str) -> str:
     """
     import sys
 
-    from mammo_lib.checkout import RUNS_DIR
 
     python = Path(sys.executable)
     try:
@@ -181,7 +181,6 @@ def canonical_executed_copy(source: Path, executed: Path) -> None:
     parameters cell (papermill draws a random one), so reruns compare byte for byte."""
     import nbformat
 
-    from mammo_lib.fileio import atomic_write_text
 
     if not executed.exists():
         return
@@ -204,7 +203,6 @@ def _same_parameters(run_dir: Path, stage: PlannedStage) -> bool:
     crash) rather than replaced."""
     import json
 
-    from mammo_lib.fileio import json_safe
 
     record = read_json_or_empty(run_dir / provenance.RECORD_NAME)
     old = next((e for e in record.get("notebooks", []) if e.get("notebook") == stage.notebook.name), None)

@@ -30,6 +30,7 @@ from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty
 from mammo_lib.study import provenance
 from mammo_lib.study import state as run_state
+from mammo_lib.study.checks import check_planned
 from mammo_lib.study.parameters import (
     ParameterError,
     ParameterSpec,
@@ -37,6 +38,7 @@ from mammo_lib.study.parameters import (
     parameter_specs,
     split_override,
 )
+from mammo_lib.study.report import build_report
 from mammo_lib.study.run_stage import PlannedStage, StudyError, StudyInterrupted, run_stage
 from mammo_lib.study.settings import DEFAULT_PROFILE, Settings, check_seed, resolve_settings
 
@@ -252,7 +254,6 @@ def _notebook_parameters(nb: Path, specs: dict[str, ParameterSpec], settings: Se
 def _check_values(planned: list[PlannedStage], specs: dict[Path, dict[str, ParameterSpec]], run_dir: Path) -> None:
     """Every value every planned notebook will use, checked before any work
     (:func:`mammo_lib.study.checks.check_planned`); all problems in one message."""
-    from mammo_lib.study.checks import check_planned
 
     origins = {}
     for stage in planned:
@@ -409,13 +410,11 @@ def run_study(
                            log, k, len(planned))
         except StudyError:
             if report:  # the report of a failed run says so, and names what is missing
-                from mammo_lib.study.report import build_report
 
                 build_report(run_dir)
             raise
         provenance.update_timings(run_dir, finished=now_iso())
         if report:
-            from mammo_lib.study.report import build_report
 
             index = build_report(run_dir)
             log(f"report: {index}")

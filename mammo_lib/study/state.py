@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mammo_lib.reader_study.case_set import machine_ratings_only
 from mammo_lib.timings import TIMINGS_NAME
 
 #: file names never part of a digest: wall-clock timings and live lock files
@@ -178,7 +179,6 @@ def clear_stage_outputs(run_dir: str | os.PathLike, notebook: str, *, keep_dcgan
 def _clear_machine_ratings(run_dir: Path) -> list[str]:
     """Stage 04's machine observers rate afresh: their ratings files (only machine lines) go;
     files holding any person's rating are never touched."""
-    from mammo_lib.reader_study.case_set import machine_ratings_only
 
     ratings = run_dir / "reader_study" / "ratings"
     removed = []

@@ -21,10 +21,15 @@ import shutil
 import sys
 from pathlib import Path
 
+from mammo_lib import run_lock
 from mammo_lib.clock import now_iso
 from mammo_lib.fileio import read_json_or_empty, write_json
-from mammo_lib.run_lock import LOCK_NAME
+from mammo_lib.run_lock import LOCK_NAME, RunFolderBusy
 from mammo_lib.study.provenance import RECORD_NAME, TIMINGS_NAME
+from mammo_lib.study.report import build_report
+from mammo_lib.study.run_stage import runner_command
+from mammo_lib.study.runner import NOTEBOOK_DIR, StudyError, run_study
+from mammo_lib.study.state import stage_states
 
 VERIFY_NAME = "verify.json"
 #: files and folders never compared (relative to the run folder)
@@ -152,8 +157,6 @@ def replay_groups(record: dict) -> list[dict]:
 
 
 def _check_replayable(run_dir: Path, record: dict) -> None:
-    from mammo_lib.study.run_stage import runner_command
-    from mammo_lib.study.state import stage_states
 
     bad = [s for s in stage_states(run_dir, record) if not s.up_to_date]
     if bad:
@@ -198,9 +201,6 @@ def verify_run(run_dir: str | os.PathLike, log=print, notebook_dir: str | os.Pat
     mammo_lib.study.runner.StudyError
         When the rerun fails.
     """
-    from mammo_lib import run_lock
-    from mammo_lib.study.report import build_report
-    from mammo_lib.study.runner import NOTEBOOK_DIR, run_study
 
     run_dir = Path(run_dir).resolve()
     record = read_json_or_empty(run_dir / RECORD_NAME)
@@ -228,12 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m mammo_lib.study.verify RUN_DIR``; exit 0 when every file is identical, else 1."""
     import argparse
 
-    from mammo_lib.study.runner import StudyError
 
     parser = argparse.ArgumentParser(description="Rerun a study with its recorded parameters and compare every file.")
     parser.add_argument("run_dir", help="the run folder to verify, e.g. runs/default")
     args = parser.parse_args(argv)
-    from mammo_lib.run_lock import RunFolderBusy
 
     try:
         result = verify_run(args.run_dir)

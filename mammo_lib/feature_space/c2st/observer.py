@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mammo_lib.feature_space.arrays import FeatureSpaceError, check_patch_array
+from mammo_lib.feature_space.sampling import name_key
 from mammo_lib.feature_space.streams import torch_stream
 
 
@@ -265,7 +266,6 @@ def train_observer(first: np.ndarray, second: np.ndarray, label: str, config: Ob
     """
     import torch
 
-    from mammo_lib.feature_space.sampling import name_key
 
     config = config or ObserverConfig()
     first = check_patch_array(first, f"observer {label}: first set")

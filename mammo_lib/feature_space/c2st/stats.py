@@ -15,6 +15,7 @@ import numpy as np
 from mammo_lib import auc_stats
 from mammo_lib.feature_space.arrays import FeatureSpaceError
 from mammo_lib.feature_space.streams import rng as stream_rng
+from mammo_lib.feature_space.streams import stream_seed
 
 
 def balanced_folds(n_first: int, n_second: int, n_folds: int, seed: int, key: int,
@@ -58,7 +59,6 @@ def balanced_folds(n_first: int, n_second: int, n_folds: int, seed: int, key: in
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from mammo_lib.feature_space.streams import stream_seed
 
     n = min(n_first, n_second)
     if n < 2 * n_folds:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from mammo_lib import patch_store, run_folder
 from mammo_lib.feature_space.arrays import FeatureSpaceError
 from mammo_lib.feature_space.c2st.two_sample import (
     C2STResult,
@@ -37,7 +38,7 @@ from mammo_lib.feature_space.c2st.two_sample import (
     c2st,
     combine_repeats,
 )
-from mammo_lib.feature_space.sampling import GroupSample
+from mammo_lib.feature_space.sampling import GroupSample, name_key
 from mammo_lib.feature_space.streams import rng as stream_rng
 
 #: the null control's AUC above which the test is called not calibrated
@@ -152,7 +153,6 @@ def filter_patches(patches: np.ndarray, cutoff: float, high_pass: bool) -> np.nd
 
 
 def _subsample(n: int, limit: int, seed: int, purpose_label: str) -> np.ndarray:
-    from mammo_lib.feature_space.sampling import name_key
 
     if n <= limit:
         return np.arange(n)
@@ -264,7 +264,6 @@ def source_groups(run_dir: str | os.PathLike, sample: GroupSample) -> np.ndarray
     mammo_lib.patch_store.PatchStoreError
         When a store is missing or broken.
     """
-    from mammo_lib import patch_store, run_folder
 
     ids = sample.patch_ids.astype(str)
     out = np.array([f"patch:{p}" for p in ids], dtype=object)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mammo_lib.auc_stats import accuracy_test
 from mammo_lib.feature_space.arrays import FeatureSpaceError, check_patch_array
 from mammo_lib.feature_space.c2st.observer import (
     ObserverConfig,
@@ -49,6 +50,7 @@ from mammo_lib.feature_space.c2st.stats import (
     permutation_p_value,
     summarise,
 )
+from mammo_lib.feature_space.sampling import name_key
 
 __all__ = ["ObserverConfig", "C2STResult", "c2st", "combine_repeats", "build_observer", "n_parameters",
            "train_observer", "observer_scores", "balanced_folds", "cross_fitted_auc", "permutation_p_value"]
@@ -208,7 +210,6 @@ def c2st(first: np.ndarray, second: np.ndarray, label: str, names: tuple[str, st
     """
     import torch
 
-    from mammo_lib.feature_space.sampling import name_key
 
     config = config or ObserverConfig()
     first = check_patch_array(first, f"C2ST {label}: {names[0]} patches")
@@ -322,7 +323,6 @@ def combine_repeats(results: list[C2STResult], label: str, seed: int = 0) -> C2S
     auc = float(np.mean([r.auc for r in results]))
     se = float(np.mean([r.auc_se for r in results]))
     n_correct = int(round(np.mean([r.accuracy["n_correct"] for r in results])))
-    from mammo_lib.auc_stats import accuracy_test
 
     stats.update({"auc": auc, "auc_se": se, "auc_ci_low": max(0.0, auc - 1.959964 * se),
                   "auc_ci_high": min(1.0, auc + 1.959964 * se),

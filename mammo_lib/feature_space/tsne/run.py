@@ -41,6 +41,7 @@ from mammo_lib.feature_space.arrays import FeatureSpaceError, check_patch_array,
 from mammo_lib.feature_space.neighbours import gram, sq_distances
 from mammo_lib.feature_space.streams import rng as stream_rng
 from mammo_lib.feature_space.tsne.affinity import joint_probabilities, resolve_perplexity
+from mammo_lib.feature_space.tsne.kernels import tsne_exact_numba
 from mammo_lib.feature_space.tsne.optimiser import EARLY_EXAGGERATION, EXPLORATION_N_ITER
 from mammo_lib.feature_space.tsne.torch_gradient import tsne_exact_torch
 from mammo_lib.progress import QuarterProgress
@@ -183,7 +184,6 @@ def _run_exact_numba(x32: np.ndarray, perp: float, n_iter: int, seed: int, threa
                      progress: bool) -> tuple[np.ndarray, float, int, dict]:
     from threadpoolctl import threadpool_limits
 
-    from mammo_lib.feature_space.tsne.kernels import tsne_exact_numba
 
     with threadpool_limits(threads):
         p, init, lr = _exact_prelude(x32, perp, seed, "exact-numba")

@@ -15,7 +15,10 @@ import pandas as pd
 
 from mammo_lib.rating_scale import TRUTHS
 from mammo_lib.rng import text_stream
-from mammo_lib.run_folder import run_relative  # noqa: F401 (re-exported by files/)
+from mammo_lib.run_folder import (
+    generator_of_store,
+    run_relative,  # noqa: F401 (re-exported by files/)
+)
 
 READER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 STUDY_DIRNAME = "reader_study"
@@ -380,7 +383,6 @@ def _legacy_generator(truth: str, store: str) -> str:
     folder stem (the DCGAN's ``synthetic.zarr``: "dcgan")."""
     if truth != "synthetic":
         return ""
-    from mammo_lib.run_folder import generator_of_store
 
     return generator_of_store(store)
 

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from mammo_lib.progress import progress_bar
 from mammo_lib.sources.dicom_checks import DicomNotes
 from mammo_lib.sources.dicom_io import DicomReadError, read_dicom_header, usability_problem
 from mammo_lib.sources.records import Collection, LesionAnnotation, SkippedFile
@@ -116,6 +117,5 @@ def progress(items: Iterable, enabled: bool, desc: str) -> Iterable:
     terminal, plain and time-free in a notebook)."""
     if not enabled:
         return items
-    from mammo_lib.progress import progress_bar
 
     return progress_bar(items, desc=desc, unit="file")
