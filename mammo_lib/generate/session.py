@@ -83,6 +83,8 @@ class IterationStats(NamedTuple):
     d_g_z2: float
 
 
+# recorded in every checkpoint: the text is kept as first written (when the module was
+# mammo_lib.dcgan_rng) so that outputs stay byte-identical; the rule now lives in mammo_lib.generate.streams
 RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha256(purpose), *indices]) "
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
                        "g_noise(rank, iteration); fixed_g_noise; ema_batch_norm; instance_noise(rank, iteration); "

@@ -42,6 +42,8 @@ SYNTHESIS_OPTION_DEFAULTS = {
     "lr_g": 2e-4, "lr_d": 2e-4, "label_smoothing": 0.0, "instance_noise": 0.0,
 }
 
+# recorded in every synthetic store's attributes: the text is kept as first written (when the module was
+# mammo_lib.dcgan_rng) so that outputs stay byte-identical; the rule now lives in mammo_lib.generate.streams
 LATENT_SEED_RULE = (
     "latent_seed = mammo_lib.dcgan_rng.stream_seed(seed, 'synthesis', index) (numpy SeedSequence); "
     "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed)); with noise inputs, "

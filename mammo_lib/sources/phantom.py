@@ -479,6 +479,8 @@ def generate_phantom(
         }
         atomic_write_text(folder / f"{sop_uid}.json", json.dumps(annotation, indent=1, sort_keys=True) + "\n")
     info = {
+        # recorded in every PHANTOM.json: the text is kept as first written (when the module was
+        # mammo_lib.phantom) so that outputs stay byte-identical; the rule now lives in mammo_lib.sources.phantom
         "generator": "mammo_lib.phantom.generate_phantom",
         "version": PHANTOM_VERSION,
         "note": "synthetic phantom for running and teaching the pipeline; NOT clinical data",
