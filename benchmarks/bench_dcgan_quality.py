@@ -26,13 +26,13 @@ computed by the study's own stage 03/04 code::
   apart; 1.0: it always can. Lower is better and 0.5 is the floor. ``c2st n`` is the patches per
   set, ``cpu`` the test's CPU seconds.
 - ``1nn_px`` / ``1nn_cnn``: leave-one-out 1-NN two-sample accuracy (0.5: indistinguishable) on
-  raw pixels and on the lesion CNN's features (``realism_metrics.one_nn_accuracy``;
+  raw pixels and on the lesion CNN's features (``feature_space.metrics.one_nn_accuracy``;
   ``lesion_cnn.train_lesion_cnn`` on real lesion vs normal patches, trained once per run);
 - ``fd/yard``: the pixel-space Fréchet distance of half the real set vs half the synthetic set,
-  over the real split-half yardstick (``realism_metrics.frechet_distance_pca``; 1 means "as
+  over the real split-half yardstick (``feature_space.metrics.frechet_distance_pca``; 1 means "as
   different as two halves of the real set"), in a PCA of 32 dimensions, or fewer when half the
   real measures part has fewer patches (MIAS: 28; the header says);
-- ``P R D C``: precision, recall, density, coverage in pixel space (``realism_metrics.prdc``);
+- ``P R D C``: precision, recall, density, coverage in pixel space (``feature_space.metrics.prdc``);
 - ``auc_px`` / ``auc_spec``: the two machine observers of stage 04 (``patch_features`` "pixels" and
   "spectrum" with stage 04's logistic regression), trained on half the real and synthetic patches
   and scored on the other half; AUC (``auc_stats.auc_mann_whitney``) of P(real), 0.5 is chance.
@@ -40,7 +40,7 @@ computed by the study's own stage 03/04 code::
   optimise that measure's statistic, so a good value says that a training target was met, not
   that the patches are realistic; a footnote under the table names the options. Which options
   optimise what (``c2st_scoring.OPTIMISED_AGAINST``), from what each option of
-  ``dcgan_config.TrainConfig`` / ``dcgan_extras`` puts into G's loss: ``spectral_loss_weight``
+  ``generate.config.TrainConfig`` / ``generate.regularisers`` puts into G's loss: ``spectral_loss_weight``
   pulls the batch's radial log power spectrum towards the real batch's, and ``spectral_d_weight``
   trains a discriminator on each patch's radial log power profile; the radial log power
   spectrum is the first block of the spectrum observer's features, so both taint ``auc_spec``

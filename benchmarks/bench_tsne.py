@@ -16,7 +16,7 @@ too) with the backend's own thread setting equal to ``threads``. Printed per con
 median and the range of the seconds, the machine's 1-minute load average before each run
 (``os.getloadavg``; on a machine shared with other jobs the numbers are noisy -- read the load
 beside them), whether the repeats were bitwise identical, each backend's own final KL and the
-exact KL of its embedding under one common P (``tsne_affinity.joint_probabilities``, exact Q);
+exact KL of its embedding under one common P (``feature_space.tsne.affinity.joint_probabilities``, exact Q);
 then the ratios of the medians against scikit-learn at the same thread count. numba's one-off
 compilation is timed separately, before the timed runs.
 """

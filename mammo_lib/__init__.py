@@ -13,7 +13,8 @@
 
 Shared plumbing, each the one home of its rule: ``run_folder`` (the run folder's layout),
 ``patch_store`` (the patch stores), ``fileio`` (atomic writes, JSON, digests), ``rng`` (every
-random stream), ``clock`` (time stamps), ``progress`` (progress output), ``plotting``,
+random stream), ``clock`` (time stamps), ``timings`` (timings.json), ``progress`` (progress output),
+``spectrum`` (the radial power spectrum's bins), ``plotting``,
 ``rating_scale`` (the six-point scale), ``auc_stats`` (AUC and DeLong), ``run_lock`` (one run
 per folder), ``checkout`` (where notebooks/ and runs/ are), ``testing`` (fixtures for tests and
 benchmarks, never study data).

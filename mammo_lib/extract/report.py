@@ -277,7 +277,7 @@ def intensity_samples(records: Sequence[ImageRecord], normalisation: str = "equa
     normalisation : str
         As for the extraction.
     max_values : int
-        At most this many breast pixels per image (drawn with :func:`patch_core.image_rng`).
+        At most this many breast pixels per image (drawn with :func:`mammo_lib.extract.rules.image_rng`).
     seed : int
         Study seed.
 

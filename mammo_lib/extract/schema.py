@@ -46,12 +46,12 @@ class SourceInfo(TypedDict):
 
 
 class ExtractionParameters(TypedDict):
-    """``extraction.json["parameters"]``: every field of ``patch_core.ExtractionParams`` plus
+    """``extraction.json["parameters"]``: every field of ``extract.rules.ExtractionParams`` plus
     the execution settings and the source."""
 
     patch_size: int  #: pixels
     n_normal_per_image: int
-    normalisation: str  #: one of ``patch_core.NORMALISATIONS``
+    normalisation: str  #: one of ``extract.rules.NORMALISATIONS``
     large_lesion: str  #: ``"resize"`` or ``"crop"``
     lesion_context: float  #: large-lesion crop side = extent x this
     exclusion_margin: int  #: pixels around each lesion box that normal windows avoid

@@ -229,7 +229,7 @@ def plot_closest_pairs(synthetic: np.ndarray, real: np.ndarray, pairs: list[dict
     synthetic, real : uint8 array, shape (n, s, s)
     pairs : list of dict
         ``synthetic_index``, ``real_index``, ``distance`` (as
-        ``realism_metrics.memorisation_check``'s ``closest_pairs``).
+        ``memorisation.memorisation_check``'s ``closest_pairs``).
     title : str
 
     Returns
@@ -367,7 +367,7 @@ def forest_frame(metrics_by_generator: dict[str, dict[str, dict]], c2st: dict | 
     Parameters
     ----------
     metrics_by_generator : dict of str to dict of str to SpaceMetrics
-        Generator -> feature space -> metrics (``feature_space_results.analyse_spaces``).
+        Generator -> feature space -> metrics (``feature_space.results.analyse_spaces``).
     c2st : dict, optional
         The CNN two-sample tests' record (:func:`mammo_lib.feature_space.c2st.records.c2st_record`): its AUCs
         come first (metric :data:`C2ST_METRIC`, in the first feature space's column, since the

@@ -2,9 +2,9 @@
 authenticity (Alaa et al. 2022), each with its real-vs-real reference.
 
 Both compare each synthetic patch's distance to its nearest real *training* patch with how close
-real patches lie to each other. Part of the realism metrics (``realism_metrics`` re-exports
+real patches lie to each other. Part of the realism metrics (``feature_space.metrics`` re-exports
 :func:`memorisation_check` and :func:`authenticity` and calls them); distances come from
-``neighbours``, intervals from ``metric_estimates``, random streams from ``feature_space_rng``.
+``neighbours``, intervals from ``metric_estimates``, random streams from ``feature_space.streams``.
 Reads and writes no files.
 """
 

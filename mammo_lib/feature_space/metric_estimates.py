@@ -1,9 +1,9 @@
 """Stage 03's estimates with intervals: input checks of feature arrays, and the percentile
 bootstrap every realism metric's interval comes from.
 
-Shared by ``realism_metrics`` (which re-exports :class:`MetricsError`, :func:`estimate`,
+Shared by ``feature_space.metrics`` (which re-exports :class:`MetricsError`, :func:`estimate`,
 :func:`mean_estimate` and :data:`CI_LEVEL`). The bootstrap is :func:`scipy.stats.bootstrap` with
-an explicit ``numpy.random.Generator`` (keyed by the caller through ``feature_space_rng``); nothing
+an explicit ``numpy.random.Generator`` (keyed by the caller through ``feature_space.streams``); nothing
 here reads global random state. Reads and writes no files.
 """
 

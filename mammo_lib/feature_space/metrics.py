@@ -4,9 +4,9 @@ Every metric takes feature vectors (rows = patches): raw pixels flattened (the p
 or another feature space (the lesion CNN's ``lesion_cnn.cnn_features``, the random CNN's
 ``random_cnn.random_cnn_features``). Each comes with a percentile
 bootstrap confidence interval (``n_bootstrap`` resamples by :func:`scipy.stats.bootstrap`,
-random streams keyed by (seed, purpose) in ``feature_space_rng``). Distances and neighbour
+random streams keyed by (seed, purpose) in ``feature_space.streams``). Distances and neighbour
 shares come from ``neighbours``. Reads and writes no files; the dictionaries returned are
-described once, as TypedDicts, in ``feature_space_results``.
+described once, as TypedDicts, in ``feature_space.results``.
 
 How the intervals are made: the nearest-neighbour metrics (1-NN accuracy, precision / recall /
 density / coverage, the normal-neighbour share, the memorisation share) are means of per-point

@@ -1,8 +1,8 @@
 """Squared distances, nearest neighbours and the class-balanced normal-tissue share.
 
 The one home of the nearest-neighbour arithmetic of stage 03: the t-SNE affinities
-(``tsne_affinity``), the outlier marks (``feature_space``) and the realism metrics
-(``realism_metrics``) all compute distances and neighbour shares here. Reads and writes no files.
+(``feature_space.tsne.affinity``), the outlier marks (``feature_space``) and the realism metrics
+(``feature_space.metrics``) all compute distances and neighbour shares here. Reads and writes no files.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stage 03's results: the realism metrics per generator and feature space, and every file the
 stage writes (besides figures) -- with the schema of ``feature_space/metrics.json``. Their table
-and the notebook's text are built in ``feature_space_tables`` (re-exported here).
+and the notebook's text are built in ``feature_space.tables`` (re-exported here).
 
 Files written by :func:`write_results` into ``<run>/feature_space/``:
 
@@ -16,7 +16,7 @@ Files written by :func:`write_results` into ``<run>/feature_space/``:
   with the same seed and inputs).
 
 Reads nothing; the inputs are the in-memory results of ``feature_space``, ``tsne``,
-``lesion_cnn`` and ``realism_metrics``.
+``lesion_cnn`` and ``feature_space.metrics``.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
     ----------
     sample : GroupSample
     table : pandas.DataFrame
-        The embedding table (``feature_space.embedding_table``); not modified.
+        The embedding table (``sampling.embedding_table``); not modified.
     feature_spaces : list of {"pixels", "cnn", "random-cnn"}
     cnn : LesionCNN or None
         Needed for "cnn".
@@ -253,7 +253,7 @@ def analyse_spaces(sample: GroupSample, table: pd.DataFrame, feature_spaces: lis
     FeatureSpaceError
         For an unknown space, "cnn" without a CNN, or patches too small for the random CNN.
     MetricsError
-        As ``realism_metrics``.
+        As ``feature_space.metrics``.
     """
     table = table.copy()
     names = sample.generator_names()
@@ -291,7 +291,7 @@ def metrics_record(sample: GroupSample, result: TSNEResult, table: pd.DataFrame,
                    tsne_readability: dict | None = None) -> Stage03Metrics:
     """The :class:`Stage03Metrics` dict of a stage-03 run (no timings in it); ``metrics`` is
     generator -> feature space -> metrics (:func:`analyse_spaces`), ``c2st`` the CNN two-sample
-    tests' record (:func:`mammo_lib.feature_space.c2st.records.c2st_record`), ``tsne_readability`` space ->
+    tests' record (:func:`mammo_lib.feature_space.c2st.records.c2st_record`), ``feature_space.tsne.readability`` space ->
     :func:`mammo_lib.feature_space.tsne.readability.readability`."""
     names = sample.generator_names()
     synthetic = table[table["group"] == "synthetic"]

@@ -9,9 +9,9 @@ space (raw pixels, the lesion CNN's features from ``lesion_cnn``, or the random,
 CNN's from ``random_cnn``), marks outliers (lesions whose nearest real neighbours are mostly
 normal tissue) and builds the embedding table. With
 several generators the synthetic group holds ``n_per_group`` patches of each, told apart by
-``GroupSample.generators``. The t-SNE itself is ``tsne`` / ``tsne_affinity``, the figures
-``feature_space_plots``, the metrics ``realism_metrics``, and the files the stage writes
-``feature_space_results``.
+``GroupSample.generators``. The t-SNE itself is ``tsne`` / ``feature_space.tsne.affinity``, the figures
+``feature_space.figures``, the metrics ``feature_space.metrics``, and the files the stage writes
+``feature_space.results``.
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ def load_groups(run_dir: str | os.PathLike, n_per_group: int = PAPER_N_PER_GROUP
     Returns
     -------
     GroupSample
-        ``sources`` and ``generator_sources`` are paths relative to ``run_dir``.
+        ``sources`` and ``generate.sources`` are paths relative to ``run_dir``.
 
     Raises
     ------

@@ -1,7 +1,7 @@
 """Stage 03: every random stream of the feature-space stage, keyed by what it is for.
 
 Each stream is derived from the study seed and a purpose through
-:class:`numpy.random.SeedSequence` (as stage 02's ``dcgan_rng``), so streams of different
+:class:`numpy.random.SeedSequence` (as stage 02's ``generate.streams``), so streams of different
 purposes are independent and no arithmetic seed offsets are needed. Nothing here reads or
 changes torch's, NumPy's or Python's global random state.
 

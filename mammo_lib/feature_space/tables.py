@@ -2,8 +2,8 @@
 counts, the closest pairs per generator, and the notebook's lines on the generators and the
 t-SNE -- all built from the values (nothing hard-coded).
 
-The inputs are the in-memory results of ``feature_space_results.analyse_spaces`` (dicts of the
-shape its TypedDicts describe), ``feature_space`` and ``tsne``; ``feature_space_results``
+The inputs are the in-memory results of ``feature_space.results.analyse_spaces`` (dicts of the
+shape its TypedDicts describe), ``feature_space`` and ``tsne``; ``feature_space.results``
 re-exports every public function here. Reads and writes no files.
 """
 

@@ -219,8 +219,9 @@ class Session:
             changed.append("world_size")
         old_total = (int(old["max_iterations"]) if old.get("max_iterations")
                      else int(old.get("epochs", defaults.epochs)) * self.iters_per_epoch)
-        if old_total != self.total:  # the instance-noise schedule runs over the whole length
-            changed.append(f"total iterations {old_total} -> {self.total}")
+        noisy = self.cfg.instance_noise > 0 or float(old.get("instance_noise", defaults.instance_noise)) > 0
+        if old_total != self.total and noisy:  # the instance-noise schedule runs over the whole length
+            changed.append(f"total iterations {old_total} -> {self.total} (the instance noise anneals over them)")
         if changed:
             fresh = (" (the spectral discriminator starts afresh: the checkpoint holds none)"
                      if self.spectral_d is not None and "spectral_discriminator" not in state else "")

@@ -89,7 +89,7 @@ class RocMetrics(TypedDict):
     by_generator: None with one generator; with several, generator -> {n_real, n_synthetic,
     readers: ratings id -> {n_cases, n_real, n_synthetic, accuracy, sensitivity, specificity (this
     generator's patches called synthetic), auc, auc_delong, auc_hanley_mcneil_se, auc_bootstrap
-    (as in ``readers``, computed on the real cases + this generator's), reader_kind, mrmc_reader
+    (as in ``sources.formats``, computed on the real cases + this generator's), reader_kind, mrmc_reader
     (the reader it is in the MRMC: a machine observer's copies are one reader), trained_on (the
     generator a machine observer was trained against; None for humans)}}; the humans and the
     machine observers trained against that generator.

@@ -4,6 +4,6 @@ Reads and writes: a run folder's ``run.json``, ``timings.json``, executed notebo
 ``verify.json``, ``logs/``.
 Exports: ``runner.run_study`` (``mammo-study``), ``parameters`` (typed parameters and their
 ranges), ``settings`` (what a rerun inherits), ``state`` (what each stage owns, digests,
-staleness), ``run_stage``, ``provenance`` (run.json), ``results``, ``report.build_report``,
+staleness), ``study.run_stage``, ``provenance`` (run.json), ``results``, ``report.build_report``,
 ``verify.verify_run``.
 """

@@ -135,7 +135,7 @@ def _figure(caption: str, png: Path) -> dict[str, str]:
 
 
 def machine_context(run_dir: Path, figures: dict[str, list[Path]]) -> dict[str, Any]:
-    """The report's first section, "Can a machine tell them apart?" (:func:`report_c2st.machine_verdict`
+    """The report's first section, "Can a machine tell them apart?" (:func:`mammo_lib.study.report_c2st.machine_verdict`
     with its tables as HTML and the verdict figure, ``c2st_verdict.png``, embedded; None when absent)."""
     verdict = report_c2st.machine_verdict(run_dir)
     png = next((p for p in figures.get("feature_space", []) if p.stem == "c2st_verdict"), None)

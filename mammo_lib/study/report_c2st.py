@@ -290,7 +290,7 @@ def disagreements(run_dir: Path) -> list[str]:
 
 
 def tsne_readability(run_dir: Path) -> dict:
-    """What the t-SNE pictures can show (stage 03's ``tsne_readability``).
+    """What the t-SNE pictures can show (stage 03's ``feature_space.tsne.readability``).
 
     Parameters
     ----------

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,13 +146,21 @@ def test_time_budget_stops_at_checkpoint_and_resume_finishes(toy_store, tmp_path
     assert third.stopped == "already_done"
 
 
-def test_resume_to_another_length_says_it_is_not_a_replay(toy_store, tmp_path):
-    cfg = TrainConfig(max_iterations=6, checkpoint_every=100, seed=0, **TINY)
-    train_dcgan(toy_store, tmp_path, cfg)
+def test_resume_to_another_length_says_it_is_not_a_replay_when_the_noise_anneals(toy_store, tmp_path):
+    """Instance noise anneals over the whole length: another length is another schedule. Without
+    it a longer resume replays a longer run exactly (test_dcgan_extras), and nothing is said."""
+    cfg = TrainConfig(max_iterations=6, checkpoint_every=100, seed=0, instance_noise=0.3, **TINY)
+    train_dcgan(toy_store, tmp_path / "noisy", cfg)
     cfg.max_iterations = 9
-    with pytest.warns(UserWarning, match=r"total iterations 6 -> 9.*not a replay"):
-        result = train_dcgan(toy_store, tmp_path, cfg)
+    with pytest.warns(UserWarning, match=r"total iterations 6 -> 9 \(the instance noise anneals.*not a replay"):
+        result = train_dcgan(toy_store, tmp_path / "noisy", cfg)
     assert (result.start_iteration, result.iterations_done) == (6, 9)
+    quiet = TrainConfig(max_iterations=6, checkpoint_every=100, seed=0, **TINY)
+    train_dcgan(toy_store, tmp_path / "quiet", quiet)
+    quiet.max_iterations = 9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_dcgan(toy_store, tmp_path / "quiet", quiet)
 
 
 def test_corrupt_last_checkpoint_falls_back_to_previous(toy_store, tmp_path):

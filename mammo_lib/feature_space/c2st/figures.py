@@ -1,4 +1,4 @@
-"""Stage 03's figures of the CNN two-sample test (:mod:`c2st_study`): the verdict with its
+"""Stage 03's figures of the CNN two-sample test (:mod:`mammo_lib.feature_space.c2st.study`): the verdict with its
 controls, galleries of what the observer finds most synthetic and most real, where on the patch
 the evidence lies, and in which frequencies.
 

@@ -1,4 +1,4 @@
-"""Stage 03's answer to "can a machine tell them apart?": the CNN two-sample test (:mod:`c2st`)
+"""Stage 03's answer to "can a machine tell them apart?": the CNN two-sample test (:mod:`mammo_lib.feature_space.c2st.two_sample`)
 for every generator, with its two controls, where the evidence lies, and what it says in words.
 
 For every generator of the stage's sample (:class:`mammo_lib.feature_space.sampling.GroupSample`): real
@@ -19,7 +19,7 @@ survives low-pass filtering) or in the fine texture (it survives high-pass filte
 
 Reads and writes no files: :func:`c2st_record` gives the ``c2st`` entry of
 ``feature_space/metrics.json`` and :func:`score_table` the per-patch held-out scores that
-``feature_space_results.write_results`` saves.
+``feature_space.results.write_results`` saves.
 """
 
 from __future__ import annotations

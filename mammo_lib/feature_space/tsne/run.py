@@ -1,9 +1,9 @@
-"""Stage 03's t-SNE: the optimisation and its backends (the affinities are in ``tsne_affinity``).
+"""Stage 03's t-SNE: the optimisation and its backends (the affinities are in ``feature_space.tsne.affinity``).
 
 Backends (``run_tsne(backend=...)``), all with PCA initialisation and scikit-learn's schedule:
 
 - ``"exact-numba"`` (default): the exact gradient as one fused, compiled pass over all pairs
-  (``tsne_kernels``). The affinities P are computed as scikit-learn's Barnes-Hut TSNE does
+  (``feature_space.tsne.kernels``). The affinities P are computed as scikit-learn's Barnes-Hut TSNE does
   (:func:`mammo_lib.feature_space.tsne.affinity.joint_probabilities`), and the optimisation follows
   scikit-learn's schedule exactly (PCA init scaled to std 1e-4, early exaggeration 12 for 250
   iterations with momentum 0.5, then momentum 0.8, learning rate 'auto' = max(N / 12 / 4, 50),
@@ -13,7 +13,7 @@ Backends (``run_tsne(backend=...)``), all with PCA initialisation and scikit-lea
   and has no approximation error. Bitwise the same run to run and for any thread count (one
   thread by default). It needs O(N^2) memory and time per step, so it is refused above
   ``EXACT_MAX_POINTS``.
-- ``"exact-torch"``: the same exact gradient as PyTorch tensor operations (``tsne_torch``),
+- ``"exact-torch"``: the same exact gradient as PyTorch tensor operations (``tsne.torch_gradient``),
   on a CUDA GPU when torch sees one.
 - ``"sklearn"``: ``sklearn.manifold.TSNE`` (Barnes-Hut, angle 0.5), the reference.
 - ``"opentsne"``: openTSNE with the FFT-interpolated gradient; the scalable path

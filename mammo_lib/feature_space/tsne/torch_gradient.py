@@ -2,7 +2,7 @@
 over all N^2 pairs (CPU or a CUDA GPU), with scikit-learn's optimiser
 (:mod:`mammo_lib.feature_space.tsne.optimiser`; this module gives it its step).
 
-On a CPU the fused numba kernel (``tsne_kernels``, backend ``"exact-numba"``) is faster; this
+On a CPU the fused numba kernel (``feature_space.tsne.kernels``, backend ``"exact-numba"``) is faster; this
 backend stays for GPUs and as a second, independent implementation.
 
 References
