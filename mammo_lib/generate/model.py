@@ -31,7 +31,8 @@ Deviations from the reference
   (see :mod:`mammo_lib.generate.training`).
 - Synthesis runs G in eval mode (batch-norm running statistics), so every synthetic patch depends
   only on its own latent vector and can be regenerated alone from (checkpoint, latent_seed).
-- Options for small data sets, off by default and in the ``paper`` profile (see
+- Options for small data sets, off in :class:`~mammo_lib.generate.config.TrainConfig` unless chosen
+  and in the ``paper`` profile, on in the ``default`` profile (see
   :mod:`mammo_lib.generate.regularisers` for the training-side ones): ``upsampling="resize_conv"`` makes G
   upsample by nearest-neighbour doubling followed by a 3x3 convolution instead of a 4x4
   transposed convolution, against the checkerboard artefacts of transposed convolutions

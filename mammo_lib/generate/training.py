@@ -20,7 +20,8 @@ update D on a real batch and a fake batch, then update G to make D call its fake
   rerun with the same seed on a CPU writes the same bytes;
 - **instance noise** (optional, ``instance_noise``; Sønderby et al. 2017, Arjovsky & Bottou 2017):
   Gaussian noise on D's real and fake inputs, annealed to 0, keeps D from winning early on
-  high-frequency details; it is not in the DCGAN reference and is off by default;
+  high-frequency details; it is not in the DCGAN reference: off in ``TrainConfig`` unless chosen (the
+  ``default`` profile chooses 0.3, the ``paper`` profile leaves it off);
 - **options for few patches** (each off unless chosen, all in :class:`TrainConfig` and recorded in
   the checkpoint and the synthetic manifest): noise inputs to G and resize-convolution G
   (:mod:`mammo_lib.generate.model`), spectral norm in D, DiffAugment, R1, the spectral term in G's loss,
