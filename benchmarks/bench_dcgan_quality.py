@@ -230,6 +230,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from c2st_frontier import (
+    FRONTIER_MINUTES,
+    frontier_figure,
+    frontier_table,
+    read_records,
+    snapshot_caveat,
+    snapshot_iterations,
+)
 from c2st_scoring import (
     GENERATOR_LABEL,
     NULL_LABEL,
@@ -285,6 +293,24 @@ CANDIDATES = {
     "sd3": {"spectral_d_weight": 3.0},
     "spec10": {"spectral_loss_weight": 10.0},
     "nospec": {"spectral_loss_weight": 0.0, "spectral_d_weight": 0.0},
+    # issue 21: the light FastGAN (mammo_lib.generate.fastgan), with the augmentation of its paper's code
+    "fastgan": {"network": "fastgan", "noise_injection": True, "diffaugment": "color,translation",
+                "ema_decay": 0.995, "instance_noise": 0.0, "channels_last": True},
+    "da": {"diffaugment": "color,translation"},
+    "noda": {"diffaugment": ""},
+    "in0.3": {"instance_noise": 0.3},
+    "w8": {"ngf": 8, "ndf": 8},
+    "w24": {"ngf": 24, "ndf": 24},
+    "w32": {"ngf": 32, "ndf": 32},
+    "b8": {"batch_size": 8},
+    "b32": {"batch_size": 32},
+    "lr1e-4": {"lr_g": 1e-4, "lr_d": 1e-4},
+    "lr5e-4": {"lr_g": 5e-4, "lr_d": 5e-4},
+    "bil": {"upsampling": "bilinear_conv"},
+    "refl": {"g_padding": "reflect"},
+    "head8": {"g_head_width": 8},
+    "head16": {"g_head_width": 16},
+    "in0.3h": {"instance_noise_iterations": 600},
 }
 CANDIDATES_RUN_BY_DEFAULT = ["baseline", "diffaug", "ema", "resize", "sn", "ttur", "r1", "diffaug+ema",
                              "diffaug+ema+resize", "noise", "noise+spec3", "noise+spec3+sd3", "chosen"]
@@ -438,6 +464,51 @@ def run_candidate(name: str, overrides: dict, store: Path, real: RealSets, args,
             "wall_s": wall, "s_per_it": per_it, **metrics}
 
 
+def run_frontier(name: str, overrides: dict, store: Path, real: RealSets, args, tmp: Path) -> list[dict]:
+    """Train one candidate for the longest frontier budget, keeping a checkpoint at each budget
+    (:func:`c2st_frontier.snapshot_iterations`), and score every snapshot as :func:`run_candidate`
+    scores a finished run."""
+    import shutil
+
+    base = {**BASELINE, "seed": args.seed, "num_threads": 1, "progress": False, "device": "cpu"}
+    cfg = TrainConfig(**{**base, **overrides, "max_iterations": 10, "checkpoint_every": 10**6,
+                         "sample_every": 10**6})
+    caveat = snapshot_caveat(cfg.__dict__)
+    if caveat:
+        print(f"  warning: {name}: {caveat}", flush=True)
+    per_it = cpu_seconds_per_iteration(store, cfg, tmp / f"{name}-probe", args.probe_iterations)
+    every, marks = snapshot_iterations(args.frontier, per_it)
+    total = max(marks)
+    snapshots = tmp / f"{name}-snapshots"
+    snapshots.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: {per_it:.3f} CPU s per iteration: {total} iterations, snapshots at {sorted(marks)}", flush=True)
+
+    def keep(iteration: int, path: Path) -> None:
+        if iteration in marks:
+            shutil.copyfile(path, snapshots / f"it{iteration:07d}.pt")
+
+    cfg.max_iterations, cfg.checkpoint_every = total, every
+    cfg.time_budget_s = 4 * per_it * total  # the wall-clock limit is a safety net
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    result = train_dcgan(store, tmp / name, cfg, resume=False, on_checkpoint=keep)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    rows = []
+    for iteration, minutes in sorted(marks.items()):
+        checkpoint = snapshots / f"it{iteration:07d}.pt"
+        if not checkpoint.exists():  # stopped early (time budget): no later snapshots
+            break
+        synthetic_path = generate_synthetic_patches(checkpoint, n=args.n_synthetic, seed=args.seed,
+                                                    out_store=tmp / f"{name}-{iteration}-synthetic.zarr", device="cpu")
+        fresh_indices = range(args.n_synthetic, args.n_synthetic + len(real.c2st))
+        fresh = regenerate_patches(checkpoint, [latent_seed_for(args.seed, i) for i in fresh_indices])
+        metrics = score(real, open_patch_store(synthetic_path).load(), fresh, cfg.__dict__, args)
+        share = iteration / total
+        rows.append({"name": f"{name} [{max(args.frontier):g}-min run]", "iterations": iteration, "stopped": result.stopped, "cpu_s": cpu * share,
+                     "wall_s": wall * share, "s_per_it": per_it, "budget_cpu_s": minutes * 60.0,
+                     "snapshot_of": max(args.frontier) if iteration < total else None, **metrics})
+    return rows
+
+
 def evaluate_run(run_dir: Path, real: RealSets, args) -> dict:
     """The metrics of the synthetic store stage 02 wrote into ``run_dir`` (its training time from timings.json).
 
@@ -492,14 +563,14 @@ def footnotes(rows: list[dict]) -> list[str]:
     return lines
 
 
-def null_line(real: RealSets, args) -> str:
+def null_line(real: RealSets, args) -> tuple[str, dict]:
     """The null control: the C2ST of the measures part against the C2ST part (two random halves of
     the real lesions when the C2ST's share is 0.5)."""
     r = score_c2st(real.measures, real.c2st, NULL_LABEL, ("real (measures part)", "real (C2ST part)"), args.seed,
                    default_observer(), args.n_permutations)
     text = (f"{'null: real vs real':<20} | {format_c2st(r)} | the two parts of the real lesions, {r['c2st_n']} per "
             f"set | {null_verdict(r)} | c2st cpu {r['c2st_cpu_s']:.0f}s | {load()}")
-    return "\n".join([text, *(f"  warning: {w}" for w in r["c2st_warnings"])])
+    return "\n".join([text, *(f"  warning: {w}" for w in r["c2st_warnings"])]), r
 
 
 def load_real(run_dir: Path, args) -> RealSets:
@@ -515,6 +586,29 @@ def load_real(run_dir: Path, args) -> RealSets:
     normal = open_patch_store(normal_store_path(run_dir)).load()
     cnn = train_lesion_cnn(real[measures], normal, seed=args.seed, n_threads=1)
     return RealSets(measures=real[measures], c2st=real[reserve], cnn=cnn)
+
+
+def append_record(args, run_dir: Path, row: dict, overrides: dict) -> None:
+    """Append ``row`` as one JSON line to ``args.record`` (when given), with what makes it comparable."""
+    if not args.record:
+        return
+    record = {"run_dir": str(run_dir), "dataset": dataset_name(run_dir), "seed": args.seed,
+              "budget_cpu_s": args.budget, "overrides": overrides, "snapshot_of": None,
+              **{k: v for k, v in row.items() if k != "optimised"}, "optimised": row.get("optimised", {})}
+    record["c2st_folds"] = [float(v) for v in record.get("c2st_folds", [])]
+    if row["name"] == "null":  # one null control per data set and seed, whatever the budget
+        record["budget_cpu_s"] = 0.0
+    with open(args.record, "a") as fh:
+        fh.write(json.dumps(record, default=float) + "\n")
+
+
+def dataset_name(run_dir: Path) -> str:
+    """``phantom`` or ``mias`` (or the run's source kind) from the run's extraction record."""
+    try:
+        record = json.loads((run_dir / "patches" / "extraction.json").read_text())
+        return str(record["parameters"]["source"]["kind"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return run_dir.name
 
 
 def parse_args() -> argparse.Namespace:
@@ -537,17 +631,38 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", default=None,
                         help="folder to keep each candidate's training folder and synthetic store in "
                              "(default: a temporary folder, removed at the end)")
+    parser.add_argument("--record", default=None,
+                        help="append each candidate's line as one JSON record (dataset, seed, budget, candidate, "
+                             "every measure) to this file; --frontier-report draws the frontier from such files")
+    parser.add_argument("--frontier", default=None,
+                        help="CPU minutes, e.g. 1,2,4,8,16,32,60: train each candidate once for the longest and "
+                             "score its snapshots at each (a line per budget, * in the table)")
+    parser.add_argument("--frontier-report", nargs="+", default=None, metavar="RECORDS",
+                        help="train nothing: print the frontier table of these --record files and save --figure")
+    parser.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "c2st_frontier.png"),
+                        help="where --frontier-report saves the frontier figure")
     parser.add_argument("--evaluate-run", action="store_true",
                         help="train nothing: score the run folder's own synthetic/synthetic.zarr (stage 02 output)")
     args = parser.parse_args()
     if args.quick:
         args.budget = 60.0
+    if args.frontier:
+        try:
+            args.frontier = [float(m) for m in args.frontier.split(",")]
+            snapshot_iterations(args.frontier, 1.0)
+        except ValueError as exc:
+            parser.error(f"--frontier {args.frontier}: {exc} (e.g. {','.join(map(str, FRONTIER_MINUTES))})")
     return args
 
 
 def main() -> None:
     """Split the real patches, print the null line, then score each candidate (or the run's store)."""
     args = parse_args()
+    if args.frontier_report:
+        records = read_records(args.frontier_report)
+        print("\n".join(frontier_table(records)))
+        print(f"figure: {frontier_figure(records, args.figure)}")
+        return
     run_dir = Path(args.run_dir)
     store = lesion_store_path(run_dir)
     if not store.exists():
@@ -564,21 +679,32 @@ def main() -> None:
           f"only; C2ST: {observer.n_folds}-fold CNN (widths {list(observer.widths)}, {observer.epochs} epochs), "
           f"{args.n_permutations} permutations; Fréchet distance in {fd_dims(len(real.measures))} PCA dimensions; "
           f"{load()}", flush=True)
-    print(null_line(real, args), flush=True)
+    text, null = null_line(real, args)
+    print(text, flush=True)
+    append_record(args, run_dir, {"name": "null", **null}, {})
     if args.evaluate_run:
         rows = [evaluate_run(run_dir, real, args)]
         print_row(rows[0])
     else:
         print(f"{args.n_synthetic} synthetic patches per candidate for the measures, {len(real.c2st)} fresh ones "
               f"(synthesis indices {args.n_synthetic}-{args.n_synthetic + len(real.c2st) - 1}) for the C2ST; "
-              f"{args.budget:g} CPU s of training each on 1 thread", flush=True)
+              + (f"one run to {max(args.frontier):g} CPU min each, scored at {args.frontier} CPU min on 1 thread"
+                 if args.frontier else f"{args.budget:g} CPU s of training each on 1 thread"), flush=True)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.keep) if args.keep else Path(tmp)
             out.mkdir(parents=True, exist_ok=True)
             for name in names:
+                if args.frontier:
+                    for row in run_frontier(name, overrides[name], store, real, args, out):
+                        rows.append(row)
+                        print(f"{row['budget_cpu_s'] / 60:g} CPU min: ", end="")
+                        print_row(row)
+                        append_record(args, run_dir, row, overrides[name])
+                    continue
                 rows.append(run_candidate(name, overrides[name], store, real, args, out))
                 print_row(rows[-1])
+                append_record(args, run_dir, rows[-1], overrides[name])
     for line in footnotes(rows):
         print(line)
     print("read the C2ST: lower is better, 0.5 is the floor (issue 21's target for the default profile on the "

@@ -19,12 +19,13 @@ import types
 import typing
 from dataclasses import dataclass, fields
 
-from mammo_lib.generate.model import UPSAMPLING
+from mammo_lib.generate.model import G_PADDING, NETWORKS, UPSAMPLING
 from mammo_lib.generate.regularisers import parse_policy
 from mammo_lib.sources.lesion_classes import normalise_lesion_classes
 
 # settings whose change makes a resumed run differ from one uninterrupted run
 REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise",
+                   "instance_noise_iterations",
                    "diffaugment", "ema_decay", "r1_gamma", "channels_last", "spectral_loss_weight",
                    "spectral_d_weight")
 
@@ -49,7 +50,11 @@ class TrainConfig:
         One-sided: D's target for real images is ``1 - label_smoothing``, in [0, 0.5).
     instance_noise : float
         Standard deviation (in model units, [-1, 1] images) of Gaussian noise added to D's
-        inputs, annealed linearly to 0 over the run.
+        inputs, annealed linearly to 0 over the run (or over ``instance_noise_iterations``).
+    instance_noise_iterations : int or None
+        Iterations over which the instance noise anneals to 0 (None: the whole run). With a
+        fixed number, training does not depend on the run's length: a run stopped at any
+        iteration is the longer run's checkpoint at that iteration, and a run can be extended.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` ...
     checkpoint_every, sample_every : int
@@ -68,9 +73,15 @@ class TrainConfig:
         Report progress (a bar on a terminal, plain lines elsewhere).
     lesion_classes : list of str or None
         Train only on these lesion classes (None: all).
-    upsampling : {"transposed", "resize_conv"}
-        G's x2 upsampling: DCGAN's transposed convolutions, or nearest-neighbour upsampling +
-        3x3 convolution against checkerboard artefacts (Odena et al., Distill 2016).
+    upsampling : {"transposed", "resize_conv", "bilinear_conv"}
+        G's x2 upsampling: DCGAN's transposed convolutions, or nearest-neighbour (bilinear)
+        upsampling + 3x3 convolution against checkerboard artefacts (Odena et al., Distill 2016).
+    g_head_width : int
+        Channels of one more G layer at full size (a 3x3 convolution makes the image from them;
+        0: none, the DCGAN's last upsampling convolution makes the image; needs resize-convolutions).
+    g_padding : {"zeros", "reflect"}
+        Padding of G's 3x3 convolutions; reflection avoids the dark frame and border streaks of
+        zero padding (needs resize-convolutions).
     spectral_norm : bool
         Spectral normalisation of D's convolutions, without batch norm in D (Miyato et al.,
         ICLR 2018).
@@ -95,6 +106,17 @@ class TrainConfig:
     r1_gamma : float
         Weight gamma of the R1 penalty gamma/2 E||grad_x D(x)||^2 on real images (0 off;
         Mescheder et al., ICML 2018); single process only.
+    amp : bool
+        Automatic mixed precision on CUDA: G's and D's forward passes under bfloat16 autocast
+        (no loss scaling needed, unlike float16); losses, the spectral terms and synthesis stay in
+        float32. Ignored on a CPU, where training stays bit-reproducible.
+    network : {"dcgan", "fastgan"}
+        The networks: the DCGAN of Radford et al. (ICLR 2016), or a light FastGAN (Liu et al.,
+        ICLR 2021; :mod:`mammo_lib.generate.fastgan`): G with skip-layer excitation and gated
+        linear units, a residual D that also reconstructs real patches from its features (an L1
+        term in D's loss), and the hinge loss instead of the non-saturating one, so
+        ``label_smoothing`` is not used; ``upsampling`` is not used either (FastGAN's G always
+        resize-convolves).
     channels_last : bool
         Train G and D in torch's channels-last memory format: the same model, computed by other
         (on one CPU thread about 1.2x faster for transposed and 1.7x for resize-convolution G at
@@ -117,6 +139,7 @@ class TrainConfig:
     beta2: float = 0.999
     label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
+    instance_noise_iterations: int | None = None  # anneal over this many iterations (None: the whole run)
     device: str = "auto"
     checkpoint_every: int = 500
     sample_every: int = 250
@@ -138,12 +161,23 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: synthesise from an EMA of G's weights (Karras et al. 2018)
     r1_gamma: float = 0.0  # > 0: R1 penalty gamma/2 E|grad D(x)|^2 on real images (Mescheder et al. 2018)
     channels_last: bool = False  # train in torch's channels-last memory format (faster convolutions on CPU)
+    network: str = "dcgan"  # or "fastgan" (Liu et al. 2021)
+    g_padding: str = "zeros"  # or "reflect": padding of G's 3x3 convolutions
+    g_head_width: int = 0  # > 0: one more G layer at full size, of this many channels
+    amp: bool = False  # bfloat16 autocast of G and D on CUDA (ignored on a CPU)
 
     def __post_init__(self) -> None:
         self.lesion_classes = normalise_lesion_classes(self.lesion_classes)
         self.diffaugment = ",".join(parse_policy(self.diffaugment))
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.g_padding not in G_PADDING:
+            raise ValueError(f"g_padding must be one of {G_PADDING}, got {self.g_padding!r}")
+        if self.g_padding != "zeros" and self.network == "dcgan" and self.upsampling == "transposed":
+            raise ValueError(f"g_padding={self.g_padding!r} needs resize-convolutions (upsampling 'resize_conv' or "
+                             "'bilinear_conv'): transposed convolutions pad with zeros only")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         for name in ("spectral_loss_weight", "spectral_d_weight", "r1_gamma", "instance_noise"):
@@ -155,6 +189,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.g_head_width < 0 or (self.g_head_width and self.upsampling == "transposed"):
+            raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
+                             f"{self.g_head_width} with upsampling={self.upsampling!r}")
+        if self.instance_noise_iterations is not None and self.instance_noise_iterations < 1:
+            raise ValueError(f"instance_noise_iterations must be >= 1 or None, got {self.instance_noise_iterations}")
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1 or None, got {self.max_iterations}")
         if int(self.seed) < 0:
@@ -227,8 +266,12 @@ _DEVIATION_TEXT = {
                        "(Salimans et al. 2016)",
     "instance_noise": "instance noise on D's inputs, standard deviation {v:g} annealed linearly to 0 "
                       "(Sønderby et al. 2017)",
-    "upsampling": "G upsamples by nearest-neighbour doubling + 3x3 convolution instead of transposed "
+    "instance_noise_iterations": "the instance noise anneals to 0 over the first {v} iterations, whatever the run's "
+                                 "length",
+    "upsampling": "G upsamples by {resize} doubling + 3x3 convolution instead of transposed "
                   "convolutions (resize-convolution, Odena et al. 2016)",
+    "g_padding": "G's 3x3 convolutions pad by {v} instead of zeros",
+    "g_head_width": "one more layer of G at full size ({v} channels) before the image",
     "spectral_norm": "spectral normalisation in D, without batch norm there (Miyato et al. 2018)",
     "noise_injection": "G gets per-pixel Gaussian noise inputs with learnt per-channel scales after every "
                        "upsampling convolution (StyleGAN's noise inputs, Karras et al. 2019)",
@@ -241,6 +284,9 @@ _DEVIATION_TEXT = {
                  "decay {v:g} (Karras et al. 2018), its batch-norm statistics recomputed for the averaged "
                  "weights (as in Izmailov et al. 2018)",
     "r1_gamma": "R1 gradient penalty on real images, gamma {v:g} (Mescheder et al. 2018)",
+    "network": "a light FastGAN instead of the DCGAN (Liu et al. 2021): G with skip-layer excitation and gated "
+               "linear units, a residual D that also reconstructs the real patches from its features, the "
+               "hinge loss",
 }
 
 
@@ -263,7 +309,8 @@ def deviations_from_paper(cfg: TrainConfig) -> list[str]:
         value, paper = getattr(cfg, name), getattr(PAPER_CONFIG, name)
         if value != paper:
             one_minus = 1.0 - value if name == "label_smoothing" else None
-            out.append(text.format(v=value, p=paper, one_minus=one_minus))
+            resize = "bilinear" if value == "bilinear_conv" else "nearest-neighbour"
+            out.append(text.format(v=value, p=paper, one_minus=one_minus, resize=resize))
     if cfg.lr_d != cfg.lr_g:
         out.append(f"two time-scale update rule: D learns at {cfg.lr_d:g}, G at {cfg.lr_g:g} (Heusel et al. 2017)")
     return out

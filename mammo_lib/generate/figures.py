@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_lib.fileio import atomic_write
+from mammo_lib.generate.model import NETWORK_NAMES
 from mammo_lib.generate.streams import numpy_stream
 
 
@@ -184,7 +185,7 @@ def pick_fig3_patches(real_rows: np.ndarray, n_synthetic: int, seed: int,
     return real_idx, np.sort(rng.choice(n_synthetic, k, replace=False))
 
 
-def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16):
+def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16, network: str = "dcgan"):
     """The paper's Fig. 3: ``n`` synthetic lesions (left) next to ``n`` real ones (right).
 
     Parameters
@@ -193,6 +194,8 @@ def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16)
         Patches; the first ``n`` of each are shown, in a square grid each.
     n : int
         Patches per side.
+    network : {"dcgan", "fastgan"}
+        The generator's network, named in the left title ("synthetic (DCGAN)").
 
     Returns
     -------
@@ -207,7 +210,7 @@ def plot_synthetic_vs_real(synthetic: np.ndarray, real: np.ndarray, n: int = 16)
 
     side = int(math.ceil(math.sqrt(n)))
     fig, axes = plt.subplots(1, 2, figsize=(2 * side * 1.1 + 0.4, side * 1.1 + 0.5))
-    for ax, patches, title in ((axes[0], synthetic, "synthetic (DCGAN)"), (axes[1], real, "real lesions")):
+    for ax, patches, title in ((axes[0], synthetic, f"synthetic ({NETWORK_NAMES[network]})"), (axes[1], real, "real lesions")):
         ax.imshow(tile_patches(np.asarray(patches)[:n], ncols=side), cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
         ax.set_axis_off()

@@ -49,7 +49,8 @@ class TrainingSummary(TypedDict):
     "time_budget" or "already_done"), ``checkpoint``, ``loss_log``, ``samples_dir``, ``store``
     (paths relative to the run folder, absolute when outside it), ``n_patches`` (training
     patches), ``world_size`` (processes), ``iters_per_epoch``, ``device`` (e.g. "cpu"),
-    ``config`` (every :class:`~mammo_lib.generate.training.TrainConfig` field) and
+    ``device_name`` ("cpu", or the GPU's name, e.g. "NVIDIA H100 80GB HBM3"), ``amp`` (whether
+    G and D ran under bfloat16 autocast: only on CUDA with ``amp``), ``config`` (every :class:`~mammo_lib.generate.training.TrainConfig` field) and
     ``architecture`` (every :class:`~mammo_lib.generate.model.Architecture` field).
     """
 
@@ -65,6 +66,8 @@ class TrainingSummary(TypedDict):
     world_size: int
     iters_per_epoch: int
     device: str
+    device_name: str
+    amp: bool
     config: dict
     architecture: dict
 

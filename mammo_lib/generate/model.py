@@ -68,10 +68,21 @@ import torch
 from torch import nn
 
 from mammo_lib.fileio import atomic_write_bytes
+from mammo_lib.generate.fastgan import FastGANDiscriminator, FastGANGenerator
+from mammo_lib.generate.layers import (
+    NoiseInjection,
+    add_spectral_norm,
+    init_all,
+)
 
 CHECKPOINT_FORMAT = "mammo-dcgan-checkpoint/1"
 MAX_WIDTH_MULTIPLIER = 8
-UPSAMPLING = ("transposed", "resize_conv")
+UPSAMPLING = ("transposed", "resize_conv", "bilinear_conv")
+# padding of G's 3x3 convolutions (torch's padding_mode): "zeros" darkens and streaks the border
+G_PADDING = ("zeros", "reflect")
+# "dcgan": Radford et al. 2016 (this module); "fastgan": Liu et al. 2021 (mammo_lib.generate.fastgan)
+NETWORKS = ("dcgan", "fastgan")
+NETWORK_NAMES = {"dcgan": "DCGAN", "fastgan": "FastGAN"}  # as figures and text write them
 
 
 class CheckpointError(ValueError):
@@ -83,10 +94,20 @@ class Architecture:
     """Everything that fixes the shapes of G and D; stored in every checkpoint.
 
     ``upsampling`` is ``"transposed"`` (DCGAN's strided transposed convolutions) or
-    ``"resize_conv"`` (nearest-neighbour upsampling + 3x3 convolution, Odena et al. 2016);
+    ``"resize_conv"`` (nearest-neighbour upsampling + 3x3 convolution, Odena et al. 2016) or
+    ``"bilinear_conv"`` (bilinear upsampling + 3x3 convolution, Odena et al.'s other resize);
+    ``g_padding`` pads G's 3x3 convolutions with zeros (the default) or by reflection, against
+    the dark frame and border streaks that zero padding leaves (not with transposed convolutions);
+    ``g_head_width`` > 0 gives the DCGAN's G one more layer at full size: its last upsampling
+    convolution makes ``g_head_width`` channels (noise, batch norm, ReLU), and a 3x3 convolution
+    makes the image from them, so sharp edges and specks need not come from one convolution of
+    upsampled half-size features (0: the DCGAN's last layer makes the image);
     ``spectral_norm`` puts spectral normalisation on D's convolutions and drops D's batch norm
     (Miyato et al. 2018); ``noise_injection`` gives G per-pixel noise inputs (Karras et al. 2019).
-    The defaults are the paper's DCGAN.
+    ``network`` is ``"dcgan"`` or ``"fastgan"`` (:mod:`mammo_lib.generate.fastgan`: skip-layer
+    excitation in G, a self-supervised D; its G always resize-convolves, bilinearly with
+    ``"bilinear_conv"``, else by nearest neighbour). The defaults are the paper's DCGAN; a checkpoint written before
+    ``network`` existed is a DCGAN.
     """
 
     image_size: int = 128
@@ -97,6 +118,9 @@ class Architecture:
     upsampling: str = "transposed"
     spectral_norm: bool = False
     noise_injection: bool = False
+    network: str = "dcgan"
+    g_padding: str = "zeros"
+    g_head_width: int = 0
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -104,6 +128,16 @@ class Architecture:
             raise ValueError(f"image_size must be a power of two >= 32, got {size}")
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.g_padding not in G_PADDING:
+            raise ValueError(f"g_padding must be one of {G_PADDING}, got {self.g_padding!r}")
+        if self.g_padding != "zeros" and self.network == "dcgan" and self.upsampling == "transposed":
+            raise ValueError(f"g_padding={self.g_padding!r} needs resize-convolutions (upsampling 'resize_conv' or "
+                             "'bilinear_conv'): transposed convolutions pad with zeros only")
+        if self.g_head_width < 0 or (self.g_head_width and self.upsampling == "transposed"):
+            raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
+                             f"{self.g_head_width} with upsampling={self.upsampling!r}")
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -123,64 +157,16 @@ def _widths(base: int, image_size: int) -> list[int]:
     return [base * min(2 ** k, MAX_WIDTH_MULTIPLIER) for k in reversed(range(n_layers))]
 
 
-def init_dcgan_weights(module: nn.Module, rng: torch.Generator | None = None) -> None:
-    """DCGAN initialisation of one layer: conv weights N(0, 0.02); batch-norm scale N(1, 0.02), shift 0.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        A layer; convolutions and batch norms are initialised, anything else is left alone.
-    rng : torch.Generator, optional
-        The random stream to draw from (None: torch's global generator, as ``nn.init`` does).
-
-    References
-    ----------
-    Radford, Metz & Chintala, ICLR 2016, section 4; ``pytorch/examples/dcgan/main.py`` (weights_init).
-    """
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02, generator=rng)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02, generator=rng)
-        nn.init.zeros_(module.bias)
-
-
-def _init_all(model: nn.Module, rng: torch.Generator | None) -> None:
-    for module in model.modules():
-        init_dcgan_weights(module, rng)
-
-
 def _transposed_block(w_in: int, w_out: int) -> list[nn.Module]:
     """x2 upsampling as in DCGAN: a 4x4 transposed convolution of stride 2."""
     return [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False)]
 
 
-def _upsample_block(w_in: int, w_out: int) -> list[nn.Module]:
-    """x2 upsampling by resize-convolution: nearest-neighbour doubling, then a 3x3 convolution."""
-    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, 1, 1, bias=False)]
-
-
-class NoiseInjection(nn.Module):
-    """``x + weight * noise``: a per-pixel noise map, scaled per channel by a learnt weight (initially 0).
-
-    Parameters
-    ----------
-    channels : int
-        Channels of the feature map the noise is added to (one learnt scale each).
-
-    References
-    ----------
-    Karras, Laine & Aila, "A Style-Based Generator Architecture for Generative Adversarial
-    Networks", CVPR 2019, section 3.2 and figure 1 ("B": learnt per-channel scaling of
-    single-channel noise).
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, C, s, s) plus the scaled ``noise`` (B, 1, s, s), broadcast over the channels."""
-        return x + self.weight * noise
+def _upsample_block(w_in: int, w_out: int, mode: str = "nearest", padding: str = "zeros") -> list[nn.Module]:
+    """x2 upsampling by resize-convolution: nearest-neighbour (or bilinear) doubling, then a 3x3 convolution."""
+    resize = (nn.Upsample(scale_factor=2, mode="nearest") if mode == "nearest"
+              else nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+    return [resize, nn.Conv2d(w_in, w_out, 3, 1, 1, bias=False, padding_mode=padding)]
 
 
 def noise_map_sizes(arch: Architecture) -> list[int]:
@@ -193,12 +179,16 @@ def noise_map_sizes(arch: Architecture) -> list[int]:
     Returns
     -------
     list of int
-        One per upsampling layer: 8, 16, ..., ``arch.image_size`` pixels; empty when
+        One per upsampling layer: 8, 16, ..., ``arch.image_size`` pixels, and one more of
+        ``arch.image_size`` for the DCGAN's head layer (``g_head_width`` > 0); empty when
         ``arch.noise_injection`` is False.
     """
     if not arch.noise_injection:
         return []
-    return [2 ** k for k in range(3, int(math.log2(arch.image_size)) + 1)]
+    sizes = [2 ** k for k in range(3, int(math.log2(arch.image_size)) + 1)]
+    if arch.g_head_width and arch.network == "dcgan":  # the head's own noise input, before the output
+        sizes.append(arch.image_size)
+    return sizes
 
 
 def draw_noise_maps(arch: Architecture, batch: int, rng: torch.Generator,
@@ -227,22 +217,6 @@ def draw_noise_maps(arch: Architecture, batch: int, rng: torch.Generator,
     return [torch.randn(batch, 1, s, s, generator=rng).to(device) for s in sizes]
 
 
-@torch.no_grad()
-def _add_spectral_norm(layers: nn.Sequential, rng: torch.Generator | None) -> None:
-    """Spectral normalisation on every convolution; its power-iteration vectors drawn from ``rng``."""
-    from torch.nn.utils.parametrizations import spectral_norm
-
-    for module in layers:
-        if not isinstance(module, nn.Conv2d):
-            continue
-        spectral_norm(module)
-        sn = module.parametrizations.weight[0]
-        weight = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
-        for vector, length in ((sn._u, weight.shape[0]), (sn._v, weight.shape[1])):
-            vector.copy_(nn.functional.normalize(torch.randn(length, generator=rng), dim=0, eps=sn.eps))
-        sn._power_method(weight, 15)
-
-
 class Generator(nn.Module):
     """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1].
 
@@ -252,8 +226,21 @@ class Generator(nn.Module):
     def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.arch = arch or Architecture()
+        if self.arch.network == "fastgan":
+            a = self.arch
+            self.fast = FastGANGenerator(a.latent_dim, a.ngf, a.channels, a.image_size, a.noise_injection,
+                                         upsampling="bilinear" if a.upsampling == "bilinear_conv" else "nearest",
+                                         padding=a.g_padding)
+            init_all(self, rng)
+            return
         widths = _widths(self.arch.ngf, self.arch.image_size)
-        up = _upsample_block if self.arch.upsampling == "resize_conv" else _transposed_block
+        a = self.arch
+        if a.upsampling == "transposed":
+            up = _transposed_block
+        else:
+            def up(w_in: int, w_out: int) -> list[nn.Module]:
+                return _upsample_block(w_in, w_out, "bilinear" if a.upsampling == "bilinear_conv" else "nearest",
+                                       a.g_padding)
         noise = (lambda w: [NoiseInjection(w)]) if self.arch.noise_injection else (lambda w: [])
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.arch.latent_dim, widths[0], 4, 1, 0, bias=False),
@@ -262,9 +249,15 @@ class Generator(nn.Module):
         ]
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [*up(w_in, w_out), *noise(w_out), nn.BatchNorm2d(w_out), nn.ReLU(True)]
-        layers += [*up(widths[-1], self.arch.channels), *noise(self.arch.channels), nn.Tanh()]
+        if a.g_head_width:  # one more 3x3 convolution at full size, from g_head_width channels
+            k = a.g_head_width
+            layers += [*up(widths[-1], k), *noise(k), nn.BatchNorm2d(k), nn.ReLU(True),
+                       nn.Conv2d(k, a.channels, 3, 1, 1, bias=False, padding_mode=a.g_padding)]
+        else:
+            layers += [*up(widths[-1], self.arch.channels)]
+        layers += [*noise(self.arch.channels), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        _init_all(self, rng)
+        init_all(self, rng)
 
     def forward(self, z: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """G(z): latent vectors to images.
@@ -291,13 +284,15 @@ class Generator(nn.Module):
         if z.dim() == 2:
             z = z[:, :, None, None]
         if not self.arch.noise_injection:
-            return self.main(z)
+            return self.fast(z, None) if self.arch.network == "fastgan" else self.main(z)
         expected = [(z.shape[0], 1, s, s) for s in noise_map_sizes(self.arch)]
         if noise is None or [tuple(m.shape) for m in noise] != expected:
             got = "none" if noise is None else [tuple(m.shape) for m in noise]
             raise ValueError(f"this generator has noise inputs (noise_injection=True): pass its {len(expected)} "
                              f"noise maps of shapes {expected} (got {got}), e.g. "
                              "mammo_lib.generate.model.draw_noise_maps(arch, batch, torch.Generator().manual_seed(s))")
+        if self.arch.network == "fastgan":
+            return self.fast(z, noise)
         maps = iter(noise)
         x = z
         for module in self.main:
@@ -309,11 +304,19 @@ class Discriminator(nn.Module):
     """D: image (B, channels, size, size) -> logit (B,); :meth:`probability` gives D(x) in (0, 1).
 
     ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    With ``network="fastgan"`` D is :class:`~mammo_lib.generate.fastgan.FastGANDiscriminator`, and
+    ``forward(x, part)`` with a quadrant ``part`` also returns its reconstruction error.
     """
 
     def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.arch = arch or Architecture()
+        if self.arch.network == "fastgan":
+            a = self.arch
+            self.fast = FastGANDiscriminator(a.ndf, a.channels, a.image_size, a.spectral_norm, rng)
+            init_all(self, rng)
+            self.fast.apply_spectral_norm()
+            return
         widths = list(reversed(_widths(self.arch.ndf, self.arch.image_size)))
         layers: list[nn.Module] = [
             nn.Conv2d(self.arch.channels, widths[0], 4, 2, 1, bias=False),
@@ -324,11 +327,14 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), *norm(w_out), nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
-        _init_all(self, rng)
+        init_all(self, rng)
         if self.arch.spectral_norm:
-            _add_spectral_norm(self.main, rng)
+            add_spectral_norm(self.main, rng)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, part: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """D's logits (B,) for images ``x`` (B, channels, size, size) in [-1, 1]; ``part`` only for FastGAN."""
+        if self.arch.network == "fastgan":
+            return self.fast(x, part)
         return self.main(x).flatten()
 
     def probability(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -24,6 +25,7 @@ from mammo_lib.generate.config import (
     REPLAY_SETTINGS,
     TrainConfig,
 )
+from mammo_lib.generate.fastgan import hinge_d_loss, hinge_g_loss
 from mammo_lib.generate.figures import save_sample_grid
 from mammo_lib.generate.files import (
     LossLog,
@@ -89,6 +91,15 @@ RANDOM_STREAMS_RULE = ("every stream from numpy.random.SeedSequence([seed, sha25
                        "(mammo_lib.dcgan_rng): init; fixed_noise; data_order(epoch); latent(rank, iteration); "
                        "g_noise(rank, iteration); fixed_g_noise; ema_batch_norm; instance_noise(rank, iteration); "
                        "augment(rank, iteration)")
+# the stream the FastGAN adds, appended to the rule text in its checkpoints
+FASTGAN_STREAMS_RULE = "; fastgan_part(rank, iteration)"
+
+
+def device_name(device: torch.device) -> str:
+    """``"cpu"``, or the CUDA device's name (``torch.cuda.get_device_name``), for the training summary."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
 
 
 class TrainingDivergedError(RuntimeError):
@@ -131,8 +142,12 @@ class Session:
     """The models, optimisers, data and files of one call of :func:`train_dcgan`."""
 
     def __init__(self, store_path, out_dir: Path, cfg: TrainConfig, rank: int, world: int,
-                 device: torch.device) -> None:
+                 device: torch.device, on_checkpoint: Callable[[int, Path], None] | None = None) -> None:
         self.cfg, self.rank, self.world, self.device = cfg, rank, world, device
+        self.on_checkpoint = on_checkpoint
+        # bfloat16 autocast of G's and D's forward passes on CUDA only; losses, the spectral terms and
+        # synthesis stay in float32, and on a CPU training is unchanged (bit-reproducible)
+        self.amp = bool(cfg.amp) and device.type == "cuda"
         self.is_main = rank == 0
         self.store_path, self.out_dir = Path(store_path), out_dir
         self.paths = dcgan_paths(out_dir)
@@ -140,7 +155,8 @@ class Session:
         self.n = int(data.shape[0])
         self.arch = Architecture(image_size=int(data.shape[1]), latent_dim=cfg.latent_dim, ngf=cfg.ngf, ndf=cfg.ndf,
                                  upsampling=cfg.upsampling, spectral_norm=cfg.spectral_norm,
-                                 noise_injection=cfg.noise_injection)
+                                 noise_injection=cfg.noise_injection, network=cfg.network,
+                                 g_padding=cfg.g_padding, g_head_width=cfg.g_head_width)
         if cfg.r1_gamma > 0 and world > 1:
             raise ValueError("r1_gamma > 0 needs one process: the R1 penalty's double backward is not "
                              "synchronised by DistributedDataParallel")
@@ -191,7 +207,9 @@ class Session:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train: nn.Module = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
-            self.d_train: nn.Module = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+            # FastGAN's decoders get gradients from real batches only
+            self.d_train: nn.Module = nn.parallel.DistributedDataParallel(
+                self.discriminator, device_ids=ids, find_unused_parameters=self.arch.network == "fastgan")
             self.sd_train = (nn.parallel.DistributedDataParallel(self.spectral_d, device_ids=ids)
                              if self.spectral_d is not None else None)
         else:
@@ -220,7 +238,8 @@ class Session:
         old_total = (int(old["max_iterations"]) if old.get("max_iterations")
                      else int(old.get("epochs", defaults.epochs)) * self.iters_per_epoch)
         noisy = self.cfg.instance_noise > 0 or float(old.get("instance_noise", defaults.instance_noise)) > 0
-        if old_total != self.total and noisy:  # the instance-noise schedule runs over the whole length
+        over_run = self.cfg.instance_noise_iterations is None  # a fixed horizon does not depend on the length
+        if old_total != self.total and noisy and over_run:  # the instance-noise schedule runs over the whole length
             changed.append(f"total iterations {old_total} -> {self.total} (the instance noise anneals over them)")
         if changed:
             fresh = (" (the spectral discriminator starts afresh: the checkpoint holds none)"
@@ -270,36 +289,71 @@ class Session:
             total = total + cfg.spectral_d_weight * self.criterion(self.sd_train(fake), self.targets[2])
         return total
 
+    def _d_real_loss(self, real_in: torch.Tensor, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on the real batch and its loss on them: the non-saturating loss (DCGAN), or the
+        hinge loss plus the reconstruction error of a quadrant drawn from the ``"fastgan_part"``
+        stream (FastGAN)."""
+        if self.arch.network == "fastgan":
+            part = int(torch.randint(4, (1,), generator=torch_stream(self.cfg.seed, "fastgan_part", self.rank, it)))
+            with self._autocast():
+                out_real, reconstruction = self.d_train(real_in, part)
+            out_real = out_real.float()
+            return out_real, hinge_d_loss(out_real, None) + reconstruction.float()
+        out_real = self._d(real_in)
+        return out_real, self.criterion(out_real, self.targets[0])
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op otherwise."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _d(self, images: torch.Tensor) -> torch.Tensor:
+        """D's logits (B,) in float32."""
+        with self._autocast():
+            return self.d_train(images).float()
+
+    def _g(self, z: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        """G's images in float32."""
+        with self._autocast():
+            return self.g_train(z, noise).float()
+
+    def _d_fake_loss(self, out_fake: torch.Tensor) -> torch.Tensor:
+        if self.arch.network == "fastgan":
+            return hinge_d_loss(None, out_fake)
+        return self.criterion(out_fake, self.targets[1])
+
+    def _g_adversarial_loss(self, out_gen: torch.Tensor) -> torch.Tensor:
+        if self.arch.network == "fastgan":
+            return hinge_g_loss(out_gen)
+        return self.criterion(out_gen, self.targets[2])
+
     def step(self, it: int) -> tuple[list[float], int, int]:
         """Iteration ``it`` (0-based): D on a real and a fake batch, then G; returns the log values."""
         cfg = self.cfg
         real, epoch, batch = self._real_batch(it)
         z = torch.randn(cfg.batch_size, self.arch.latent_dim,
                         generator=torch_stream(cfg.seed, "latent", self.rank, it)).to(self.device)
-        sigma = cfg.instance_noise * max(0.0, 1.0 - it / self.total)
+        sigma = cfg.instance_noise * max(0.0, 1.0 - it / (cfg.instance_noise_iterations or self.total))
         noise_rng = torch_stream(cfg.seed, "instance_noise", self.rank, it) if sigma > 0 else None
         aug_rng = torch_stream(cfg.seed, "augment", self.rank, it) if self.policy else None
-        real_target, fake_target, gen_target = self.targets
 
-        # (1) D: maximise log D(x) + log(1 - D(G(z))); DiffAugment on every image D sees
+        # (1) D: maximise log D(x) + log(1 - D(G(z))) (or the hinge loss); DiffAugment on every image D sees
         self.opt_d.zero_grad(set_to_none=True)
         real_in = self._aug(self._noisy(real, sigma, noise_rng), aug_rng)
-        out_real = self.d_train(real_in)
-        err_d_real = self.criterion(out_real, real_target)
+        out_real, err_d_real = self._d_real_loss(real_in, it)
         (err_d_real + self._r1_term(real_in)).backward()
         g_noise = draw_noise_maps(self.arch, cfg.batch_size, torch_stream(cfg.seed, "g_noise", self.rank, it),
                                   self.device) if self.arch.noise_injection else None
-        fake_clean = self.g_train(z, g_noise)
+        fake_clean = self._g(z, g_noise)
         fake = self._noisy(fake_clean, sigma, noise_rng)
         self._spectral_d_step(real, fake_clean)
-        out_fake = self.d_train(self._aug(fake.detach(), aug_rng))
-        err_d_fake = self.criterion(out_fake, fake_target)
+        out_fake = self._d(self._aug(fake.detach(), aug_rng))
+        err_d_fake = self._d_fake_loss(out_fake)
         err_d_fake.backward()
         self.opt_d.step()
-        # (2) G: maximise log D(G(z)) (non-saturating)
+        # (2) G: maximise log D(G(z)) (non-saturating), or D(G(z)) (hinge)
         self.opt_g.zero_grad(set_to_none=True)
-        out_gen = self.d_train(self._aug(fake, aug_rng))
-        err_g = self.criterion(out_gen, gen_target)
+        out_gen = self._d(self._aug(fake, aug_rng))
+        err_g = self._g_adversarial_loss(out_gen)
         (err_g + self._spectral_terms(fake_clean, real)).backward()
         self.opt_g.step()
         if self.ema is not None:
@@ -369,8 +423,11 @@ class Session:
             **({"generator_ema": self.ema.model.state_dict()} if self.ema is not None else {}),
             **({"spectral_discriminator": self.spectral_d.state_dict(), "opt_spectral_d": self.opt_sd.state_dict()}
                if self.spectral_d is not None else {}),
-            "random_streams": {"rule": RANDOM_STREAMS_RULE, "seed": cfg.seed},
+            "random_streams": {"rule": RANDOM_STREAMS_RULE + (FASTGAN_STREAMS_RULE if cfg.network == "fastgan" else ""),
+                               "seed": cfg.seed},
         }, self.paths["last"])
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(iteration, self.paths["last"])
 
     def _recalibrate_ema(self, iteration: int) -> None:
         """Batch-norm statistics of the EMA of G for its own weights, before it is sampled or saved."""
@@ -466,7 +523,8 @@ class Session:
             samples_dir=run_relative(Path(result.samples_dir).resolve(), run_dir, outside="absolute"),
             store=run_relative(Path(self.store_path).resolve(), run_dir, outside="absolute"),
             n_patches=self.n, world_size=self.world, iters_per_epoch=self.iters_per_epoch,
-            device=self.device.type, config=asdict(self.cfg), architecture=asdict(self.arch),
+            device=self.device.type, device_name=device_name(self.device), amp=self.amp,
+            config=asdict(self.cfg), architecture=asdict(self.arch),
         )
         write_summary(self.paths["summary"], summary)
         append_timing(self.paths["timings"], TimedCall(

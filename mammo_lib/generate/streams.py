@@ -19,6 +19,8 @@ Purposes used by stage 02 (the ``indices`` after them):
   recomputed before it is sampled or saved;
 - ``"instance_noise"`` (rank, iteration), ``"augment"`` (rank, iteration): noise and
   augmentation parameters applied to D's inputs;
+- ``"fastgan_part"`` (rank, iteration): the quadrant FastGAN's D reconstructs
+  (:mod:`mammo_lib.generate.fastgan`);
 - ``"synthesis"`` (index): the latent vector of synthetic patch ``index``;
 - ``"figure"``: which patches a figure shows.
 """
@@ -31,7 +33,7 @@ import torch
 from mammo_lib import rng
 
 PURPOSES = ("init", "fixed_noise", "data_order", "latent", "g_noise", "fixed_g_noise", "ema_batch_norm",
-            "instance_noise", "augment", "synthesis", "figure")
+            "instance_noise", "augment", "fastgan_part", "synthesis", "figure")
 
 
 def stream_seed(seed: int, purpose: str, *indices: int) -> int:

@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -103,6 +104,7 @@ def train_dcgan(
     out_dir: str | os.PathLike,
     config: TrainConfig | None = None,
     resume: bool = True,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
 ) -> TrainResult:
     """Train the DCGAN on the lesion patches of ``store_path``; write everything under ``out_dir``.
 
@@ -123,6 +125,11 @@ def train_dcgan(
         Settings (None: the defaults, i.e. the paper's DCGAN).
     resume : bool
         Continue from the newest checkpoint when there is one.
+    on_checkpoint : callable, optional
+        Called as ``on_checkpoint(iteration, path)`` on the main process after each checkpoint
+        is written (``path``: ``checkpoints/last.pt``), e.g. to keep snapshots of a long run at
+        chosen iterations (``benchmarks/bench_dcgan_quality.py --frontier``); the file is
+        replaced at the next checkpoint, so copy it, do not keep the path.
 
     Returns
     -------
@@ -152,7 +159,7 @@ def train_dcgan(
     try:
         rank, world, device, initialised_here = _distributed_setup(cfg.device)
         try:
-            session = Session(store_path, Path(out_dir), cfg, rank, world, device)
+            session = Session(store_path, Path(out_dir), cfg, rank, world, device, on_checkpoint)
             session.start(resume)
             return session.run()
         finally:

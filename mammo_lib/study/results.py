@@ -95,7 +95,8 @@ def headline_results(run_dir: Path, stem: str) -> dict:
     Returns
     -------
     dict
-        Stage 01: patch counts and skipped files; 02: iterations and synthetic patches; 03: t-SNE
+        Stage 01: patch counts and skipped files; 02: iterations, the device (and whether it ran
+        under mixed precision) and synthetic patches; 03: t-SNE
         KL, the CNN two-sample test (``c2st``: :func:`c2st_headline`, when it ran) and, per generator
         and feature space, 1-NN accuracy, precision, recall and Fréchet distance; 04: the
         case set; 05: each reader's accuracy and AUC and the MRMC reader-averaged AUC.
@@ -107,7 +108,7 @@ def headline_results(run_dir: Path, stem: str) -> dict:
                                            "normal_patches") if k in counts}
     if stem.startswith("02"):
         summary = read_json_or_empty(run_dir / "dcgan" / "training_summary.json")
-        out = {k: summary.get(k) for k in ("iterations_done", "stopped") if k in summary}
+        out = {k: summary.get(k) for k in ("iterations_done", "stopped", "device_name", "amp") if k in summary}
         out["synthetic_patches"] = {name: manifest_rows(s) for name, s in generator_stores(run_dir).items()}
         return out
     if stem.startswith("03"):

@@ -10,7 +10,7 @@ Override values that name an existing file or folder relative to where the comma
 made absolute (the notebooks themselves run with ``notebooks/`` as working directory).
 
 Profiles live beside the notebooks, one file per notebook: ``notebooks/params/<stem>.json``
-maps a profile name (``smoke``, ``default``, ``paper``) to that notebook's parameters. Every
+maps a profile name (``smoke``, ``default``, ``long``, ``paper``) to that notebook's parameters. Every
 notebook also receives ``run_dir`` (absolute) and ``seed``. Later stages only add a notebook and
 its params file; the runner needs no change for them.
 """
@@ -42,7 +42,7 @@ from mammo_lib.study.report import build_report
 from mammo_lib.study.run_stage import PlannedStage, StudyError, StudyInterrupted, run_stage
 from mammo_lib.study.settings import DEFAULT_PROFILE, Settings, check_seed, resolve_settings
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "long", "paper")
 RUN_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
@@ -335,7 +335,7 @@ def run_study(
 
     Parameters
     ----------
-    profile : {"smoke", "default", "paper"}, optional
+    profile : {"smoke", "default", "long", "paper"}, optional
         The parameter profile (``notebooks/params/<stem>.json``); None: ``"default"`` for a full
         run, the recorded one for a partial rerun.
     name : str, optional

@@ -261,7 +261,7 @@ def test_parse_range():
 #: every parameter of the committed notebooks whose allowed values are a fixed set
 CHOICE_PARAMETERS = {
     "01_extract_patches": {"source_kind", "normalisation", "large_lesion"},
-    "02_train_dcgan": {"upsampling"},
+    "02_train_dcgan": {"upsampling", "network", "g_padding"},
     "03_feature_space": {"backend", "perplexity_policy", "feature_spaces"},
     "04_reader_study": {"machine_observers"},
     "05_roc_analysis": {"mrmc_covariance"},
@@ -283,7 +283,7 @@ def test_the_sets_are_the_librarys_own():
     from mammo_lib.extract.rules import LARGE_LESION_POLICIES, NORMALISATIONS
     from mammo_lib.feature_space.sampling import FEATURE_SPACES
     from mammo_lib.feature_space.tsne.run import BACKENDS
-    from mammo_lib.generate.model import UPSAMPLING
+    from mammo_lib.generate.model import G_PADDING, NETWORKS, UPSAMPLING
     from mammo_lib.reader_study.machine_observers import MACHINE_OBSERVERS
     from mammo_lib.roc.mrmc import COVARIANCE_METHODS
     from mammo_lib.sources.collection import COLLECTION_KINDS
@@ -293,6 +293,8 @@ def test_the_sets_are_the_librarys_own():
     assert s["01_extract_patches"]["normalisation"].choices == NORMALISATIONS
     assert s["01_extract_patches"]["large_lesion"].choices == LARGE_LESION_POLICIES
     assert s["02_train_dcgan"]["upsampling"].choices == UPSAMPLING
+    assert s["02_train_dcgan"]["network"].choices == NETWORKS
+    assert s["02_train_dcgan"]["g_padding"].choices == G_PADDING
     assert s["03_feature_space"]["backend"].choices == BACKENDS
     assert s["03_feature_space"]["feature_spaces"].choices == FEATURE_SPACES
     assert s["04_reader_study"]["machine_observers"].choices == MACHINE_OBSERVERS
