@@ -277,6 +277,10 @@ CANDIDATES = {
     "diffaug+ema+resize": {"diffaugment": AUGMENT, "ema_decay": 0.99, "upsampling": "resize_conv"},
     "noise": {"noise_injection": True},
     "chosen": {},  # filled from the default profile in notebooks/params/02_train_dcgan.json
+    # the default profile before issue 21 (issue 15's choice), the baseline of issue 21's frontier
+    "before21": {"batch_size": 16, "latent_dim": 200, "ngf": 16, "ndf": 16, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5,
+                 "label_smoothing": 0.1, "instance_noise": 0.3, "upsampling": "resize_conv", "noise_injection": True,
+                 "spectral_loss_weight": 3.0, "spectral_d_weight": 3.0, "ema_decay": 0.995, "channels_last": True},
     # parts only used in combinations such as "chosen+noise+in0.1" (later parts override earlier ones)
     "in0": {"instance_noise": 0.0},
     "in0.1": {"instance_noise": 0.1},
@@ -449,9 +453,12 @@ def run_candidate(name: str, overrides: dict, store: Path, real: RealSets, args,
     base = {**BASELINE, "seed": args.seed, "num_threads": 1, "progress": False, "device": "cpu"}
     cfg = TrainConfig(**{**base, **overrides, "max_iterations": 10, "checkpoint_every": 10**6,
                          "sample_every": 10**6})
-    per_it = cpu_seconds_per_iteration(store, cfg, tmp / f"{name}-probe", args.probe_iterations)
-    iterations = max(1, int(args.budget / per_it))
-    cfg.max_iterations, cfg.time_budget_s = iterations, 4 * args.budget  # the wall-clock limit is a safety net
+    if args.iterations:  # a fixed length (a profile's max_iterations): no probe
+        per_it, iterations = float("nan"), args.iterations
+    else:
+        per_it = cpu_seconds_per_iteration(store, cfg, tmp / f"{name}-probe", args.probe_iterations)
+        iterations = max(1, int(args.budget / per_it))
+    cfg.max_iterations, cfg.time_budget_s = iterations, 10 * args.budget  # the wall-clock limit is a safety net
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     result = train_dcgan(store, tmp / name, cfg, resume=False)
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
@@ -626,6 +633,9 @@ def parse_args() -> argparse.Namespace:
                         help="share of the real lesion patches reserved for the C2ST (the rest: the other measures)")
     parser.add_argument("--n-permutations", type=int, default=1000, help="permutations of the C2ST's p-value")
     parser.add_argument("--probe-iterations", type=int, default=12)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="train exactly this many iterations (e.g. a profile's max_iterations) instead of "
+                             "converting --budget by a probe; --budget then only labels the line's column")
     parser.add_argument("--seed", type=int, default=0,
                         help="keys training, the split of the real patches, the synthesis and every metric")
     parser.add_argument("--keep", default=None,
