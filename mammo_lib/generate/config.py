@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, fields
 
-from mammo_lib.generate.model import G_PADDING, NETWORKS, UPSAMPLING
+from mammo_lib.generate.model import check_generator_options
 from mammo_lib.generate.regularisers import parse_policy
 from mammo_lib.sources.lesion_classes import normalise_lesion_classes
 
@@ -169,15 +169,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.lesion_classes = normalise_lesion_classes(self.lesion_classes)
         self.diffaugment = ",".join(parse_policy(self.diffaugment))
-        if self.upsampling not in UPSAMPLING:
-            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
-        if self.g_padding not in G_PADDING:
-            raise ValueError(f"g_padding must be one of {G_PADDING}, got {self.g_padding!r}")
-        if self.g_padding != "zeros" and self.network == "dcgan" and self.upsampling == "transposed":
-            raise ValueError(f"g_padding={self.g_padding!r} needs resize-convolutions (upsampling 'resize_conv' or "
-                             "'bilinear_conv'): transposed convolutions pad with zeros only")
+        check_generator_options(self.upsampling, self.network, self.g_padding, self.g_head_width)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         for name in ("spectral_loss_weight", "spectral_d_weight", "r1_gamma", "instance_noise"):
@@ -189,9 +181,6 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every", "sample_every", "n_fixed_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.g_head_width < 0 or (self.g_head_width and self.upsampling == "transposed"):
-            raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
-                             f"{self.g_head_width} with upsampling={self.upsampling!r}")
         if self.instance_noise_iterations is not None and self.instance_noise_iterations < 1:
             raise ValueError(f"instance_noise_iterations must be >= 1 or None, got {self.instance_noise_iterations}")
         if self.max_iterations is not None and self.max_iterations < 1:

@@ -126,18 +126,7 @@ class Architecture:
         size = self.image_size
         if size < 32 or size & (size - 1):
             raise ValueError(f"image_size must be a power of two >= 32, got {size}")
-        if self.upsampling not in UPSAMPLING:
-            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
-        if self.g_padding not in G_PADDING:
-            raise ValueError(f"g_padding must be one of {G_PADDING}, got {self.g_padding!r}")
-        if self.g_padding != "zeros" and self.network == "dcgan" and self.upsampling == "transposed":
-            raise ValueError(f"g_padding={self.g_padding!r} needs resize-convolutions (upsampling 'resize_conv' or "
-                             "'bilinear_conv'): transposed convolutions pad with zeros only")
-        if self.g_head_width < 0 or (self.g_head_width and self.upsampling == "transposed"):
-            raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
-                             f"{self.g_head_width} with upsampling={self.upsampling!r}")
+        check_generator_options(self.upsampling, self.network, self.g_padding, self.g_head_width)
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -149,6 +138,38 @@ class Architecture:
             for k, v in asdict(self).items()
             if getattr(other, k) != v
         ]
+
+
+def check_generator_options(upsampling: str, network: str, g_padding: str, g_head_width: int) -> None:
+    """The one check of G's shape options (used by :class:`Architecture` and ``TrainConfig``).
+
+    Parameters
+    ----------
+    upsampling : {"transposed", "resize_conv", "bilinear_conv"}
+    network : {"dcgan", "fastgan"}
+    g_padding : {"zeros", "reflect"}
+    g_head_width : int
+        >= 0.
+
+    Raises
+    ------
+    ValueError
+        When a value is not one of its set, ``g_head_width`` is negative, or reflection padding
+        or a head layer is asked of the DCGAN's transposed convolutions.
+    """
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+    if g_padding not in G_PADDING:
+        raise ValueError(f"g_padding must be one of {G_PADDING}, got {g_padding!r}")
+    transposed = network == "dcgan" and upsampling == "transposed"
+    if g_padding != "zeros" and transposed:
+        raise ValueError(f"g_padding={g_padding!r} needs resize-convolutions (upsampling 'resize_conv' or "
+                         "'bilinear_conv'): transposed convolutions pad with zeros only")
+    if g_head_width < 0 or (g_head_width and transposed):
+        raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
+                         f"{g_head_width} with upsampling={upsampling!r}")
 
 
 def _widths(base: int, image_size: int) -> list[int]:
