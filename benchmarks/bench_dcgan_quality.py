@@ -2,8 +2,9 @@
 
 Trains the baseline (stage 02's settings before issue 15: the ``default`` profile's widths,
 batch, label smoothing and instance noise, transposed convolutions) and candidate combinations of
-the options of issue 15 (DiffAugment, EMA of G, resize-convolution G, spectral norm in D, TTUR,
-R1, noise inputs, the spectral terms) for the same CPU time on one thread, on the lesion patches
+the options of issues 15 and 21 (DiffAugment, EMA of G, resize-convolution G, spectral norm in D,
+TTUR, R1, noise inputs, the spectral terms; bilinear resize, reflection padding, a full-size head
+layer, the light FastGAN) for the same CPU time on one thread, on the lesion patches
 of a run folder where stage 01 has run (the phantom of the default study, or MIAS: run stage 01
 with ``-p source_kind=mias``). Each candidate first trains a few iterations to measure its CPU
 seconds per iteration (``time.process_time``, which other processes on the machine do not

@@ -13,8 +13,8 @@ Helpers of ``bench_dcgan_quality.py`` (issue 21); not a benchmark itself (no ``b
 - :func:`read_records` / :func:`frontier_table`: the JSON lines that ``--record`` appends (one
   per scored candidate, budget and seed, plus the null control), as the table of C2ST AUC per
   dataset, candidate and seed over the budgets, C2ST first;
-- :func:`frontier_figure`: that table as a figure, one panel per dataset: C2ST AUC against
-  training CPU minutes (log scale), one line per candidate (seed 0), the other seeds as points,
+- :func:`frontier_figure`: that table as a figure, one panel per dataset: C2ST AUC against the
+  measured training CPU minutes (log scale), one line per candidate (seed 0), the other seeds as points,
   the real-vs-real null and the issue's targets as horizontal lines.
 """
 
@@ -113,8 +113,10 @@ def frontier_table(records: list[dict]) -> list[str]:
     lines = []
     for dataset in sorted({k[0] for k in latest}):
         lines.append(f"== {dataset}: C2ST AUC (held-out, 4 folds; lower is better, 0.5 the floor) by training CPU "
-                     "minutes; * a snapshot of a longer run ==")
-        lines.append(f"{'candidate':<28} {'seed':>4} | " + " | ".join(f"{b:>6g} min" for b in budgets))
+                     "minutes (nominal: a budget became iterations by a probe of the CPU s per iteration; each "
+                     "cell also gives the iterations and the measured training CPU s); * a snapshot of a "
+                     "longer run ==")
+        lines.append(f"{'candidate':<28} {'seed':>4} | " + " | ".join(f"{b:>6g} min: AUC, it, CPU" for b in budgets))
         for (ds, name, seed, _), r in sorted(latest.items()):
             if ds == dataset and name == "null":
                 lines.append(f"{'null: real vs real':<28} {seed:>4} | c2st {r['c2st']:.3f} "
@@ -124,14 +126,15 @@ def frontier_table(records: list[dict]) -> list[str]:
             cells = []
             for b in budgets:
                 r = latest.get((dataset, name, seed, b))
-                cells.append(f"{r['c2st']:6.3f}{'*' if r.get('snapshot_of') else ' '}   " if r else f"{'-':>6}    ")
+                cells.append(f"{r['c2st']:6.3f}{'*' if r.get('snapshot_of') else ' '} {r['iterations']:>5}it {r['cpu_s']:4.0f}s"
+                             if r else f"{'-':>6}{'':>15}")
             lines.append(f"{name:<28} {seed:>4} | " + " | ".join(cells))
         for name in sorted({k[0] for k in keys}):
             cells, several = [], False
             for b in budgets:
                 aucs = [r["c2st"] for (ds, n, _, m), r in latest.items() if ds == dataset and n == name and m == b]
                 several |= len(aucs) > 1
-                cells.append(f"{np.median(aucs):6.3f} n{len(aucs)}" if len(aucs) > 1 else f"{'':>10}")
+                cells.append(f"{np.median(aucs):6.3f} (n {len(aucs)}){'':>8}" if len(aucs) > 1 else f"{'':>22}")
             if several:
                 lines.append(f"{name + ': median of seeds':<33} | " + " | ".join(cells))
         lines.append("")
@@ -176,7 +179,9 @@ def frontier_figure(records: list[dict], path: str | Path, highlight: dict[str, 
                 ax.axhline(r["c2st"], color="grey", lw=1, ls=":",
                            label=f"real vs real (null), seed {seed}: {r['c2st']:.2f}")
                 continue
-            series[name][seed].append((minutes, r["c2st"], r["c2st_lo"], r["c2st_hi"]))
+            cpu = float(r.get("cpu_s") or "nan")  # measured CPU minutes where known, else the nominal budget
+            series[name][seed].append((cpu / 60 if np.isfinite(cpu) else minutes, r["c2st"], r["c2st_lo"],
+                                       r["c2st_hi"]))
         for name, by_seed in series.items():
             label = (highlight or {}).get(name, name)
             for seed, pts in sorted(by_seed.items()):
@@ -198,7 +203,7 @@ def frontier_figure(records: list[dict], path: str | Path, highlight: dict[str, 
         ax.set_xticks(FRONTIER_MINUTES, [str(m) for m in FRONTIER_MINUTES])
         ax.set_xlim(0.85, 70)
         ax.set_ylim(0.4, 1.02)
-        ax.set_xlabel("training CPU minutes (one thread)")
+        ax.set_xlabel("training CPU minutes, as measured (one thread)")
         ax.set_title(f"{dataset}: held-out C2ST AUC (0.5 = indistinguishable)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, loc="lower left")

@@ -27,7 +27,7 @@ from mammo_lib.sources.lesion_classes import normalise_lesion_classes
 REPLAY_SETTINGS = ("batch_size", "seed", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "instance_noise",
                    "instance_noise_iterations",
                    "diffaugment", "ema_decay", "r1_gamma", "channels_last", "spectral_loss_weight",
-                   "spectral_d_weight")
+                   "spectral_d_weight", "amp")
 
 
 @dataclass
@@ -115,8 +115,8 @@ class TrainConfig:
         ICLR 2021; :mod:`mammo_lib.generate.fastgan`): G with skip-layer excitation and gated
         linear units, a residual D that also reconstructs real patches from its features (an L1
         term in D's loss), and the hinge loss instead of the non-saturating one, so
-        ``label_smoothing`` is not used; ``upsampling`` is not used either (FastGAN's G always
-        resize-convolves).
+        ``label_smoothing`` is not used; FastGAN's G always resize-convolves (bilinearly with
+        ``upsampling="bilinear_conv"``, else by nearest neighbour) and has no ``g_head_width`` layer.
     channels_last : bool
         Train G and D in torch's channels-last memory format: the same model, computed by other
         (on one CPU thread about 1.2x faster for transposed and 1.7x for resize-convolution G at
@@ -261,6 +261,7 @@ _DEVIATION_TEXT = {
                   "convolutions (resize-convolution, Odena et al. 2016)",
     "g_padding": "G's 3x3 convolutions pad by {v} instead of zeros",
     "g_head_width": "one more layer of G at full size ({v} channels) before the image",
+    "amp": "bfloat16 mixed precision of G's and D's forward passes on CUDA (ignored on a CPU)",
     "spectral_norm": "spectral normalisation in D, without batch norm there (Miyato et al. 2018)",
     "noise_injection": "G gets per-pixel Gaussian noise inputs with learnt per-channel scales after every "
                        "upsampling convolution (StyleGAN's noise inputs, Karras et al. 2019)",
@@ -296,6 +297,8 @@ def deviations_from_paper(cfg: TrainConfig) -> list[str]:
     out = []
     for name, text in _DEVIATION_TEXT.items():
         value, paper = getattr(cfg, name), getattr(PAPER_CONFIG, name)
+        if name == "instance_noise_iterations" and not cfg.instance_noise:
+            continue  # no instance noise: its horizon changes nothing
         if value != paper:
             one_minus = 1.0 - value if name == "label_smoothing" else None
             resize = "bilinear" if value == "bilinear_conv" else "nearest-neighbour"

@@ -146,16 +146,21 @@ def check_generator_options(upsampling: str, network: str, g_padding: str, g_hea
     Parameters
     ----------
     upsampling : {"transposed", "resize_conv", "bilinear_conv"}
+        G's x2 upsampling (FastGAN's G resizes bilinearly with "bilinear_conv", otherwise by
+        nearest neighbour).
     network : {"dcgan", "fastgan"}
+        The networks (:data:`NETWORKS`).
     g_padding : {"zeros", "reflect"}
+        Padding of G's 3x3 convolutions.
     g_head_width : int
-        >= 0.
+        Channels of the DCGAN's full-size head layer, >= 0 (0: none).
 
     Raises
     ------
     ValueError
-        When a value is not one of its set, ``g_head_width`` is negative, or reflection padding
-        or a head layer is asked of the DCGAN's transposed convolutions.
+        When a value is not one of its set, ``g_head_width`` is negative, reflection padding
+        or a head layer is asked of the DCGAN's transposed convolutions, or a head layer of
+        FastGAN's G.
     """
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
@@ -170,6 +175,9 @@ def check_generator_options(upsampling: str, network: str, g_padding: str, g_hea
     if g_head_width < 0 or (g_head_width and transposed):
         raise ValueError(f"g_head_width must be >= 0 (0: none) and needs resize-convolutions, got "
                          f"{g_head_width} with upsampling={upsampling!r}")
+    if g_head_width and network == "fastgan":
+        raise ValueError(f"g_head_width={g_head_width} is a layer of the DCGAN's G: FastGAN's G has its own "
+                         "full-size layers; set g_head_width=0 with network='fastgan'")
 
 
 def _widths(base: int, image_size: int) -> list[int]:

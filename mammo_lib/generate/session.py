@@ -6,6 +6,7 @@ under torchrun); what an iteration does and why is described in :mod:`mammo_lib.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -96,7 +97,18 @@ FASTGAN_STREAMS_RULE = "; fastgan_part(rank, iteration)"
 
 
 def device_name(device: torch.device) -> str:
-    """``"cpu"``, or the CUDA device's name (``torch.cuda.get_device_name``), for the training summary."""
+    """The device's name for the training summary.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    str
+        ``"cpu"`` (or the device type for other non-CUDA devices), or the CUDA device's name
+        (``torch.cuda.get_device_name``, e.g. "NVIDIA H100 80GB HBM3").
+    """
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return device.type
@@ -148,6 +160,10 @@ class Session:
         # bfloat16 autocast of G's and D's forward passes on CUDA only; losses, the spectral terms and
         # synthesis stay in float32, and on a CPU training is unchanged (bit-reproducible)
         self.amp = bool(cfg.amp) and device.type == "cuda"
+        if self.amp and not torch.cuda.is_bf16_supported():
+            warnings.warn(f"amp=True: {device_name(device)} has no native bfloat16; training runs in float32",
+                          stacklevel=3)
+            self.amp = False
         self.is_main = rank == 0
         self.store_path, self.out_dir = Path(store_path), out_dir
         self.paths = dcgan_paths(out_dir)
@@ -302,9 +318,11 @@ class Session:
         out_real = self._d(real_in)
         return out_real, self.criterion(out_real, self.targets[0])
 
-    def _autocast(self) -> torch.autocast:
-        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op otherwise."""
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def _d(self, images: torch.Tensor) -> torch.Tensor:
         """D's logits (B,) in float32."""

@@ -40,6 +40,7 @@ SYNTHESIS_OPTION_DEFAULTS = {
     "upsampling": "transposed", "spectral_norm": False, "noise_injection": False, "spectral_loss_weight": 0.0,
     "spectral_d_weight": 0.0, "diffaugment": "", "ema_decay": 0.0, "r1_gamma": 0.0,
     "lr_g": 2e-4, "lr_d": 2e-4, "label_smoothing": 0.0, "instance_noise": 0.0,
+    "network": "dcgan", "g_padding": "zeros", "g_head_width": 0,
 }
 
 # recorded in every synthetic store's attributes: the text is kept as first written (when the module was
@@ -49,6 +50,8 @@ LATENT_SEED_RULE = (
     "z = torch.randn(latent_dim, generator=torch.Generator().manual_seed(latent_seed)); with noise inputs, "
     "G's noise maps are drawn next from the same generator, one torch.randn(1, s, s) per map side s = 8, 16, ..."
 )
+# appended to LATENT_SEED_RULE for a G with a head layer (g_head_width > 0), whose last map is a second full-size one
+HEAD_MAP_RULE = " (with a head layer, g_head_width > 0: then one more full-size map)"
 
 
 def latent_seed_for(seed: int, index: int) -> int:
@@ -237,7 +240,7 @@ def generate_synthetic_patches(
         "checkpoint_iteration": state.get("iteration"),
         "trained_on_lesion_classes": list(trained_on) if trained_on else None,
         "seed": int(seed),
-        "latent_seed_rule": LATENT_SEED_RULE,
+        "latent_seed_rule": LATENT_SEED_RULE + (HEAD_MAP_RULE if options.get("g_head_width") else ""),
         "generator_mode": "eval",
         "generator_weights": weights_key,
         "training_options": options,

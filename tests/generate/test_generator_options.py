@@ -121,6 +121,8 @@ def test_synthesis_from_a_fastgan_checkpoint_regenerates_each_patch(toy_store, t
     assert patches.shape == (6, 64, 64) and np.array_equal(again, patches[[4, 1]])
     generator, meta = load_generator(result.checkpoint)
     assert generator.arch.network == "fastgan" and meta["weights"] == "generator_ema"
+    manifest = open_patch_store(store).manifest
+    assert set(manifest["dcgan_network"]) == {"fastgan"} and set(manifest["dcgan_g_head_width"]) == {0}
 
 
 def test_a_checkpoint_without_network_is_a_dcgan_and_bad_names_are_refused(toy_store, tmp_path):
@@ -210,3 +212,5 @@ def test_a_head_layer_at_full_size_has_its_own_noise_input():
     assert not torch.equal(generator(z, maps), generator(z, changed))
     with pytest.raises(ValueError, match="g_head_width must be >= 0"):
         TrainConfig(upsampling="transposed", g_head_width=8)
+    with pytest.raises(ValueError, match="FastGAN's G has its own full-size layers"):
+        TrainConfig(network="fastgan", upsampling="bilinear_conv", g_head_width=8)
