@@ -475,7 +475,29 @@ def run_candidate(name: str, overrides: dict, store: Path, real: RealSets, args,
 def run_frontier(name: str, overrides: dict, store: Path, real: RealSets, args, tmp: Path) -> list[dict]:
     """Train one candidate for the longest frontier budget, keeping a checkpoint at each budget
     (:func:`c2st_frontier.snapshot_iterations`), and score every snapshot as :func:`run_candidate`
-    scores a finished run."""
+    scores a finished run.
+
+    Parameters
+    ----------
+    name : str
+        The candidate; its lines are named ``"<name> [<longest>-min run]"``.
+    overrides : dict
+        TrainConfig fields over :data:`BASELINE`.
+    store : Path
+        The run's lesion patch store.
+    real : RealSets
+    args : argparse.Namespace
+        ``frontier`` (CPU minutes), ``seed``, ``n_synthetic``, ``probe_iterations`` ...
+    tmp : Path
+        Where the training folder, the snapshots and the synthetic stores go.
+
+    Returns
+    -------
+    list of dict
+        One line per snapshot kept (all of them unless training stopped early), with
+        ``budget_cpu_s``, ``snapshot_of`` (the longest budget, None for the last) and
+        ``snapshot_caveat`` (:func:`c2st_frontier.snapshot_caveat`).
+    """
     import shutil
 
     base = {**BASELINE, "seed": args.seed, "num_threads": 1, "progress": False, "device": "cpu"}
@@ -513,7 +535,8 @@ def run_frontier(name: str, overrides: dict, store: Path, real: RealSets, args, 
         share = iteration / total
         rows.append({"name": f"{name} [{max(args.frontier):g}-min run]", "iterations": iteration, "stopped": result.stopped, "cpu_s": cpu * share,
                      "wall_s": wall * share, "s_per_it": per_it, "budget_cpu_s": minutes * 60.0,
-                     "snapshot_of": max(args.frontier) if iteration < total else None, **metrics})
+                     "snapshot_of": max(args.frontier) if iteration < total else None,
+                     "snapshot_caveat": caveat if iteration < total else None, **metrics})
     return rows
 
 
@@ -597,7 +620,19 @@ def load_real(run_dir: Path, args) -> RealSets:
 
 
 def append_record(args, run_dir: Path, row: dict, overrides: dict) -> None:
-    """Append ``row`` as one JSON line to ``args.record`` (when given), with what makes it comparable."""
+    """Append ``row`` as one JSON line to ``args.record`` (when given), with what makes it comparable.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``record`` (the file, or None: nothing is written), ``seed``, ``budget``.
+    run_dir : Path
+        The run folder the real patches came from (its data set is recorded).
+    row : dict
+        A printed line's values (a candidate, a snapshot, or the null control ``name="null"``).
+    overrides : dict
+        The candidate's TrainConfig overrides.
+    """
     if not args.record:
         return
     record = {"run_dir": str(run_dir), "dataset": dataset_name(run_dir), "seed": args.seed,
@@ -611,7 +646,17 @@ def append_record(args, run_dir: Path, row: dict, overrides: dict) -> None:
 
 
 def dataset_name(run_dir: Path) -> str:
-    """``phantom`` or ``mias`` (or the run's source kind) from the run's extraction record."""
+    """The run's collection kind (``phantom``, ``mias``, ...) from ``patches/extraction.json``.
+
+    Parameters
+    ----------
+    run_dir : Path
+
+    Returns
+    -------
+    str
+        The source kind stage 01 recorded, or the folder's name when there is no readable record.
+    """
     try:
         record = json.loads((run_dir / "patches" / "extraction.json").read_text())
         return str(record["parameters"]["source"]["kind"])

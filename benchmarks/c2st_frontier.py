@@ -66,7 +66,19 @@ def snapshot_iterations(minutes: list[float], seconds_per_iteration: float) -> t
 
 
 def snapshot_caveat(config: dict) -> str | None:
-    """Why a snapshot of this candidate's run is not the run of that length (None when it is)."""
+    """Why a snapshot of this candidate's run is not the run of that length.
+
+    Parameters
+    ----------
+    config : dict
+        TrainConfig fields of the candidate.
+
+    Returns
+    -------
+    str or None
+        The reason (instance noise annealed over the whole run), or None when every snapshot is
+        exactly the shorter run.
+    """
     if float(config.get("instance_noise", 0) or 0) > 0 and not config.get("instance_noise_iterations"):
         return ("instance noise anneals over the whole run, so a snapshot is not the shorter run "
                 "(train that budget with --budget instead)")
@@ -74,7 +86,21 @@ def snapshot_caveat(config: dict) -> str | None:
 
 
 def read_records(paths: list[str | Path]) -> list[dict]:
-    """Every JSON line of the record files (``--record``), in order; a line that is not JSON is an error."""
+    """Every JSON line of the record files (``--record``), in order.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    SystemExit
+        When a line is not JSON (the message names the file and line).
+    """
     records = []
     for path in paths:
         for n, line in enumerate(Path(path).read_text().splitlines(), 1):

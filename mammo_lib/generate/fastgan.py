@@ -5,7 +5,7 @@ Few-shot Image Synthesis", ICLR 2021 (arXiv:2101.04775), built for 100-1,000 tra
 written here for single-channel patches of any power-of-two size >= 32 and CPU budgets:
 
 - **G**: a 4x4 start from the latent vector (transposed 4x4 convolution), then one block per
-  doubling: nearest-neighbour x2, 3x3 convolution, batch norm, gated linear unit (GLU: the
+  doubling: nearest-neighbour (or, with ``upsampling="bilinear_conv"``, bilinear) x2, 3x3 convolution, batch norm, gated linear unit (GLU: the
   convolution gives twice the channels and one half gates the other); every other block
   ("comp", all but the last) has a second 3x3 convolution. Per-pixel noise inputs with a learnt per-channel scale
   (:class:`~mammo_lib.generate.layers.NoiseInjection`, as StyleGAN's) after each block's first
@@ -16,8 +16,8 @@ written here for single-channel patches of any power-of-two size >= 32 and CPU b
   convolution to 1x1, SiLU, a 1x1 convolution, sigmoid, multiplied channel by channel.
 - **D**: a stride-2 4x4 convolution, then residual down blocks (a stride-2 4x4 convolution and a
   3x3 convolution beside an average pooling and a 1x1 convolution, averaged) to 8x8, an SLE from
-  the first features to the 8x8 ones, and a 4x4 convolution to a 5x5 map of logits whose mean is
-  D's logit (B,). With ``spectral_norm`` every convolution of D is spectrally normalised (the
+  the first features to the 8x8 ones, then a 1x1 convolution, batch norm, LeakyReLU and a 4x4
+  convolution to a 5x5 map of logits whose mean is D's logit (B,). With ``spectral_norm`` every convolution of D is spectrally normalised (the
   paper's D is).
 - **self-supervised D** (section 3.2): two small decoders reconstruct, from D's 8x8 features, the
   whole real patch at a quarter of its side, and from one quadrant of D's 16x16 features that
@@ -51,15 +51,41 @@ DECODED_FRACTION = 4
 
 
 def g_widths(ngf: int, image_size: int) -> dict[int, int]:
-    """G's channels per side (4 .. image_size): 8, 8, 4, 2, 1 times ``ngf`` at 4, 8, 16, 32, 64 px, then
-    halved per doubling (at least 4): the full-size layers are the costly ones on a CPU."""
+    """G's channels per side: 8, 8, 4, 2, 1 times ``ngf`` at 4, 8, 16, 32, 64 px, then halved per
+    doubling (at least 4): the full-size layers are the costly ones on a CPU.
+
+    Parameters
+    ----------
+    ngf : int
+        G's base width.
+    image_size : int
+        Patch side, a power of two >= 32.
+
+    Returns
+    -------
+    dict
+        Side in pixels (4, 8, ..., image_size) -> channels.
+    """
     sides = [2 ** k for k in range(2, int(math.log2(image_size)) + 1)]
     multipliers = {4: 8.0, 8: 8.0, 16: 4.0, 32: 2.0}
     return {s: max(4, int(ngf * multipliers.get(s, 64 / s))) for s in sides}
 
 
 def d_widths(ndf: int, image_size: int) -> dict[int, int]:
-    """D's channels per side (image_size/2 .. 8): ndf at the first features, doubled per halving, at most 8 ndf."""
+    """D's channels per side: ``ndf`` at the first features, doubled per halving, at most 8 ``ndf``.
+
+    Parameters
+    ----------
+    ndf : int
+        D's base width.
+    image_size : int
+        Patch side, a power of two >= 32.
+
+    Returns
+    -------
+    dict
+        Side in pixels (image_size / 2, ..., 8) -> channels.
+    """
     sides = [2 ** k for k in range(int(math.log2(image_size)) - 1, 2, -1)]
     return {s: ndf * min(8, 2 ** i) for i, s in enumerate(sides)}
 
@@ -145,7 +171,19 @@ class FastGANGenerator(nn.Module):
         self.noise_injection = noise_injection
 
     def forward(self, z: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
-        """Images from latent vectors ``z`` (B, latent_dim, 1, 1) and noise maps (one per side 8 ..)."""
+        """Images from latent vectors and noise maps.
+
+        Parameters
+        ----------
+        z : float tensor, shape (B, latent_dim, 1, 1)
+        noise : list of float tensors, shapes (B, 1, s, s) for s = 8, 16, ..., image_size, or None
+            The per-pixel noise inputs (None without ``noise_injection``).
+
+        Returns
+        -------
+        float tensor, shape (B, channels, image_size, image_size)
+            Images in [-1, 1].
+        """
         x = self.init(z)
         feats = {4: x}
         gates = {b: (a, sle) for (a, b), sle in zip(self.sle_pairs, self.sles, strict=True)}
@@ -226,12 +264,26 @@ class FastGANDiscriminator(nn.Module):
         self._rng = rng
 
     def apply_spectral_norm(self) -> None:
-        """Spectral normalisation on every convolution (after the initial weights are drawn)."""
+        """With ``spectral_norm``, spectral normalisation on every convolution of D (decoders included),
+        its power-iteration vectors drawn from the ``rng`` given at construction; called once the
+        initial weights are drawn (:class:`mammo_lib.generate.model.Discriminator` does)."""
         if self.spectral_norm:
             add_spectral_norm(self, self._rng)
+        self._rng = None  # drawn from; not kept
 
     def features(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        """D's features per side, from image_size/2 down to 8."""
+        """D's features per side.
+
+        Parameters
+        ----------
+        x : float tensor, shape (B, channels, size, size)
+
+        Returns
+        -------
+        dict
+            Side (size / 2, ..., 8) -> float tensor (B, C, side, side); the 8x8 ones gated by the
+            skip-layer excitation from the first ones.
+        """
         x = self.first(x)
         feats = {x.shape[-1]: x}
         for block in self.downs:
@@ -289,10 +341,17 @@ def hinge_d_loss(real_logits: torch.Tensor | None, fake_logits: torch.Tensor | N
     -------
     float tensor, shape ()
 
+    Raises
+    ------
+    ValueError
+        When both are None.
+
     References
     ----------
     Lim & Ye, "Geometric GAN", arXiv:1705.02894 (2017); used by Liu et al., ICLR 2021.
     """
+    if real_logits is None and fake_logits is None:
+        raise ValueError("hinge_d_loss needs real or fake logits (both are None)")
     total = torch.zeros((), device=(real_logits if real_logits is not None else fake_logits).device)
     if real_logits is not None:
         total = total + F.relu(1.0 - real_logits).mean()
@@ -302,5 +361,15 @@ def hinge_d_loss(real_logits: torch.Tensor | None, fake_logits: torch.Tensor | N
 
 
 def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """G's loss of the hinge GAN, ``-mean(D(G(z)))``."""
+    """G's loss of the hinge GAN, ``-mean(D(G(z)))``.
+
+    Parameters
+    ----------
+    fake_logits : float tensor, shape (B,)
+        D's logits for G's batch.
+
+    Returns
+    -------
+    float tensor, shape ()
+    """
     return -fake_logits.mean()

@@ -31,7 +31,14 @@ def init_dcgan_weights(module: nn.Module, rng: torch.Generator | None = None) ->
 
 
 def init_all(model: nn.Module, rng: torch.Generator | None) -> None:
-    """:func:`init_dcgan_weights` on every layer of ``model``, in the order of ``model.modules()``."""
+    """:func:`init_dcgan_weights` on every layer of ``model``, in the order of ``model.modules()``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    rng : torch.Generator or None
+        The stream the weights are drawn from (None: torch's global generator).
+    """
     for module in model.modules():
         init_dcgan_weights(module, rng)
 
@@ -64,8 +71,21 @@ class NoiseInjection(nn.Module):
 
 @torch.no_grad()
 def add_spectral_norm(model: nn.Module, rng: torch.Generator | None) -> None:
-    """Spectral normalisation on every convolution of ``model`` (in the order of ``model.modules()``);
-    its power-iteration vectors drawn from ``rng`` (Miyato et al., ICLR 2018)."""
+    """Spectral normalisation on every 2-d convolution of ``model`` (in the order of ``model.modules()``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Changed in place (``torch.nn.utils.parametrizations.spectral_norm``).
+    rng : torch.Generator or None
+        Draws each power iteration's starting vectors (None: torch's global generator), which
+        are then refined by 15 power iterations.
+
+    References
+    ----------
+    Miyato, Kataoka, Koyama & Yoshida, "Spectral Normalization for Generative Adversarial
+    Networks", ICLR 2018.
+    """
     from torch.nn.utils.parametrizations import spectral_norm
 
     for module in list(model.modules()):

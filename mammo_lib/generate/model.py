@@ -36,7 +36,12 @@ Deviations from the reference
   :mod:`mammo_lib.generate.regularisers` for the training-side ones): ``upsampling="resize_conv"`` makes G
   upsample by nearest-neighbour doubling followed by a 3x3 convolution instead of a 4x4
   transposed convolution, against the checkerboard artefacts of transposed convolutions
-  (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016);
+  (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016), and
+  ``"bilinear_conv"`` by bilinear doubling (the ``default`` profile: the blocky 2x2 texture of
+  nearest-neighbour doubling is what the CNN two-sample test saw first);
+  ``g_head_width`` > 0 adds one more layer to G at full size (the ``default`` profile: 8
+  channels); ``g_padding="reflect"`` pads G's 3x3 convolutions by reflection;
+  ``network="fastgan"`` replaces both networks by a light FastGAN (:mod:`mammo_lib.generate.fastgan`);
   ``spectral_norm=True`` puts spectral normalisation on every convolution of D and drops D's
   batch norm, as in the SN-GAN discriminators (Miyato, Kataoka, Koyama & Yoshida, "Spectral
   Normalization for Generative Adversarial Networks", ICLR 2018);
@@ -250,6 +255,8 @@ class Generator(nn.Module):
     """G: latent vector (B, latent_dim) -> image (B, channels, size, size) in [-1, 1].
 
     ``rng`` (optional ``torch.Generator``) draws the initial weights; None uses torch's global one.
+    With ``network="fastgan"`` G is :class:`~mammo_lib.generate.fastgan.FastGANGenerator`
+    (attribute ``fast``), otherwise the DCGAN's layers (attribute ``main``).
     """
 
     def __init__(self, arch: Architecture | None = None, rng: torch.Generator | None = None) -> None:
@@ -361,9 +368,31 @@ class Discriminator(nn.Module):
             add_spectral_norm(self.main, rng)
 
     def forward(self, x: torch.Tensor, part: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """D's logits (B,) for images ``x`` (B, channels, size, size) in [-1, 1]; ``part`` only for FastGAN."""
+        """D's logits for images.
+
+        Parameters
+        ----------
+        x : float tensor, shape (B, channels, size, size)
+            Images in [-1, 1].
+        part : int, optional
+            FastGAN only: the quadrant (0-3) its part decoder reconstructs
+            (:meth:`mammo_lib.generate.fastgan.FastGANDiscriminator.forward`).
+
+        Returns
+        -------
+        logits : float tensor, shape (B,)
+        reconstruction_error : float tensor, shape ()
+            Only with ``part`` (FastGAN): the L1 reconstruction error of ``x``.
+
+        Raises
+        ------
+        ValueError
+            When ``part`` is given to the DCGAN's D, which reconstructs nothing.
+        """
         if self.arch.network == "fastgan":
             return self.fast(x, part)
+        if part is not None:
+            raise ValueError("part: only FastGAN's D reconstructs patches (network='fastgan')")
         return self.main(x).flatten()
 
     def probability(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 What it does per iteration follows ``pytorch/examples/dcgan/main.py`` (Radford et al. 2016):
 update D on a real batch and a fake batch, then update G to make D call its fakes real
-(non-saturating loss), both with Adam (lr 2e-4, beta1 0.5). Around that loop:
+(non-saturating loss; with ``network="fastgan"`` the hinge loss and D's reconstruction term of
+:mod:`mammo_lib.generate.fastgan`), both with Adam (lr 2e-4, beta1 0.5). Around that loop:
 
 - **loss log**: one CSV row per iteration (``loss_D, loss_G, D_x, D_G_z1, D_G_z2``), appended and
   flushed at once, so a killed run loses nothing it finished (formats: :mod:`mammo_lib.generate.files`);
@@ -23,7 +24,8 @@ update D on a real batch and a fake batch, then update G to make D call its fake
   high-frequency details; it is not in the DCGAN reference: off in ``TrainConfig`` unless chosen (the
   ``default`` profile chooses 0.3, the ``paper`` profile leaves it off);
 - **options for few patches** (each off unless chosen, all in :class:`TrainConfig` and recorded in
-  the checkpoint and the synthetic manifest): noise inputs to G and resize-convolution G
+  the checkpoint and the synthetic manifest): the light FastGAN, noise inputs to G, resize-convolution
+  G (nearest-neighbour or bilinear), reflection padding and a full-size head layer in G
   (:mod:`mammo_lib.generate.model`), spectral norm in D, DiffAugment, R1, the spectral term in G's loss,
   and the EMA of G whose batch-norm statistics are recomputed before it is sampled or saved
   (:mod:`mammo_lib.generate.regularisers`); ``lr_d`` != ``lr_g`` is the two time-scale update rule;
