@@ -261,7 +261,6 @@ _DEVIATION_TEXT = {
                   "convolutions (resize-convolution, Odena et al. 2016)",
     "g_padding": "G's 3x3 convolutions pad by {v} instead of zeros",
     "g_head_width": "one more layer of G at full size ({v} channels) before the image",
-    "amp": "bfloat16 mixed precision of G's and D's forward passes on CUDA (ignored on a CPU)",
     "spectral_norm": "spectral normalisation in D, without batch norm there (Miyato et al. 2018)",
     "noise_injection": "G gets per-pixel Gaussian noise inputs with learnt per-channel scales after every "
                        "upsampling convolution (StyleGAN's noise inputs, Karras et al. 2019)",
@@ -292,7 +291,8 @@ def deviations_from_paper(cfg: TrainConfig) -> list[str]:
     -------
     list of str
         Empty for the paper's settings (the defaults of :class:`TrainConfig`); the training
-        length, device, threads, seed and the class filter are not counted.
+        length, device, threads, mixed precision (``amp``: how the same model is computed on a GPU),
+        seed and the class filter are not counted.
     """
     out = []
     for name, text in _DEVIATION_TEXT.items():
