@@ -164,7 +164,7 @@ def frontier_table(records: list[dict]) -> list[str]:
             if several:
                 lines.append(f"{name + ': median of seeds':<33} | " + " | ".join(cells))
         lines.append("")
-    return lines
+    return [line.rstrip() for line in lines]
 
 
 def frontier_figure(records: list[dict], path: str | Path, highlight: dict[str, str] | None = None) -> Path:
@@ -232,7 +232,7 @@ def frontier_figure(records: list[dict], path: str | Path, highlight: dict[str, 
         ax.set_xlabel("training CPU minutes, as measured (one thread)")
         ax.set_title(f"{dataset}: held-out C2ST AUC (0.5 = indistinguishable)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6.5, loc="lower left")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     axes[0][0].set_ylabel("C2ST AUC, real vs synthetic (95% CI)")
     fig.tight_layout()
     saved = save_figure(fig, path)
